@@ -1,0 +1,1 @@
+"""Networks shared by L-AWR and every baseline."""
