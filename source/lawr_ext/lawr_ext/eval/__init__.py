@@ -1,1 +1,6 @@
-"""eval."""
+"""Vectorized rollouts of chunk policies and success-rate confidence intervals."""
+
+from lawr_ext.eval.metrics import summarize, wilson_interval, write_report
+from lawr_ext.eval.rollout import ChunkScheduler, Episode, rollout
+
+__all__ = ["ChunkScheduler", "Episode", "rollout", "summarize", "wilson_interval", "write_report"]

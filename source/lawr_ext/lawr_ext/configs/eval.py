@@ -1,0 +1,28 @@
+"""Evaluation config: how a ChunkPolicy is rolled out in the vectorized env and how chunks are executed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EvalCfg:
+    task: str = "Bimanual-Chunk"     # registered task id
+    num_envs: int = 8                # parallel envs (CPU default small; 4096 on a GPU host)
+    num_episodes: int = 16           # episodes in total, spread evenly over the envs
+    device: str = "cpu"              # device of the env and the policy
+    seed: int = 0                    # env seed and torch seed (stochastic policies draw from torch's RNG)
+    exec_horizon: int = 8            # steps of each predicted chunk executed before replanning (1..H)
+    temporal_ensemble: bool = False  # ACT-style: average every still-valid chunk prediction for the current step
+    ensemble_decay: float = 0.01     # m in the ensembling weight exp(-m*i), i = 0 for the oldest prediction
+    strategy_key: str = "strategy"   # extras key with the strategy an episode followed (breakdown if present)
+    progress: bool = True            # show a progress bar over finished episodes
+
+    def validate(self, horizon: int) -> None:
+        """Raise a one-line ValueError for settings that cannot work with a policy of chunk length ``horizon``."""
+        if not 1 <= self.exec_horizon <= horizon:
+            raise ValueError(f"EvalCfg.exec_horizon={self.exec_horizon} must be in [1, H={horizon}]")
+        if self.num_envs < 1 or self.num_episodes < 1:
+            raise ValueError(f"EvalCfg.num_envs={self.num_envs} and num_episodes={self.num_episodes} must be >= 1")
+        if self.ensemble_decay < 0:
+            raise ValueError(f"EvalCfg.ensemble_decay={self.ensemble_decay} must be >= 0")
