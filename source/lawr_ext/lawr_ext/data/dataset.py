@@ -1,0 +1,213 @@
+"""Cut offline episodes into TensorDict batches of action chunks (the contract is ``data/keys.py``).
+
+A chunk starts at any step t of an episode of T steps and covers k = min(H, T_usable - t) real steps:
+
+* ``reward``    = sum_{i<k} gamma^i r_{t+i};  ``discount`` = gamma^k;  ``mask[i]`` = i < k.
+* ``actions``   = a_t .. a_{t+k-1}, then the last real action repeated up to H (masked out).
+* ``terminal``  = 1 iff the episode *terminated* at step t+k-1 (its last step); then ``next_obs`` is the
+  episode's last observation o_{T-1}, a placeholder the TD target multiplies by (1 - terminal) = 0.
+* ``next_obs``  = o_{t+k} otherwise, always a real observation of the same episode.
+
+Episodes that were *truncated* (timed out, or cut off at the end of the data): Isaac Lab auto-resets
+inside ``step`` and returns the reset observation, so the observation after the final step o_T was
+never recorded. Instead of bootstrapping from a wrong (reset) or stale observation, the final step of a
+truncated episode is never a real step of any chunk: T_usable = T - 1 (T for terminated episodes). A
+chunk reaching the end of a truncated episode therefore has k = T-1-t real steps, ``terminal`` = 0,
+``next_obs`` = o_{T-1} (recorded, exact) and ``discount`` = gamma^k; the last action a_{T-1} and its
+reward only appear as masked padding. Every bootstrap target is exact at the cost of one step per
+truncated episode.
+
+All per-chunk scalars (first row, k, reward, next row, terminal, discount) are computed once, vectorized,
+in ``__init__``; a batch only gathers rows by index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+
+from lawr_ext.data import keys
+from lawr_ext.data.episodes import DatasetError, Episodes
+from lawr_ext.data.hdf5 import open_hdf5, read_hdf5
+from lawr_ext.data.plain import read_plain
+
+
+def load_episodes(path: str | os.PathLike) -> Episodes:
+    """Read any supported dataset: a shard directory, an Isaac Lab HDF5 file, or the plain format (.npz/.hdf5)."""
+    path = Path(path)
+    if path.is_dir():
+        episodes = read_hdf5(path)
+    elif path.suffix == ".npz":
+        episodes = read_plain(path)
+    elif path.suffix in (".hdf5", ".h5"):
+        with open_hdf5(path) as file:
+            isaac_layout = "data" in file
+        episodes = read_hdf5(path) if isaac_layout else read_plain(path)
+    elif not path.exists():
+        raise DatasetError(path, "file not found")
+    else:
+        raise DatasetError(path, "unknown dataset format (expected a shard directory, .hdf5/.h5 or .npz)")
+    episodes.validate(path)
+    return episodes
+
+
+class ChunkDataset:
+    """All action chunks of a dataset, sampled as TensorDict batches with the keys of ``data/keys.py``.
+
+    Sampling uses ``generator`` when given, else the dataset's own CPU generator (seeded with ``seed``)
+    whose state :meth:`state_dict` / :meth:`load_state_dict` save and restore for bit-identical resume.
+    """
+
+    def __init__(
+        self,
+        episodes: Episodes,
+        horizon: int,
+        gamma: float,
+        *,
+        source: object = "<in-memory episodes>",
+        action_dim: int | None = None,
+        obs_dim: int | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ):
+        if horizon < 1:
+            raise ValueError(f"chunk horizon must be >= 1, got {horizon}")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"discount gamma must be in (0, 1], got {gamma}")
+        episodes.validate(source)
+        for name, expected, actual in (
+            ("action", action_dim, episodes.actions.shape[1]),
+            ("observation", obs_dim, episodes.obs.shape[1]),
+        ):
+            if expected is not None and expected != actual:
+                raise DatasetError(source, f"{name} dim is {actual} but the config expects {expected}")
+        recorded_horizon = episodes.meta.get("chunk_horizon")
+        if recorded_horizon is not None and recorded_horizon != horizon:
+            raise DatasetError(source, f"collected for chunk horizon {recorded_horizon} but the config asks for H={horizon}")
+
+        self.horizon, self.gamma, self.source, self.device = horizon, gamma, source, torch.device(device)
+        self.episodes = episodes
+        self.generator = torch.Generator().manual_seed(seed)
+        self._index_chunks()
+        if self.num_chunks == 0:
+            raise DatasetError(source, "no chunk can be built (every episode is a single truncated step)")
+        self._to_device()
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, horizon: int, gamma: float, **kwargs) -> ChunkDataset:
+        return cls(load_episodes(path), horizon, gamma, source=path, **kwargs)
+
+    def _index_chunks(self) -> None:
+        ep, H = self.episodes, self.horizon
+        usable = ep.lengths - (~ep.terminated).long()  # steps that may be real steps of a chunk
+        episode = torch.repeat_interleave(torch.arange(ep.num_episodes), usable)
+        t = torch.arange(len(episode)) - torch.repeat_interleave(torch.cumsum(usable, 0) - usable, usable)
+        steps = torch.clamp(usable[episode] - t, max=H)  # k
+        first_row = ep.starts[episode] + t
+        terminal = ep.terminated[episode] & (t + steps == ep.lengths[episode])
+        reward = torch.zeros(len(episode))
+        for i in range(H):  # H vectorized passes over all chunks; O(#chunks) memory
+            row = torch.clamp(first_row + i, max=ep.num_steps - 1)
+            reward += self.gamma**i * ep.rewards[row] * (i < steps)
+
+        self.chunk_episode = episode
+        self.chunk_first_row = first_row
+        self.chunk_steps = steps
+        self.chunk_reward = reward
+        self.chunk_next_row = first_row + steps - terminal.long()  # terminal: o_{T-1} placeholder
+        self.chunk_terminal = terminal.float()
+        self.chunk_discount = torch.tensor(self.gamma, dtype=torch.float64).pow(steps).float()
+
+    def _to_device(self) -> None:
+        for name, value in list(vars(self).items()):
+            if name.startswith("chunk_"):
+                setattr(self, name, value.to(self.device))
+        ep = self.episodes
+        self._obs, self._actions = ep.obs.to(self.device), ep.actions.to(self.device)
+        self._success = ep.success.float().to(self.device)
+        self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
+        self._offsets = torch.arange(self.horizon, device=self.device)
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.chunk_first_row)
+
+    def __len__(self) -> int:
+        return self.num_chunks
+
+    @property
+    def observations(self) -> torch.Tensor:
+        """Every recorded observation [N, O] (for fitting the observation normalizer)."""
+        return self._obs
+
+    @property
+    def action_dim(self) -> int:
+        return self._actions.shape[1]
+
+    @property
+    def obs_dim(self) -> int:
+        return self._obs.shape[1]
+
+    def batch(self, chunk_ids: torch.Tensor) -> TensorDict:
+        """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch."""
+        ids = chunk_ids.to(self.device)
+        first, steps, episode = self.chunk_first_row[ids], self.chunk_steps[ids], self.chunk_episode[ids]
+        mask = self._offsets < steps[:, None]
+        rows = torch.minimum(first[:, None] + self._offsets, (first + steps - 1)[:, None])  # pad: repeat last action
+        return TensorDict(
+            {
+                keys.OBS: self._obs[first],
+                keys.ACTIONS: self._actions[rows],
+                keys.REWARD: self.chunk_reward[ids],
+                keys.NEXT_OBS: self._obs[self.chunk_next_row[ids]],
+                keys.TERMINAL: self.chunk_terminal[ids],
+                keys.DISCOUNT: self.chunk_discount[ids],
+                keys.MASK: mask,
+                keys.SUCCESS: self._success[episode],
+                keys.STRATEGY: self._strategy[episode],
+                keys.QUALITY: self._quality[episode],
+            },
+            batch_size=[len(ids)],
+            device=self.device,
+        )
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TensorDict:
+        """A batch of chunks drawn uniformly with replacement (indices drawn on the CPU generator)."""
+        ids = torch.randint(self.num_chunks, (batch_size,), generator=generator or self.generator)
+        return self.batch(ids)
+
+    def iterate(self, batch_size: int) -> Iterator[TensorDict]:
+        """Every chunk exactly once, in dataset order (deterministic; for evaluation metrics)."""
+        for begin in range(0, self.num_chunks, batch_size):
+            yield self.batch(torch.arange(begin, min(begin + batch_size, self.num_chunks)))
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def stats(self) -> dict[str, float]:
+        """Dataset size and success rates overall and per quality / strategy label, for logging."""
+        ep = self.episodes
+        returns = torch.zeros(ep.num_episodes).index_add_(0, torch.repeat_interleave(torch.arange(ep.num_episodes), ep.lengths), ep.rewards)
+        stats = {
+            "episodes": float(ep.num_episodes),
+            "steps": float(ep.num_steps),
+            "chunks": float(self.num_chunks),
+            "success_rate": ep.success.float().mean().item(),
+            "mean_return": returns.mean().item(),
+        }
+        for label in ("quality", "strategy"):
+            names = ep.meta.get(f"{label}_names") or []
+            values = getattr(ep, label)
+            for value in values.unique().tolist():
+                name = names[value] if 0 <= value < len(names) else str(value)
+                selected = values == value
+                stats[f"episodes/{label}_{name}"] = float(selected.sum())
+                stats[f"success_rate/{label}_{name}"] = ep.success[selected].float().mean().item()
+        return stats

@@ -1,0 +1,105 @@
+"""Whole episodes in memory: the one representation every on-disk format is read into.
+
+Steps of all episodes are concatenated; episode ``e`` owns rows ``starts[e] : starts[e] + lengths[e]``.
+Row ``t`` holds the observation seen at step t, the action taken there and the reward it earned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; the message is one line naming the file and the problem."""
+
+    def __init__(self, source: object, problem: str):
+        super().__init__(f"{source}: {' '.join(str(problem).split())}")
+
+
+@dataclass
+class Episodes:
+    obs: torch.Tensor  # float32 [N, O]  observation at each step
+    actions: torch.Tensor  # float32 [N, A]  normalized action taken at each step, in [-1, 1]
+    rewards: torch.Tensor  # float32 [N]     reward earned by that action
+    lengths: torch.Tensor  # int64 [E]       steps per episode (>= 1)
+    terminated: torch.Tensor  # bool [E]     ended by termination; False = timed out / cut off (last next-obs unknown)
+    success: torch.Tensor  # bool [E]
+    strategy: torch.Tensor  # int64 [E]      scripted-expert strategy id, -1 if unknown
+    quality: torch.Tensor  # int64 [E]       expert quality label, -1 if unknown
+    meta: dict = field(default_factory=dict)  # env/task metadata stored with the dataset (task, action_dim, ...)
+
+    @property
+    def starts(self) -> torch.Tensor:
+        return torch.cumsum(self.lengths, 0) - self.lengths
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.rewards)
+
+    @staticmethod
+    def concatenate(parts: list[Episodes], meta: dict | None = None) -> Episodes:
+        def cat(name: str) -> torch.Tensor:
+            return torch.cat([getattr(p, name) for p in parts])
+
+        names = ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")
+        return Episodes(**{name: cat(name) for name in names}, meta=dict(meta or (parts[0].meta if parts else {})))
+
+    def validate(self, source: object) -> None:
+        """Raise :class:`DatasetError` unless shapes, dtypes and values form a usable dataset."""
+        if self.num_episodes == 0 or self.num_steps == 0:
+            raise DatasetError(source, "dataset is empty (no episodes)")
+        for name, value, ndim, dtype in (
+            ("observations", self.obs, 2, torch.float32),
+            ("actions", self.actions, 2, torch.float32),
+            ("rewards", self.rewards, 1, torch.float32),
+        ):
+            if value.ndim != ndim or value.dtype != dtype:
+                raise DatasetError(source, f"'{name}' must be {dtype} with {ndim} dims, got {value.dtype} {list(value.shape)}")
+            if len(value) != self.num_steps:
+                raise DatasetError(source, f"'{name}' has {len(value)} rows but the dataset has {self.num_steps} steps")
+            if not torch.isfinite(value).all():
+                bad = int((~torch.isfinite(value)).reshape(len(value), -1).any(1).nonzero()[0])
+                raise DatasetError(source, f"'{name}' contains NaN or inf (first at step {bad})")
+        if self.actions.abs().max() > 1.0 + 1e-5:
+            raise DatasetError(
+                source, f"actions must be normalized to [-1, 1], found |a| up to {self.actions.abs().max():.3g}"
+            )
+        if (self.lengths < 1).any() or int(self.lengths.sum()) != self.num_steps:
+            raise DatasetError(source, "episode lengths do not add up to the number of steps")
+        for name in ("terminated", "success", "strategy", "quality"):
+            if len(getattr(self, name)) != self.num_episodes:
+                raise DatasetError(source, f"'{name}' has {len(getattr(self, name))} entries for {self.num_episodes} episodes")
+
+
+def _numeric(source: object, name: str, array) -> torch.Tensor:
+    try:
+        return torch.as_tensor(np.asarray(array))
+    except (TypeError, ValueError) as error:
+        raise DatasetError(source, f"'{name}' is not a numeric array ({error})") from None
+
+
+def as_float32(source: object, name: str, array) -> torch.Tensor:
+    """A float array from disk as float32; integer, bool or object arrays are a format error."""
+    tensor = _numeric(source, name, array)
+    if not tensor.is_floating_point():
+        raise DatasetError(source, f"'{name}' must be a float array, got {tensor.dtype}")
+    return tensor.to(torch.float32)
+
+
+def as_flags(source: object, name: str, array) -> torch.Tensor:
+    """A bool array from disk; integers are accepted when they are all 0 or 1."""
+    tensor = _numeric(source, name, array)
+    if tensor.dtype != torch.bool:
+        if tensor.is_floating_point() or tensor.is_complex() or not ((tensor == 0) | (tensor == 1)).all():
+            raise DatasetError(source, f"'{name}' must hold booleans (or 0/1 integers), got {tensor.dtype}")
+        tensor = tensor.bool()
+    if tensor.ndim != 1:
+        raise DatasetError(source, f"'{name}' must be 1-D, got shape {list(tensor.shape)}")
+    return tensor

@@ -1,0 +1,217 @@
+"""Datasets in Isaac Lab's HDF5 layout (robomimic-compatible), written as crash-safe shards.
+
+One file (what Isaac Lab's ``HDF5DatasetFileHandler`` writes, plus our labels)::
+
+    /                     attrs: format_version, lawr_meta (JSON: task, obs_dim, action_dim, control_hz,
+                                 chunk_horizon, action_joint_names, strategy/quality names, collection settings)
+    /data                 attrs: total (steps in the file), env_args (JSON: env_name, type=2)
+    /data/demo_<id>       attrs: num_samples (T), success (bool), seed, strategy (int), quality (int)
+        obs/policy        float32 [T, O]  observation before each action
+        actions           float32 [T, A]  normalized action in [-1, 1]
+        rewards           float32 [T]
+        dones             bool    [T]     terminated (True at most on the last step)
+        truncated         bool    [T]     timed out (True at most on the last step)
+        success           bool    [T]     the env's success flag after each step
+
+A collected dataset is a *directory* of such files, ``shard_000000.hdf5``, ``shard_000001.hdf5``, ...:
+HDF5 files are not crash-safe when a process dies mid-write, so every shard is written whole to a
+temporary file, fsynced and renamed into place (lawr_ext.utils.io.atomic_path); a kill can only lose
+the shard being written, never damage one already on disk. Demo ids are global across shards, so the
+shards can be merged by copying groups. The reader takes either a directory of shards or one file
+(e.g. from Isaac Lab's recorder, when it has rewards); ``dones``/``truncated``/``success`` and the
+labels are optional there (an episode without a done flag counts as cut off, not terminated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import torch
+from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
+
+from lawr_ext.data.episodes import DatasetError, Episodes, as_flags, as_float32
+from lawr_ext.utils.io import atomic_path
+
+SHARD_PATTERN = re.compile(r"shard_(\d+)\.hdf5")
+DEMO_PATTERN = re.compile(r"demo_(\d+)")
+
+
+def shard_path(directory: str | os.PathLike, index: int) -> Path:
+    return Path(directory) / f"shard_{index:06d}.hdf5"
+
+
+def list_shards(directory: str | os.PathLike) -> list[Path]:
+    """Shard files of a dataset directory in index order (temporary files of killed writes are ignored)."""
+    shards = [p for p in Path(directory).iterdir() if SHARD_PATTERN.fullmatch(p.name)]
+    return sorted(shards, key=lambda p: int(SHARD_PATTERN.fullmatch(p.name).group(1)))
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode as the collector hands it to the writer."""
+
+    obs: torch.Tensor  # float32 [T, O]
+    actions: torch.Tensor  # float32 [T, A]
+    rewards: torch.Tensor  # float32 [T]
+    terminated: torch.Tensor  # bool [T]
+    truncated: torch.Tensor  # bool [T]
+    success: torch.Tensor  # bool [T]
+    strategy: int
+    quality: int
+    seed: int  # seed of the env reset that started the episode
+
+
+class _LabeledWriter(HDF5DatasetFileHandler):
+    """Isaac Lab's writer plus the file metadata and per-episode labels it has no API for."""
+
+    def set_meta(self, meta: dict) -> None:
+        self._hdf5_file_stream.attrs["lawr_meta"] = json.dumps(meta)
+
+    def write_labeled_episode(self, record: EpisodeRecord, demo_id: int) -> None:
+        episode = EpisodeData()
+        episode.data = {
+            "obs": {"policy": record.obs},
+            "actions": record.actions,
+            "rewards": record.rewards,
+            "dones": record.terminated,
+            "truncated": record.truncated,
+            "success": record.success,
+        }
+        episode.success = bool(record.success.any())
+        episode.seed = record.seed
+        self.write_episode(episode, demo_id=demo_id)
+        attrs = self._hdf5_data_group[f"demo_{demo_id}"].attrs
+        attrs["strategy"] = record.strategy
+        attrs["quality"] = record.quality
+
+
+def write_episodes(path: str | os.PathLike, records: list[EpisodeRecord], first_id: int, meta: dict) -> None:
+    """Atomically write ``records`` as demos ``first_id, first_id+1, ...`` into the file ``path``."""
+    with atomic_path(path) as tmp:
+        # Isaac Lab's handler appends ".hdf5" to any other name, so write beside tmp and move it over.
+        h5_tmp = tmp.with_name(tmp.name + ".hdf5")
+        writer = _LabeledWriter()
+        try:
+            writer.create(str(h5_tmp), env_name=meta.get("task"))
+            writer.set_meta(meta)
+            for offset, record in enumerate(records):
+                writer.write_labeled_episode(record, first_id + offset)
+            writer.close()
+            os.replace(h5_tmp, tmp)
+        finally:
+            writer.close()
+            h5_tmp.unlink(missing_ok=True)
+
+
+def read_shard_info(path: str | os.PathLike) -> tuple[dict, int]:
+    """(``lawr_meta`` of one file, {} if none; its number of episodes) without reading the episodes."""
+    with open_hdf5(path) as file:
+        if "data" not in file:
+            raise DatasetError(path, "no 'data' group (expected Isaac Lab / robomimic layout data/demo_<i>)")
+        return json.loads(file.attrs.get("lawr_meta", "{}")), len(file["data"])
+
+
+def read_hdf5(path: str | os.PathLike) -> Episodes:
+    """Read a shard directory or a single Isaac Lab / robomimic HDF5 file into :class:`Episodes`."""
+    path = Path(path)
+    if not path.is_dir():
+        ids, episodes = _read_file(path)
+        _check_unique(path, ids)
+        return episodes
+    shards = list_shards(path)
+    if not shards:
+        raise DatasetError(path, "dataset directory has no shard_*.hdf5 files (empty dataset)")
+    ids, parts = [], []
+    for shard in shards:
+        shard_ids, episodes = _read_file(shard)
+        if parts and episodes.meta != parts[0].meta:
+            raise DatasetError(shard, f"metadata differs from {shards[0].name}; shards of different collections were mixed")
+        ids += shard_ids
+        parts.append(episodes)
+    _check_unique(path, ids)
+    return Episodes.concatenate(parts)
+
+
+def open_hdf5(path: Path) -> h5py.File:
+    if not Path(path).is_file():
+        raise DatasetError(path, "file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(path, f"not a readable HDF5 file, truncated or corrupt ({error})") from None
+
+
+def _check_unique(source: Path, ids: list[int]) -> None:
+    if len(set(ids)) != len(ids):
+        raise DatasetError(source, "the same demo id appears twice")
+
+
+def _read_file(path: Path) -> tuple[list[int], Episodes]:
+    with open_hdf5(path) as file:
+        try:
+            return _read_groups(path, file)
+        except (OSError, KeyError, RuntimeError) as error:  # h5py's errors for damaged groups/chunks
+            raise DatasetError(path, f"corrupt HDF5 content ({error})") from None
+
+
+def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], Episodes]:
+    if "data" not in file:
+        raise DatasetError(path, "no 'data' group (expected Isaac Lab / robomimic layout data/demo_<i>)")
+    names = list(file["data"].keys())
+    for name in names:
+        if not DEMO_PATTERN.fullmatch(name):
+            raise DatasetError(path, f"unexpected group 'data/{name}' (expected demo_<i>)")
+    names.sort(key=lambda name: int(DEMO_PATTERN.fullmatch(name).group(1)))
+    columns = {key: [] for key in ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")}
+    for name in names:
+        demo = file["data"][name]
+        where = f"{path}:data/{name}"
+        for key in ("obs/policy", "actions", "rewards"):
+            if key not in demo:
+                raise DatasetError(where, f"missing '{key}'")
+        obs = as_float32(where, "obs/policy", demo["obs/policy"][()])
+        actions = as_float32(where, "actions", demo["actions"][()])
+        rewards = as_float32(where, "rewards", demo["rewards"][()])
+        if obs.ndim != 2 or actions.ndim != 2 or rewards.ndim != 1:
+            raise DatasetError(where, f"expected obs/policy [T, O], actions [T, A], rewards [T], got "
+                               f"{list(obs.shape)}, {list(actions.shape)}, {list(rewards.shape)}")
+        if columns["obs"] and (obs.shape[1], actions.shape[1]) != (columns["obs"][0].shape[1], columns["actions"][0].shape[1]):
+            raise DatasetError(where, f"obs/action widths {obs.shape[1]}/{actions.shape[1]} differ from the first episode's")
+        length = len(rewards)
+        if length == 0 or len(obs) != length or len(actions) != length:
+            raise DatasetError(where, f"obs/actions/rewards lengths differ or are zero ({len(obs)}, {len(actions)}, {length})")
+        flags = {}
+        for key in ("dones", "truncated", "success"):
+            flags[key] = as_flags(where, key, demo[key][()]) if key in demo else torch.zeros(length, dtype=torch.bool)
+            if len(flags[key]) != length:
+                raise DatasetError(where, f"'{key}' has {len(flags[key])} steps, expected {length}")
+        ends = flags["dones"] | flags["truncated"]
+        if ends[:-1].any():
+            raise DatasetError(where, "episode has a done/truncated flag before its last step")
+        columns["obs"].append(obs)
+        columns["actions"].append(actions)
+        columns["rewards"].append(rewards)
+        columns["lengths"].append(length)
+        columns["terminated"].append(bool(flags["dones"][-1]))
+        columns["success"].append(bool(demo.attrs.get("success", flags["success"].any())))
+        columns["strategy"].append(int(demo.attrs.get("strategy", -1)))
+        columns["quality"].append(int(demo.attrs.get("quality", -1)))
+    if not names:
+        raise DatasetError(path, "no episodes in 'data' (empty dataset)")
+    episodes = Episodes(
+        obs=torch.cat(columns["obs"]),
+        actions=torch.cat(columns["actions"]),
+        rewards=torch.cat(columns["rewards"]),
+        lengths=torch.tensor(columns["lengths"], dtype=torch.int64),
+        terminated=torch.tensor(columns["terminated"]),
+        success=torch.tensor(columns["success"]),
+        strategy=torch.tensor(columns["strategy"], dtype=torch.int64),
+        quality=torch.tensor(columns["quality"], dtype=torch.int64),
+        meta=json.loads(file.attrs.get("lawr_meta", "{}")),
+    )
+    return [int(DEMO_PATTERN.fullmatch(name).group(1)) for name in names], episodes
