@@ -1,0 +1,113 @@
+"""Gaussian AWR / IQL actor: the unimodal baseline the paper argues against.
+
+One diagonal Gaussian over the flattened chunk (H x A dims), trained by advantage-weighted maximum likelihood
+
+    loss = - E_data[ w(A(s, a)) * log N(a | mu(s), sigma) ],     w = min(exp(A / tau), max_weight)
+
+with A from the SAME frozen Phase-2 critic L-AWR uses, so that only the actor differs in the comparison.
+On multimodal data a single Gaussian fits the weighted mixture by its mean: with a large tau (nearly uniform
+weights) it lands between the modes (mode averaging); only a small tau pushes it onto the better mode.
+The evaluated policy is the mean. Reuses: the frozen observation normalizer and the Phase-2 critic.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.configs.baselines import AWRWeightConfig, GaussianAWRConfig
+from lawr_ext.data import keys
+from lawr_ext.modules.mlp import mlp
+
+#: batch (raw observations) -> advantages [B] of its dataset chunks, e.g. ``DistributionalCritic.advantage``.
+AdvantageFn = Callable[[TensorDict], torch.Tensor]
+
+
+def awr_weights(advantage: torch.Tensor, cfg: AWRWeightConfig) -> torch.Tensor:
+    """w = min(exp(A / tau), max_weight), optionally with A divided by its batch std first."""
+    if cfg.standardize:
+        advantage = advantage / advantage.std().clamp_min(1e-6)
+    return torch.exp(advantage / cfg.temperature).clamp(max=cfg.max_weight)
+
+
+class GaussianChunkActor(nn.Module):
+    """obs_norm [B, O] -> Normal over the flat chunk; mean squashed by tanh into the action box [-1, 1]."""
+
+    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, horizon: int, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.horizon, self.action_dim = horizon, action_dim
+        chunk_dim = horizon * action_dim
+        self.net = mlp(obs_dim, cfg.hidden_dim, 2 * chunk_dim if cfg.state_dependent_std else chunk_dim,
+                       depth=cfg.num_layers)
+        self.log_std = None if cfg.state_dependent_std else nn.Parameter(torch.full((chunk_dim,), cfg.log_std_init))
+
+    def distribution(self, obs_norm: torch.Tensor) -> torch.distributions.Normal:
+        out = self.net(obs_norm)
+        if self.cfg.state_dependent_std:
+            mean, log_std = out.chunk(2, dim=-1)
+        else:
+            mean, log_std = out, self.log_std.expand_as(out)
+        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        return torch.distributions.Normal(torch.tanh(mean), log_std.exp())
+
+    def mean_chunk(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        return self.distribution(obs_norm).mean.view(-1, self.horizon, self.action_dim)
+
+
+class GaussianAWR(Learner):
+    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, horizon: int, action_dim: int,
+                 obs_normalizer: nn.Module, advantage_fn: AdvantageFn):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_normalizer = obs_normalizer
+        self.advantage_fn = advantage_fn  # frozen: called under no_grad, never trained here
+        self.actor = GaussianChunkActor(cfg, obs_dim, horizon, action_dim)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
+
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        with torch.no_grad():
+            advantage = self.advantage_fn(batch)
+            weight = awr_weights(advantage, self.cfg.weights)
+        dist = self.actor.distribution(self.obs_normalizer(batch[keys.OBS]))
+        log_prob = dist.log_prob(batch[keys.ACTIONS].flatten(1))
+        # Padded steps after an episode end carry no target; average over the real dims of each chunk.
+        valid = batch[keys.MASK][:, :, None].expand(-1, -1, self.actor.action_dim).flatten(1).to(log_prob.dtype)
+        log_likelihood = (log_prob * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+        loss = -(weight * log_likelihood).mean()
+        if not torch.isfinite(loss):
+            raise ValueError(f"GaussianAWR.update: non-finite actor loss ({loss.item()}); check advantages for NaN")
+
+        optimizer = self.optimizers["actor"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
+        optimizer.step()
+        return {
+            "gaussian_awr/loss": loss.item(),
+            "gaussian_awr/advantage_mean": advantage.mean().item(),
+            "gaussian_awr/weight_mean": weight.mean().item(),
+            "gaussian_awr/weight_max": weight.max().item(),
+            "gaussian_awr/std_mean": dist.stddev.mean().item(),
+            "gaussian_awr/grad_norm": grad_norm.item(),
+        }
+
+    def policy(self) -> GaussianAWRPolicy:
+        return GaussianAWRPolicy(self.actor, self.obs_normalizer)
+
+
+class GaussianAWRPolicy(ChunkPolicy):
+    """raw obs -> normalize -> the Gaussian's mean chunk (deterministic)."""
+
+    def __init__(self, actor: GaussianChunkActor, obs_normalizer: nn.Module):
+        super().__init__()
+        self.actor = actor
+        self.obs_normalizer = obs_normalizer
+        self.horizon, self.action_dim = actor.horizon, actor.action_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.mean_chunk(self.obs_normalizer(obs))

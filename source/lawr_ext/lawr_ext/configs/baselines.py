@@ -1,0 +1,135 @@
+"""Configs of the baselines L-AWR is compared against (one dataclass each; see algorithms/baselines/).
+
+Baselines that reuse a Phase-1 network take the architecture from a ``FlowConfig`` so that, by default, they
+are exactly as wide and deep as the behaviour flow: the comparison then measures the algorithm, not capacity.
+Baselines with their own critic take a ``CriticConfig`` for the same reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.flow import FlowConfig
+
+
+def _check_positive(owner: object, *names: str) -> None:
+    for name in names:
+        if not getattr(owner, name) > 0:
+            raise ValueError(f"{type(owner).__name__}.{name}: must be > 0, got {getattr(owner, name)}")
+
+
+@dataclass
+class AWRWeightConfig:
+    """How advantages become regression weights, w = min(exp(A / temperature), max_weight)."""
+
+    temperature: float = 1.0         # tau: large -> plain (mode-averaging) BC, small -> greedy on the advantage
+    max_weight: float = 100.0        # clip of exp(A / tau) (IQL's choice): one lucky chunk cannot dominate a batch
+    standardize: bool = False        # divide A by its batch std first, so tau is in units of the advantage's spread
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "temperature", "max_weight")
+
+
+@dataclass
+class FlowBCConfig:
+    """Flow BC: the frozen Phase-1 flow sampled from the prior. Nothing to train."""
+
+    sample_steps: int = 1            # mean-flow jumps per chunk (1 = the one-step map T(z; s))
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "sample_steps")
+
+
+@dataclass
+class GaussianAWRConfig:
+    """AWR / IQL actor: one Gaussian over the flattened chunk, weighted by the frozen Phase-2 advantage."""
+
+    hidden_dim: int = 512            # width of the actor MLP
+    num_layers: int = 3              # hidden layers of the actor MLP
+    state_dependent_std: bool = False  # False: one learned log-std per chunk dimension (IQL's choice)
+    log_std_init: float = 0.0        # initial log-std
+    log_std_min: float = -5.0        # log-std clamp: keeps the likelihood finite on near-deterministic data
+    log_std_max: float = 2.0
+    weights: AWRWeightConfig = field(default_factory=AWRWeightConfig)
+    learning_rate: float = 3e-4
+    max_grad_norm: float = 10.0
+    batch_size: int = 256
+    num_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hidden_dim", "num_layers", "learning_rate", "max_grad_norm", "batch_size", "num_steps")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"GaussianAWRConfig: log_std_min ({self.log_std_min}) must be < log_std_max "
+                             f"({self.log_std_max})")
+
+
+@dataclass
+class FQLConfig:
+    """FQL on action chunks (QC-FQL): frozen BC flow + one-step policy mu(s, z) + its own TD critic."""
+
+    actor: FlowConfig = field(default_factory=FlowConfig)  # architecture of mu(s, z) (read: arch/width/depth/...)
+    critic: CriticConfig = field(default_factory=CriticConfig)  # its own HL-Gauss twin Q (V is not used)
+    bc_flow_steps: int = 10          # mean-flow jumps of the BC flow that mu is distilled from
+    alpha: float = 10.0              # distillation weight: large -> stay on the BC flow, small -> chase Q
+    normalize_q_loss: bool = True    # FQL: scale the Q term by 1 / mean|Q| so alpha does not depend on reward scale
+    learning_rate: float = 3e-4      # the one-step policy's Adam learning rate
+    max_grad_norm: float = 10.0
+    batch_size: int = 256
+    num_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "bc_flow_steps", "alpha", "learning_rate", "max_grad_norm", "batch_size", "num_steps")
+
+
+@dataclass
+class OFQLConfig:
+    """OFQL-style: ONE Mean Flow policy trained on (Mean Flow loss - alpha * Q) plus its own TD critic."""
+
+    flow: FlowConfig = field(default_factory=FlowConfig)  # the policy network and its Mean Flow objective
+    critic: CriticConfig = field(default_factory=CriticConfig)  # its own HL-Gauss twin Q (V is not used)
+    init_from_behavior_flow: bool = True  # start from the Phase-1 weights (fine-tune) rather than from scratch
+    alpha: float = 1.0               # weight of the Q term against the flow loss
+    normalize_q_loss: bool = True    # as FQL: Q term divided by mean|Q|
+    num_steps: int = 100_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "alpha", "batch_size", "num_steps")
+
+
+@dataclass
+class BestOfNConfig:
+    """QC-style best-of-N: N chunks from the frozen behaviour flow, keep the one with the highest Phase-2 Q."""
+
+    num_samples: int = 32            # N candidates per observation
+    sample_steps: int = 1            # mean-flow jumps per candidate
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_samples", "sample_steps")
+
+
+@dataclass
+class DiffusionConfig:
+    """Diffusion policy: DDPM training (epsilon prediction, cosine schedule), deterministic DDIM sampling."""
+
+    network: FlowConfig = field(default_factory=FlowConfig)  # same denoiser architecture as the flow (read: arch/width/depth/...)
+    num_train_timesteps: int = 100   # T of the DDPM forward process
+    sample_steps: int = 50           # K DDIM steps at inference (K <= T); the latency comparison's K
+    cosine_offset: float = 0.008     # s in the cosine schedule (Nichol & Dhariwal): avoids tiny betas near t = 0
+    max_beta: float = 0.999          # beta clip at the end of the schedule
+    clip_sample: bool = True         # clamp each DDIM estimate of the clean chunk to the action box [-1, 1]
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_size: int = 256
+    num_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_train_timesteps", "sample_steps", "cosine_offset", "learning_rate",
+                        "max_grad_norm", "batch_size", "num_steps")
+        if self.sample_steps > self.num_train_timesteps:
+            raise ValueError(f"DiffusionConfig.sample_steps: {self.sample_steps} DDIM steps exceed "
+                             f"num_train_timesteps={self.num_train_timesteps}")
+        if not 0.0 < self.max_beta < 1.0:
+            raise ValueError(f"DiffusionConfig.max_beta: must lie in (0, 1), got {self.max_beta}")
