@@ -1,0 +1,136 @@
+"""The whole L-AWR training run as one typed config, composed by hydra from the yaml presets in ``tasks/``.
+
+``tasks/<task>.yaml`` (e.g. ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``) starts from the
+``TrainConfig`` schema registered here and sets the task's values; ``tasks/profile/*.yaml`` are optional
+overlays (``profile=smoke`` for a tiny CPU run, ``profile=gpu`` for a GPU host); any field can then be
+overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``). Every dataclass validates
+itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lawr_ext import REPO_ROOT
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.data import DataConfig
+from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.tasks import TASKS
+
+#: The folder of yaml presets users edit (one per task, plus ``profile/`` overlays).
+PRESET_DIR = REPO_ROOT / "tasks"
+#: Name of the ``TrainConfig`` schema node in hydra's ConfigStore (the first entry of every preset's defaults).
+SCHEMA_NAME = "lawr_train"
+#: The phases in training order; each trains from the saved (frozen) outputs of the ones before it.
+PHASES = ("flow", "critic", "planner")
+
+
+@dataclass
+class GuardConfig:
+    """When a run is declared diverged and stopped (NaN/inf in any loss or metric always stops it)."""
+
+    max_outside_support: float = 0.25  # fraction of a batch's critic TD targets outside [v_min, v_max]
+    max_td_error: float = 1.0          # mean |Q - TD target| as a multiple of the critic's support width
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_outside_support <= 1.0:
+            raise ValueError(f"GuardConfig.max_outside_support: must lie in (0, 1], got {self.max_outside_support}")
+        if not self.max_td_error > 0:
+            raise ValueError(f"GuardConfig.max_td_error: must be > 0, got {self.max_td_error}")
+
+
+@dataclass
+class TrainConfig:
+    task: str = "Bimanual-Chunk"     # registered task id (collection and evaluation env)
+    seed: int = 0                    # torch seed; phase i starts from seed + i so a phase rerun alone matches a full run
+    device: str = "cpu"              # training device ("cpu", "cuda", "cuda:N")
+    run_dir: str | None = None       # output folder; None -> runs/<task>/<UTC timestamp>
+    data: DataConfig = field(default_factory=DataConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    evaluate: bool = True            # roll out L-AWR and flow BC in the env after training
+    log_interval: int = 50           # gradient steps between TensorBoard scalars
+    checkpoint_interval: int = 1000  # gradient steps between resumable checkpoints (one is always written at the end)
+    progress: bool = True            # tqdm progress bar per phase
+
+    def __post_init__(self) -> None:
+        for name in ("log_interval", "checkpoint_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.eval.task != self.task:  # the policy is evaluated in the task it was trained for
+            self.eval.task = self.task
+
+    def phase_config(self, phase: str) -> dict:
+        """The settings a phase's result depends on: what its checkpoint's config hash covers.
+
+        Logging, checkpoint cadence, paths, device and evaluation are left out, so changing them never
+        invalidates a checkpoint; the configs of earlier phases are in, since a phase builds on their output.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}: expected one of {PHASES}")
+        upto = PHASES[: PHASES.index(phase) + 1]
+        return {"task": self.task, "seed": self.seed, "data": asdict(self.data)} | {p: asdict(getattr(self, p)) for p in upto}
+
+
+ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+
+
+def preset_name(task: str) -> str:
+    """``Bimanual-Chunk-Insertion`` -> ``bimanual_chunk_insertion`` (the preset file ``tasks/<name>.yaml``)."""
+    return task.lower().replace("-", "_")
+
+
+def known_tasks(preset_dir: Path = PRESET_DIR) -> list[str]:
+    return sorted(OmegaConf.load(p).task for p in preset_dir.glob("*.yaml"))
+
+
+def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str | Path = PRESET_DIR) -> TrainConfig:
+    """Compose ``tasks/<task>.yaml`` with hydra ``overrides`` and return the validated ``TrainConfig``.
+
+    Any problem (unknown task, unknown key, wrong type, invalid value) raises a one-line ``ValueError``.
+    """
+    preset_dir = Path(preset_dir).resolve()
+    preset = preset_dir / f"{preset_name(task)}.yaml"
+    if not preset.is_file():
+        raise ValueError(f"TrainConfig.task: unknown task {task!r} (no preset {preset}; known: {known_tasks(preset_dir)})")
+    try:
+        with initialize_config_dir(config_dir=str(preset_dir), version_base=None):
+            composed = compose(config_name=preset.stem, overrides=list(overrides))
+        cfg = OmegaConf.to_object(composed)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ValueError(f"config {preset.name} {list(overrides)}: {_one_line(err)}") from err
+    if cfg.task not in TASKS:
+        raise ValueError(f"TrainConfig.task: {cfg.task!r} (from {preset.name}) is not a registered lawr task {TASKS}")
+    if cfg.task != task:
+        raise ValueError(f"TrainConfig.task: preset {preset.name} is for {cfg.task!r}, not {task!r}")
+    return cfg
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild a ``TrainConfig`` saved as a plain dict (in a checkpoint or run_dir/config.json)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data))
+    except OmegaConfBaseException as err:
+        raise ValueError(f"saved TrainConfig does not match this version of lawr: {_one_line(err)}") from err
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra/OmegaConf messages span several lines and hide the cause (a ValueError from a __post_init__)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    message = str(err).strip().split("\n")[0] or type(err).__name__
+    full_key = getattr(err, "full_key", None)
+    return f"{full_key}: {message}" if full_key and full_key not in message else message
