@@ -1,1 +1,7 @@
-"""export."""
+"""A trained ChunkPolicy as one self-contained TorchScript / ONNX file with its metadata inside."""
+
+from lawr_ext.export.exporter import (METADATA_KEY, build_metadata, check_metadata, export_onnx,
+                                      export_torchscript, load_onnx, load_torchscript, max_abs_diff)
+
+__all__ = ["METADATA_KEY", "build_metadata", "check_metadata", "export_onnx", "export_torchscript",
+           "load_onnx", "load_torchscript", "max_abs_diff"]

@@ -1,0 +1,118 @@
+"""Export: ONNX / TorchScript graphs reproduce the eager policy, and their metadata round-trips."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.flow import build_flow_decoder
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.export import METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
+from lawr_ext.modules.mlp import mlp
+from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.utils.io import FORMAT_VERSION
+
+OBS_DIM, H, A = 23, 10, 14
+# "Dataset" observations: per-dimension offsets and scales far from N(0, 1), as joint angles / positions are.
+DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)
+DATA_STD = torch.logspace(-2, 1, OBS_DIM)
+
+
+class SmallLAWRPolicy(ChunkPolicy):
+    """L-AWR's graph at toy size: frozen normalizer -> planner (obs -> latent chunk z) -> frozen one-step flow."""
+
+    def __init__(self):
+        super().__init__()
+        self.horizon, self.action_dim = H, A
+        self.obs_normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
+        self.planner = mlp(OBS_DIM, 32, H * A)
+        self.decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), OBS_DIM, H, A)
+
+    def forward(self, obs):
+        obs_norm = self.obs_normalizer(obs)
+        z = self.planner(obs_norm).view(-1, self.horizon, self.action_dim)
+        return self.decoder.decode(z, obs_norm)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    policy = SmallLAWRPolicy().eval()
+    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros: give every weight a random value
+        for p in policy.parameters():
+            p.copy_(0.1 * torch.randn_like(p))  # chunks of order 1, like actions in [-1, 1]
+    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0,
+                              joint_names=[f"joint_{i}" for i in range(A)], action_scale=[0.5] * A,
+                              action_offset=[0.1 * i for i in range(A)], config_hash="0123456789abcdef")
+    out = tmp_path_factory.mktemp("export")
+    paths = {"onnx": export_onnx(policy, out / "policy.onnx", metadata),
+             "torchscript": export_torchscript(policy, out / "policy.pt", metadata)}
+    return policy, metadata, paths
+
+
+def _run(fmt, path, obs):
+    if fmt == "onnx":
+        session, _ = load_onnx(path)
+        return torch.from_numpy(session.run(["actions"], {"obs": obs.numpy()})[0])
+    module, _ = load_torchscript(path)
+    with torch.no_grad():
+        return module(obs)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_exported_graph_matches_eager_policy(exported, fmt, batch):
+    policy, _, paths = exported
+    observations = {"random": torch.randn(batch, OBS_DIM),
+                    "dataset": DATA_MEAN + DATA_STD * torch.randn(batch, OBS_DIM)}
+    for kind, obs in observations.items():
+        with torch.no_grad():
+            eager = policy(obs)
+        out = _run(fmt, paths[fmt], obs)
+        assert out.shape == (batch, H, A)
+        assert (out - eager).abs().max().item() <= 1e-4, (fmt, kind)
+        # The comparison is not vacuous: the chunk is far from constant and depends on the observation.
+        assert eager.std() > 0.1
+    if batch > 1:
+        assert (eager[0] - eager[1]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_metadata_round_trips_inside_the_file(exported, fmt):
+    _, metadata, paths = exported
+    loaded = (load_onnx if fmt == "onnx" else load_torchscript)(paths[fmt])[1]
+    assert loaded == metadata
+    assert loaded["format_version"] == FORMAT_VERSION and loaded["horizon"] == H and loaded["action_dim"] == A
+
+
+def test_other_format_version_is_rejected_with_a_clear_message(exported, tmp_path):
+    _, metadata, paths = exported
+    model = onnx.load(str(paths["onnx"]))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    prop.value = json.dumps({**metadata, "format_version": FORMAT_VERSION + 1})
+    onnx.save(model, str(tmp_path / "future.onnx"))
+    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*re-export"):
+        load_onnx(tmp_path / "future.onnx")
+
+    module, _ = load_torchscript(paths["torchscript"])
+    stale = {**metadata, "format_version": FORMAT_VERSION - 1}
+    torch.jit.save(module, str(tmp_path / "old.pt"), _extra_files={f"{METADATA_KEY}.json": json.dumps(stale)})
+    with pytest.raises(ValueError, match="format version"):
+        load_torchscript(tmp_path / "old.pt")
+
+
+def test_metadata_must_describe_every_action_dimension():
+    with pytest.raises(ValueError, match="joint_names has 13 entries"):
+        build_metadata(SmallLAWRPolicy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0,
+                       joint_names=["j"] * (A - 1), action_scale=[1.0] * A, action_offset=[0.0] * A,
+                       config_hash="x")
+
+
+def test_onnx_session_output_is_float32_chunk(exported):
+    _, _, paths = exported
+    session, metadata = load_onnx(paths["onnx"])
+    out = session.run(None, {"obs": np.zeros((2, metadata["obs_dim"]), np.float32)})[0]
+    assert out.dtype == np.float32 and out.shape == (2, metadata["horizon"], metadata["action_dim"])
