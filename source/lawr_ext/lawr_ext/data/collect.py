@@ -1,0 +1,160 @@
+"""Roll scripted experts in a vectorized env and write the episodes as a crash-safe, resumable dataset.
+
+Collection runs in *rounds*. Round r resets all N envs with seed ``round_seed(seed, r)``, draws each
+env's strategy and quality from a generator with the same seed, and steps until every env has finished
+its first episode; envs that finish early are auto-reset by Isaac Lab and keep stepping (their next
+episode is discarded). The N episodes of the round (fewer in the last round) are then written as one
+atomic shard file, demo ids ``r*N .. r*N+N-1``.
+
+Why rounds: an episode's content then depends only on (seed, r, env index), never on what happened
+before, so a rerun after ``kill -9`` skips the complete shards on disk, redoes the round in flight and
+yields exactly the dataset an uninterrupted run writes. A kill loses at most the one round in flight
+(at most N episodes). The price is idle stepping of envs that finished early in a round.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lawr_ext.data.hdf5 import EpisodeRecord, list_shards, read_shard_info, shard_path, write_episodes
+
+
+class VecEnv(Protocol):
+    """What the collector needs from an Isaac Lab DirectRLEnv (auto-resets finished envs inside ``step``)."""
+
+    num_envs: int
+    max_episode_length: int
+
+    def reset(self, seed: int | None = None) -> tuple[dict[str, torch.Tensor], dict]: ...
+
+    def step(self, actions: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]: ...
+
+
+class Expert(Protocol):
+    """A batched scripted expert: ``reset`` (re)starts the given envs' plans, ``act`` returns [N, A] in [-1, 1]."""
+
+    num_strategies: int
+
+    def reset(self, env_ids: torch.Tensor, strategy: torch.Tensor, quality: torch.Tensor) -> None: ...
+
+    def act(self) -> torch.Tensor: ...
+
+
+@dataclass
+class CollectCfg:
+    num_episodes: int = 1000  # episodes in the finished dataset
+    seed: int = 0  # seeds every round's env reset and label draw
+    quality_mix: tuple[float, ...] = (0.5, 0.3, 0.2)  # probability of each quality id (clean, noisy, failing)
+    strategy_mix: tuple[float, ...] | None = None  # probability of each strategy id; None = uniform
+    progress: bool = True  # tqdm progress bar on stderr
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """Independent, reproducible 31-bit seed of one collection round."""
+    return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0] >> 1)
+
+
+def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict) -> Path:
+    """Collect ``cfg.num_episodes`` episodes into the shard directory ``out_dir``, resuming what is there.
+
+    ``meta`` (task, obs/action dims, control rate, ...) is stored in every shard together with the
+    collection settings; resuming into a directory collected with other settings is refused.
+    """
+    out_dir = Path(out_dir)
+    num_envs = env.num_envs
+    strategy_mix = cfg.strategy_mix or (1.0,) * expert.num_strategies
+    if len(strategy_mix) != expert.num_strategies:
+        raise ValueError(f"strategy_mix has {len(strategy_mix)} entries but the expert has {expert.num_strategies} strategies")
+    settings = {"seed": cfg.seed, "num_envs": num_envs, "quality_mix": list(cfg.quality_mix), "strategy_mix": list(strategy_mix)}
+    meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
+
+    first_round, done = _resume_point(out_dir, meta, num_envs, cfg.num_episodes)
+    num_rounds = math.ceil(cfg.num_episodes / num_envs)
+    progress = tqdm(total=cfg.num_episodes, initial=min(done, cfg.num_episodes), unit="episode",
+                    desc=f"collect {out_dir.name}", disable=not cfg.progress, dynamic_ncols=True)
+    for r in range(first_round, num_rounds):
+        keep = min(num_envs, cfg.num_episodes - r * num_envs)
+        records = _run_round(env, expert, round_seed(cfg.seed, r), keep, cfg.quality_mix, strategy_mix, progress)
+        write_episodes(shard_path(out_dir, r), records, first_id=r * num_envs, meta=meta)
+    progress.close()
+    return out_dir
+
+
+def _resume_point(out_dir: Path, meta: dict, num_envs: int, num_episodes: int) -> tuple[int, int]:
+    """(first round to collect, episodes kept on disk). Complete shards are kept; a last shard that is
+    shorter than this run wants (the final round of a smaller run, same seeds) is redone whole."""
+    if not out_dir.exists():
+        return 0, 0
+    for stale in out_dir.glob(".shard_*.tmp*"):  # temporary file of a write that was killed
+        stale.unlink()
+    shards = list_shards(out_dir)
+    counts = []
+    for index, shard in enumerate(shards):
+        if shard != shard_path(out_dir, index):
+            raise ValueError(f"{out_dir}: shard files are not numbered 0..{len(shards) - 1} ({shard.name}); not resuming")
+        shard_meta, count = read_shard_info(shard)
+        if shard_meta != meta:
+            raise ValueError(f"{shard}: collected with other settings or env metadata; use another --out or the same arguments")
+        if count != num_envs and index < len(shards) - 1:
+            raise ValueError(f"{shard}: holds {count} episodes, expected {num_envs}; not resuming")
+        counts.append(count)
+    if counts and counts[-1] < min(num_envs, num_episodes - (len(counts) - 1) * num_envs):
+        counts.pop()
+    return len(counts), sum(counts)
+
+
+def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> list[EpisodeRecord]:
+    """Step all envs until the first ``keep`` envs have each finished one episode; return those episodes."""
+    num_envs = env.num_envs
+    labels = torch.Generator().manual_seed(seed)
+    quality = torch.multinomial(torch.tensor(quality_mix), num_envs, replacement=True, generator=labels)
+    strategy = torch.multinomial(torch.tensor(strategy_mix), num_envs, replacement=True, generator=labels)
+    all_envs = torch.arange(num_envs)
+
+    obs_dict, _ = env.reset(seed=seed)
+    expert.reset(all_envs, strategy, quality)
+    steps = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": [], "success": []}
+    last_step = torch.full((num_envs,), -1)  # step index at which each env's first episode ended
+    t = 0
+    while (last_step[:keep] < 0).any():
+        if t > env.max_episode_length:
+            raise RuntimeError(f"envs {(last_step < 0).nonzero().flatten().tolist()} ran past max_episode_length without a done")
+        obs = obs_dict["policy"]
+        actions = expert.act().clamp(-1.0, 1.0)  # record exactly what the env executes
+        obs_dict, reward, terminated, truncated, extras = env.step(actions)
+        for name, value in zip(steps, (obs, actions, reward, terminated, truncated, extras["success"])):
+            steps[name].append(value.detach().cpu())
+        finished = (terminated | truncated).cpu()
+        newly = finished & (last_step < 0)
+        last_step[newly] = t
+        progress.update(int(newly[:keep].sum()))
+        if finished.any():  # the auto-reset episode is discarded, but the expert must plan it from scratch
+            ids = finished.nonzero().flatten()
+            expert.reset(ids, strategy[ids], quality[ids])
+        t += 1
+
+    stacked = {name: torch.stack(values, dim=1) for name, values in steps.items()}  # [N, T_round, ...]
+    records = []
+    for i in range(keep):
+        length = int(last_step[i]) + 1
+        records.append(EpisodeRecord(
+            obs=stacked["obs"][i, :length].float(),
+            actions=stacked["actions"][i, :length].float(),
+            rewards=stacked["rewards"][i, :length].float(),
+            terminated=stacked["terminated"][i, :length].bool(),
+            truncated=stacked["truncated"][i, :length].bool(),
+            success=stacked["success"][i, :length].bool(),
+            strategy=int(strategy[i]),
+            quality=int(quality[i]),
+            seed=seed,
+        ))
+    return records

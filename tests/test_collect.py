@@ -1,0 +1,175 @@
+"""The collection loop against a tiny deterministic vectorized env: auto-resets, resume after kill -9, progress."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from lawr_ext.data.collect import CollectCfg, collect
+from lawr_ext.data.dataset import load_episodes
+from lawr_ext.data.hdf5 import list_shards
+
+STEP = 0.25  # how far one full action moves the point
+
+
+class LineEnv:
+    """N points on a line, pure torch. Reaching x >= 1 terminates (success); ``max_episode_length`` steps truncate.
+
+    Like an Isaac Lab DirectRLEnv it auto-resets finished envs inside ``step`` from the global torch RNG
+    (seeded by ``reset(seed)``) and returns the reset observation for them. obs = (x, steps taken so far).
+    """
+
+    def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0):
+        self.num_envs, self.max_episode_length, self.step_delay_s = num_envs, max_episode_length, step_delay_s
+        self.x = torch.zeros(num_envs)
+        self.episode_length = torch.zeros(num_envs, dtype=torch.long)
+
+    def _obs(self):
+        return {"policy": torch.stack([self.x, self.episode_length.float()], dim=1)}
+
+    def reset(self, seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.x = torch.rand(self.num_envs) * 0.5
+        self.episode_length.zero_()
+        return self._obs(), {}
+
+    def step(self, actions):
+        time.sleep(self.step_delay_s)
+        self.x = self.x + STEP * actions[:, 0]
+        self.episode_length += 1
+        reward = self.x.clone()
+        terminated = self.x >= 1.0
+        truncated = ~terminated & (self.episode_length >= self.max_episode_length)
+        done = terminated | truncated
+        self.x[done] = torch.rand(int(done.sum())) * 0.5
+        self.episode_length[done] = 0
+        return self._obs(), reward, terminated, truncated, {"success": terminated.clone()}
+
+
+class LineExpert:
+    """Strategy 0 walks at full speed, strategy 1 at half speed; quality 1 adds noise, quality 2 walks backwards."""
+
+    num_strategies = 2
+
+    def __init__(self, env):
+        self.env = env
+        self.speed = torch.zeros(env.num_envs)
+        self.noise = torch.zeros(env.num_envs)
+
+    def reset(self, env_ids, strategy, quality):
+        direction = torch.where(quality == 2, -1.0, 1.0)
+        self.speed[env_ids] = direction * torch.where(strategy == 0, 1.0, 0.5)
+        self.noise[env_ids] = (quality == 1).float() * 0.3
+
+    def act(self):
+        action = self.speed + self.noise * torch.randn(self.env.num_envs)
+        return torch.cat([action[:, None], torch.zeros(self.env.num_envs, 1)], dim=1) * 1.5  # > 1: clipped
+
+
+META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
+
+
+def _collect(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0):
+    env = LineEnv(num_envs, step_delay_s=step_delay_s)
+    cfg = CollectCfg(num_episodes=num_episodes, seed=seed, progress=progress)
+    return collect(env, LineExpert(env), out, cfg, META)
+
+
+def _demos(directory):
+    """Every demo of a dataset directory as {name: (arrays..., attrs)} for exact comparison."""
+    demos = {}
+    for shard in list_shards(directory):
+        with h5py.File(shard) as file:
+            for name, demo in file["data"].items():
+                arrays = {key: demo[key][()].tolist() for key in ("obs/policy", "actions", "rewards", "dones", "truncated", "success")}
+                demos[name] = (arrays, dict(demo.attrs))
+    return demos
+
+
+def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
+    _collect(tmp_path / "d", num_envs=4, num_episodes=10)
+    episodes = load_episodes(tmp_path / "d")
+    assert episodes.num_episodes == 10 and sorted(_demos(tmp_path / "d")) == sorted(f"demo_{i}" for i in range(10))
+    assert len(list_shards(tmp_path / "d")) == 3  # rounds of 4, 4, 2
+    for e, (start, length) in enumerate(zip(episodes.starts.tolist(), episodes.lengths.tolist())):
+        obs, actions = episodes.obs[start : start + length], episodes.actions[start : start + length]
+        # one episode, no reset inside: the step counter runs 0..T-1 and x follows the dynamics
+        assert obs[:, 1].tolist() == list(range(length))
+        assert torch.allclose(obs[1:, 0], obs[:-1, 0] + STEP * actions[:-1, 0])
+        final_x = obs[-1, 0] + STEP * actions[-1, 0]
+        assert bool(episodes.terminated[e]) == bool(final_x >= 1.0) == bool(episodes.success[e])
+        assert bool(episodes.terminated[e]) or length == 8
+        assert torch.allclose(episodes.rewards[start : start + length], torch.cat([obs[1:, 0], final_x[None]]))
+    assert episodes.actions.abs().max() <= 1.0  # actions are stored as executed (clipped)
+    assert set(episodes.quality.tolist()) <= {0, 1, 2} and set(episodes.strategy.tolist()) <= {0, 1}
+    # failing quality walks backwards and never succeeds
+    assert not episodes.success[episodes.quality == 2].any()
+
+
+def test_labels_follow_the_quality_mix(tmp_path):
+    env = LineEnv(16)
+    cfg = CollectCfg(num_episodes=160, quality_mix=(0.0, 0.25, 0.75), strategy_mix=(1.0, 0.0), progress=False)
+    episodes = load_episodes(collect(env, LineExpert(env), tmp_path / "mix", cfg, META))
+    assert set(episodes.strategy.tolist()) == {0}
+    fraction_failing = (episodes.quality == 2).float().mean().item()
+    assert 0.6 < fraction_failing < 0.9 and not (episodes.quality == 0).any()
+
+
+def test_rerun_is_a_no_op_and_a_larger_rerun_appends_like_one_run(tmp_path):
+    _collect(tmp_path / "d", num_episodes=6)  # rounds: 4 + a short round of 2
+    first = _demos(tmp_path / "d")
+    mtimes = [p.stat().st_mtime_ns for p in list_shards(tmp_path / "d")]
+    _collect(tmp_path / "d", num_episodes=6)
+    assert [p.stat().st_mtime_ns for p in list_shards(tmp_path / "d")] == mtimes  # nothing rewritten
+    _collect(tmp_path / "d", num_episodes=11)
+    _collect(tmp_path / "ref", num_episodes=11)
+    grown = _demos(tmp_path / "d")
+    assert grown == _demos(tmp_path / "ref") and all(grown[name] == first[name] for name in first)
+
+
+def test_resume_refuses_a_directory_collected_with_other_settings(tmp_path):
+    _collect(tmp_path / "d", num_episodes=4, seed=0)
+    with pytest.raises(ValueError, match="collected with other settings"):
+        _collect(tmp_path / "d", num_episodes=8, seed=1)
+
+
+def test_kill_9_mid_collection_then_rerun_gives_the_uninterrupted_dataset(tmp_path):
+    """A collector subprocess is SIGKILLed after its first shard; rerunning completes the identical dataset."""
+    script = (
+        "import sys; sys.path.insert(0, {tests!r}); from pathlib import Path; import test_collect as t;"
+        "t._collect(Path({out!r}), num_episodes=12, step_delay_s=0.02)"
+    ).format(tests=str(Path(__file__).parent), out=str(tmp_path / "killed"))
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not list_shards_if_any(tmp_path / "killed") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    on_disk = list_shards(tmp_path / "killed")
+    assert 1 <= len(on_disk) < 3  # killed mid-run, after at least one complete shard
+    load_episodes(tmp_path / "killed")  # what survived the kill is readable
+
+    _collect(tmp_path / "killed", num_episodes=12)
+    _collect(tmp_path / "ref", num_episodes=12)
+    assert _demos(tmp_path / "killed") == _demos(tmp_path / "ref")
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]  # temp files cleaned
+
+
+def list_shards_if_any(directory):
+    return list_shards(directory) if directory.exists() else []
+
+
+def test_progress_bar_reports_episodes(tmp_path, capsys):
+    _collect(tmp_path / "d", num_episodes=6, progress=True)
+    err = capsys.readouterr().err
+    assert "6/6" in err and "episode" in err
