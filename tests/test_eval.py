@@ -171,8 +171,10 @@ def test_temporal_ensembling_in_rollout_averages_overlapping_chunks_at_their_own
 
 
 def test_rollout_rejects_bad_settings_and_nan_policies():
-    with pytest.raises(ValueError, match="exec_horizon"):
+    with pytest.raises(ValueError, match="exec_horizon=5 exceeds"):
         rollout(CountingEnv([3]), StampPolicy(4), _cfg(num_episodes=1, exec_horizon=5))
+    with pytest.raises(ValueError, match="EvalCfg.num_envs"):
+        _cfg(num_envs=0)
 
     class NanPolicy(StampPolicy):
         def forward(self, obs):

@@ -18,11 +18,10 @@ class EvalCfg:
     strategy_key: str = "strategy"   # extras key with the strategy an episode followed (breakdown if present)
     progress: bool = True            # show a progress bar over finished episodes
 
-    def validate(self, horizon: int) -> None:
-        """Raise a one-line ValueError for settings that cannot work with a policy of chunk length ``horizon``."""
-        if not 1 <= self.exec_horizon <= horizon:
-            raise ValueError(f"EvalCfg.exec_horizon={self.exec_horizon} must be in [1, H={horizon}]")
-        if self.num_envs < 1 or self.num_episodes < 1:
-            raise ValueError(f"EvalCfg.num_envs={self.num_envs} and num_episodes={self.num_episodes} must be >= 1")
+    def __post_init__(self) -> None:
+        # exec_horizon <= H is checked by the rollout, which knows the policy's H
+        for name in ("num_envs", "num_episodes", "exec_horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalCfg.{name}: must be >= 1, got {getattr(self, name)}")
         if self.ensemble_decay < 0:
-            raise ValueError(f"EvalCfg.ensemble_decay={self.ensemble_decay} must be >= 0")
+            raise ValueError(f"EvalCfg.ensemble_decay: must be >= 0, got {self.ensemble_decay}")
