@@ -1,0 +1,185 @@
+"""L-AWR end to end: flow -> critic -> planner, each phase trained from the saved output of the one before.
+
+The phases are strictly decoupled through files in ``run_dir``::
+
+    config.json              the TrainConfig of the run
+    <phase>/checkpoint.pt    resumable training state (runners/checkpoint.py), periodic and final
+    <phase>/final.pt         the phase's product, written once the phase is complete:
+                               flow:    the FROZEN one-step decoder (EMA weights) + observation normalizer
+                               critic:  V and Q networks (frozen when the planner loads them)
+                               planner: the planner's networks
+    tensorboard/<phase>/     TensorBoard scalars
+    summary.json / .md       final metrics of each phase (and evaluation results)
+
+Phase 2 and 3 rebuild the flow from ``flow/final.pt`` alone, frozen (requires_grad False, eval mode), so
+nothing they do can reach the weights Phase 1 produced; Phase 3 loads the critic the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from rsl_rl.modules import EmpiricalNormalization
+from torch import nn
+
+from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow, build_flow_decoder
+from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
+from lawr_ext.configs.train import PHASES, TrainConfig, train_config_from_dict
+from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
+from lawr_ext.runners.trainer import phase_seed, train_phase
+from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, atomic_write_text, config_hash
+
+
+def final_path(run_dir: str | Path, phase: str) -> Path:
+    return Path(run_dir) / phase / "final.pt"
+
+
+def dims_of(dataset: ChunkDataset) -> dict:
+    return {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim}
+
+
+def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
+    return ChunkDataset.from_path(path, cfg.data.horizon, cfg.data.gamma, device=cfg.device, seed=cfg.seed)
+
+
+# --- the frozen products of each phase ----------------------------------------------------------------
+def _save_final(run_dir: str | Path, cfg: TrainConfig, phase: str, dims: dict, model: nn.Module) -> None:
+    atomic_torch_save({"format_version": FORMAT_VERSION, "phase": phase, "config_hash": config_hash(cfg.phase_config(phase)),
+                       "config": asdict(cfg), "dims": dict(dims), "model": model.state_dict()}, final_path(run_dir, phase))
+
+
+def _load_final(path: Path, phase: str, model: nn.Module, cfg: TrainConfig | None = None, dims: dict | None = None) -> None:
+    """Load a phase's product into ``model``; with ``cfg``/``dims``, first check it belongs to this run."""
+    if not path.is_file():
+        raise CheckpointError(path, f"missing: phase {phase!r} has not finished in this run_dir (run it first)")
+    ckpt = read_checkpoint(path, phase)
+    if cfg is not None:
+        check_compatible(path, ckpt, cfg, dims)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(path, f"does not fit the networks of the config: {str(err).splitlines()[0][:300]}") from err
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    return module.requires_grad_(False).eval()
+
+
+def _flow_product(decoder: FlowDecoder, normalizer: nn.Module) -> nn.Module:
+    return nn.ModuleDict({"decoder": decoder, "obs_normalizer": normalizer})
+
+
+def load_frozen_flow(path: Path, cfg: TrainConfig, dims: dict, check: bool = True) -> tuple[FlowDecoder, nn.Module]:
+    """The frozen one-step decoder T(z; s) and the frozen observation normalizer, from ``flow/final.pt``."""
+    decoder = build_flow_decoder(cfg.flow, dims["obs_dim"], dims["horizon"], dims["action_dim"])
+    normalizer = EmpiricalNormalization(shape=dims["obs_dim"])
+    _load_final(path, "flow", _flow_product(decoder, normalizer), cfg if check else None, dims)
+    return _frozen(decoder), _frozen(normalizer)
+
+
+def load_frozen_critic(path: Path, cfg: TrainConfig, dims: dict, normalizer: nn.Module, check: bool = True) -> DistributionalCritic:
+    critic = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer)
+    _load_final(path, "critic", critic, cfg if check else None, dims)
+    return _frozen(critic)
+
+
+def build_planner(cfg: TrainConfig, dims: dict, decoder: FlowDecoder, critic: DistributionalCritic,
+                  normalizer: nn.Module) -> LatentAWR:
+    return LatentAWR(cfg.planner, dims["obs_dim"], dims["horizon"], dims["action_dim"], decoder, critic, normalizer)
+
+
+# --- the three phases ------------------------------------------------------------------------------------
+def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str | Path) -> dict[str, float]:
+    """Train one phase (resuming if it was interrupted) and write its frozen product; returns its last metrics."""
+    run_dir, dims = Path(run_dir), dims_of(dataset)
+    torch.manual_seed(phase_seed(cfg, phase))  # network initialisation is part of the phase's seeded result
+    phase_cfg = getattr(cfg, phase)
+    if phase == "flow":
+        normalizer = fit_obs_normalizer(dataset.observations)
+        learner = MeanFlow(cfg.flow, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer).to(cfg.device)
+    else:
+        decoder, normalizer = load_frozen_flow(final_path(run_dir, "flow"), cfg, dims)
+        decoder, normalizer = decoder.to(cfg.device), normalizer.to(cfg.device)
+        if phase == "critic":
+            learner = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"],
+                                           normalizer).to(cfg.device)
+        else:
+            critic = load_frozen_critic(final_path(run_dir, "critic"), cfg, dims, normalizer).to(cfg.device)
+            learner = build_planner(cfg, dims, decoder, critic, normalizer).to(cfg.device)
+
+    metrics = train_phase(cfg, phase, learner, dataset, run_dir, phase_cfg.num_steps, phase_cfg.batch_size)
+    if phase == "flow":
+        product = _flow_product(learner.frozen_decoder(), learner.obs_normalizer)
+    else:
+        product = learner
+    _save_final(run_dir, cfg, phase, dims, product)
+    return metrics
+
+
+def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phases: tuple[str, ...] = PHASES) -> dict:
+    """Train ``phases`` in order on the dataset at ``dataset_path``; writes config.json and summary.json/.md."""
+    run_dir = Path(run_dir)
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}: expected some of {PHASES}")
+    atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
+    dataset = open_dataset(cfg, dataset_path)
+    summary = read_summary(run_dir)
+    summary["dataset"] = {"path": str(dataset_path)} | dataset.stats()
+    for phase in PHASES:  # always in training order, whatever order they were given in
+        if phase in phases:
+            summary.setdefault("phases", {})[phase] = run_phase(cfg, phase, dataset, run_dir)
+            write_summary(run_dir, summary)
+    return summary
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_summary(run_dir: str | Path, summary: dict) -> None:
+    """summary.json (machine-readable) and summary.md (the final metrics of each phase, evaluation results)."""
+    run_dir = Path(run_dir)
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
+    lines = [f"# L-AWR run `{run_dir}`", ""]
+    for section, values in summary.items():
+        lines += [f"## {section}", ""] + [f"- {k}: `{_fmt(v)}`" for k, v in values.items()] + [""]
+    atomic_write_text("\n".join(lines), run_dir / "summary.md")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --- policies for evaluation and export ------------------------------------------------------------------
+def load_policy(path: str | Path, kind: str = "lawr") -> ChunkPolicy:
+    """A ChunkPolicy from a run directory or one of its ``final.pt`` files, on the CPU, in eval mode.
+
+    ``kind="lawr"``: the L-AWR planner decoded through the frozen flow (needs planner/final.pt);
+    ``kind="flow_bc"``: the frozen flow sampled from the prior (the behavior-cloning baseline).
+    A ``final.pt`` path selects its run directory (the file's grandparent).
+    """
+    path = Path(path)
+    run_dir = path.parent.parent if path.is_file() else path
+    if kind not in ("lawr", "flow_bc"):
+        raise ValueError(f"load_policy: kind must be 'lawr' or 'flow_bc', got {kind!r}")
+    flow_file = final_path(run_dir, "flow")
+    meta = read_checkpoint(flow_file, "flow")
+    cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
+    decoder, normalizer = load_frozen_flow(flow_file, cfg, dims, check=False)
+    if kind == "flow_bc":
+        return FlowBCPolicy(decoder, normalizer, cfg.flow.sample_steps).eval()
+    planner_file = final_path(run_dir, "planner")
+    cfg = train_config_from_dict(read_checkpoint(planner_file, "planner")["config"])
+    critic = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer)
+    planner = build_planner(cfg, dims, decoder, _frozen(critic), normalizer)
+    _load_final(planner_file, "planner", planner, cfg, dims)
+    return LAWRPolicy(planner).eval()

@@ -1,0 +1,109 @@
+"""The gradient-step loop every phase shares: progress, TensorBoard, checkpoints, resume, divergence stops.
+
+Resume is bit-identical on the CPU: a checkpoint holds the learner (modules + optimizers), torch's global
+RNG and the batch sampler's generator, so step n+1 after a resume sees the same batch, the same noise and
+the same weights as step n+1 of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from lawr_ext.algorithms.base import Learner
+from lawr_ext.configs.train import PHASES, TrainConfig
+from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.runners.checkpoint import (check_compatible, checkpoint_path, load_into, read_checkpoint,
+                                         save_checkpoint, set_rng_state)
+
+
+class TrainingError(RuntimeError):
+    """Training had to stop (NaN/inf, a diverging critic, a failing update): names the phase and the step."""
+
+    def __init__(self, phase: str, step: int, problem: str, last_checkpoint: int | None):
+        resume = f"last good checkpoint: step {last_checkpoint}" if last_checkpoint else "no checkpoint written yet"
+        super().__init__(f"phase {phase!r} stopped at step {step}: {' '.join(problem.split())} ({resume})")
+        self.phase, self.step = phase, step
+
+
+def phase_seed(cfg: TrainConfig, phase: str) -> int:
+    """Each phase starts from its own seed, so running it alone (--phase) reproduces it inside a full run."""
+    return cfg.seed + PHASES.index(phase)
+
+
+def weight_norm(learner: Learner) -> float:
+    """L2 norm over the trainable parameters: a slow drift upward is the first sign of a blow-up."""
+    return math.sqrt(sum(p.detach().double().square().sum().item() for p in learner.parameters() if p.requires_grad))
+
+
+def check_metrics(cfg: TrainConfig, phase: str, metrics: dict[str, float]) -> str | None:
+    """The problem with this step's metrics, or None. Critic divergence is judged against its value support."""
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        return f"non-finite {', '.join(f'{n}={metrics[n]}' for n in bad)}"
+    if phase == "critic":
+        guard, width = cfg.guard, cfg.critic.v_max - cfg.critic.v_min
+        outside = metrics.get("critic/target_outside_support", 0.0)
+        if outside > guard.max_outside_support:
+            return (f"critic diverging: {outside:.0%} of the TD targets lie outside the value support "
+                    f"[{cfg.critic.v_min}, {cfg.critic.v_max}] (limit {guard.max_outside_support:.0%}); "
+                    f"widen critic.v_min/critic.v_max or check the rewards")
+        td_error = metrics.get("critic/td_error", 0.0)
+        if td_error > guard.max_td_error * width:
+            return (f"critic diverging: mean |Q - TD target| = {td_error:.3g} exceeds "
+                    f"{guard.max_td_error} x the support width {width:.3g}")
+    return None
+
+
+def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
+                num_steps: int, batch_size: int) -> dict[str, float]:
+    """Run ``phase`` up to ``num_steps`` gradient steps, resuming from its checkpoint if one exists.
+
+    Returns the metrics of the last step (empty if the checkpoint was already complete).
+    """
+    dims = {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim}
+    path = checkpoint_path(run_dir, phase)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
+        stale.unlink()
+    if path.exists():
+        ckpt = read_checkpoint(path, phase)
+        check_compatible(path, ckpt, cfg, dims)
+        load_into(path, learner, ckpt["learner"])
+        set_rng_state(ckpt["rng"])
+        dataset.load_state_dict(ckpt["sampler"])
+        start, last_saved = ckpt["step"], ckpt["step"]
+    else:
+        torch.manual_seed(phase_seed(cfg, phase))
+        dataset.generator.manual_seed(phase_seed(cfg, phase))
+        start, last_saved = 0, None
+
+    writer = SummaryWriter(Path(run_dir) / "tensorboard" / phase, purge_step=start)  # purge: no duplicate steps after a resume
+    bar = tqdm(total=num_steps, initial=start, desc=phase, disable=not cfg.progress, dynamic_ncols=True)
+    metrics: dict[str, float] = {}
+    try:
+        for step in range(start + 1, num_steps + 1):
+            batch = dataset.sample(batch_size)
+            try:
+                metrics = learner.update(batch)
+            except (ValueError, FloatingPointError) as err:  # the learners' own non-finite-loss checks
+                raise TrainingError(phase, step, str(err), last_saved) from err
+            problem = check_metrics(cfg, phase, metrics)
+            if problem:
+                raise TrainingError(phase, step, problem, last_saved)
+            if step % cfg.log_interval == 0 or step == num_steps:
+                for name, value in metrics.items():
+                    writer.add_scalar(name, value, step)
+                writer.add_scalar(f"weights/{phase}_norm", weight_norm(learner), step)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
+            if step % cfg.checkpoint_interval == 0 or step == num_steps:
+                save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict())
+                last_saved = step
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+    return metrics

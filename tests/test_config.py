@@ -1,0 +1,73 @@
+"""TrainConfig: hydra composition of the tasks/ presets, command-line overrides, one-line validation errors."""
+
+from dataclasses import asdict
+
+import pytest
+
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
+from lawr_ext.utils.io import config_hash
+
+
+def test_task_preset_composes_into_the_typed_config():
+    cfg = load_train_config("Bimanual-Chunk")
+    assert isinstance(cfg, TrainConfig) and isinstance(cfg.flow, FlowConfig)
+    assert (cfg.task, cfg.data.horizon, cfg.eval.task) == ("Bimanual-Chunk", 50, "Bimanual-Chunk")
+    insertion = load_train_config("Bimanual-Chunk-Insertion")
+    assert (insertion.task, insertion.eval.task, insertion.data.gamma) == ("Bimanual-Chunk-Insertion",) * 2 + (0.995,)
+
+
+def test_overrides_reach_every_section_with_their_types():
+    cfg = load_train_config("Bimanual-Chunk", ["flow.num_steps=200", "critic.expectile=0.7", "data.horizon=10",
+                                               "data.path=/tmp/some data.npz", "seed=3", "eval.num_envs=2"])
+    assert cfg.flow.num_steps == 200 and cfg.critic.expectile == 0.7 and cfg.data.horizon == 10
+    assert cfg.data.path == "/tmp/some data.npz" and cfg.seed == 3 and cfg.eval.num_envs == 2
+
+
+def test_profile_overlay_then_command_line_wins():
+    smoke = load_train_config("Bimanual-Chunk", ["profile=smoke"])
+    assert smoke.flow.arch == "mlp" and smoke.data.horizon == 8 and smoke.critic.v_max == 50.0  # task value kept
+    assert load_train_config("Bimanual-Chunk", ["profile=smoke", "flow.num_steps=7"]).flow.num_steps == 7
+
+
+@pytest.mark.parametrize("override, field", [
+    ("data.horizon=0", "DataConfig.horizon"),
+    ("data.horizon=-5", "DataConfig.horizon"),
+    ("data.gamma=1.5", "DataConfig.gamma"),
+    ("planner.temperature=0", "temperature"),
+    ("planner.temperature=-1", "temperature"),
+    ("critic.expectile=1.0", "expectile"),
+    ("critic.v_max=-1", "v_max"),
+    ("flow.num_steps=0", "FlowConfig.num_steps"),
+    ("checkpoint_interval=0", "TrainConfig.checkpoint_interval"),
+    ("flow.no_such_field=1", "no_such_field"),
+    ("no_such_section.x=1", "no_such_section"),
+    ("flow.num_steps=many", "num_steps"),
+    ("profile=no_such_profile", "no_such_profile"),
+])
+def test_bad_values_fail_with_one_line_naming_the_field(override, field):
+    with pytest.raises(ValueError) as err:
+        load_train_config("Bimanual-Chunk", [override])
+    message = str(err.value)
+    assert field in message and "\n" not in message, message
+
+
+def test_unknown_task_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"unknown task 'Bimanual-Nope'") as err:
+        load_train_config("Bimanual-Nope")
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
+    base = load_train_config("Bimanual-Chunk")
+
+    def hashes(*overrides):
+        cfg = load_train_config("Bimanual-Chunk", list(overrides))
+        return [config_hash(cfg.phase_config(p)) for p in ("flow", "critic", "planner")]
+
+    flow, critic, planner = hashes()
+    assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere") == [flow, critic, planner]
+    assert hashes("planner.temperature=3.0") == [flow, critic, hashes("planner.temperature=3.0")[2]] != [flow, critic, planner]
+    new_flow = hashes("flow.lr=1e-3")
+    assert all(a != b for a, b in zip(new_flow, [flow, critic, planner]))  # later phases build on the flow
+    assert train_config_from_dict(asdict(base)) == base

@@ -1,0 +1,137 @@
+"""The phase runner end to end on a small synthetic dataset (no simulator): outputs, frozen flow, stops."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import parameter_fingerprint
+from lawr_ext.configs.train import load_train_config
+from lawr_ext.data.plain import write_plain
+from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_frozen_flow,
+                              load_policy, train)
+
+OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
+#: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.
+TINY = ["data.horizon=4", "data.gamma=0.9", "progress=false", "log_interval=2", "checkpoint_interval=4",
+        "flow.arch=mlp", "flow.width=32", "flow.depth=1", "flow.time_embed_dim=8", "flow.batch_size=16", "flow.num_steps=8",
+        "critic.hidden_dim=32", "critic.num_layers=1", "critic.num_bins=21", "critic.v_min=0", "critic.v_max=2",
+        "critic.batch_size=16", "critic.num_steps=8",
+        "planner.batch_size=16", "planner.num_steps=8"]
+
+
+def synthetic_dataset(path: Path, num_episodes: int = 24, length: int = 10, obs_dim: int = OBS_DIM) -> Path:
+    """Two behaviours: actions near +0.5 succeed (reward 1 on the last step), near -0.5 fail."""
+    rng = np.random.default_rng(0)
+    good = np.arange(num_episodes) % 2 == 0
+    sign = np.where(good, 0.5, -0.5).repeat(length)[:, None]
+    n = num_episodes * length
+    last = np.zeros(n, dtype=bool)
+    last[length - 1::length] = True
+    write_plain(path, observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
+                actions=np.clip(sign + 0.1 * rng.normal(size=(n, ACTION_DIM)), -1, 1).astype(np.float32),
+                rewards=(last & good.repeat(length)).astype(np.float32), terminals=last, timeouts=np.zeros(n, bool),
+                success=good.repeat(length))
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return synthetic_dataset(tmp_path / "data.npz")
+
+
+def test_three_phases_write_checkpoints_logs_summary_and_a_policy(tmp_path, dataset):
+    cfg = load_train_config("Bimanual-Chunk", TINY)
+    run = tmp_path / "run"
+    summary = train(cfg, dataset, run)
+
+    for phase in ("flow", "critic", "planner"):
+        assert torch.load(checkpoint_path(run, phase), weights_only=True)["step"] == 8
+        assert final_path(run, phase).is_file()
+        assert list((run / "tensorboard" / phase).glob("events.out.tfevents.*")), phase
+        assert summary["phases"][phase], phase  # the last step's metrics
+    assert (run / "summary.md").read_text().count("## ") >= 2 and (run / "config.json").is_file()
+
+    obs = torch.randn(7, OBS_DIM)
+    for kind in ("lawr", "flow_bc"):
+        policy = load_policy(run, kind)
+        chunk = policy(obs)
+        assert chunk.shape == (7, HORIZON, ACTION_DIM) and torch.isfinite(chunk).all()
+        assert (policy.horizon, policy.action_dim) == (HORIZON, ACTION_DIM)
+    lawr = load_policy(final_path(run, "planner"))
+    assert torch.equal(lawr(obs), lawr(obs))  # deterministic planner
+
+
+def test_flow_is_bit_identical_after_phases_2_and_3(tmp_path, dataset):
+    cfg = load_train_config("Bimanual-Chunk", TINY)
+    run = tmp_path / "run"
+    train(cfg, dataset, run, phases=("flow",))
+    dims = {"obs_dim": OBS_DIM, "horizon": HORIZON, "action_dim": ACTION_DIM}
+    decoder, normalizer = load_frozen_flow(final_path(run, "flow"), cfg, dims)
+    before = parameter_fingerprint(decoder), parameter_fingerprint(normalizer)
+
+    train(cfg, dataset, run, phases=("critic", "planner"))
+    after_file = load_frozen_flow(final_path(run, "flow"), cfg, dims)
+    # The decoder the planner trained through (saved with the planner) is the same frozen flow, bit for bit.
+    policy_decoder = load_policy(run).planner.decoder
+    assert (parameter_fingerprint(after_file[0]), parameter_fingerprint(after_file[1])) == before
+    assert parameter_fingerprint(policy_decoder) == before[0]
+
+
+def test_nan_in_the_critic_stops_with_phase_and_step(tmp_path, dataset, monkeypatch):
+    cfg = load_train_config("Bimanual-Chunk", TINY)
+    run = tmp_path / "run"
+    train(cfg, dataset, run, phases=("flow",))
+    original_update, calls = DistributionalCritic.update, []
+
+    def poisoned_update(self, batch):  # step 6 meets a NaN weight, as an overflowing optimizer would leave it
+        calls.append(1)
+        if len(calls) == 6:
+            with torch.no_grad():
+                next(self.v_net.parameters()).view(-1)[0] = float("nan")
+        return original_update(self, batch)
+
+    monkeypatch.setattr(DistributionalCritic, "update", poisoned_update)
+    with pytest.raises(TrainingError, match=r"phase 'critic' stopped at step 6: .*non-finite.*last good checkpoint: step 4"):
+        train(cfg, dataset, run, phases=("critic",))
+    assert torch.load(checkpoint_path(run, "critic"), weights_only=True)["step"] == 4  # the good one survives
+    assert not final_path(run, "critic").exists()
+
+
+def test_critic_whose_returns_leave_the_support_is_stopped(tmp_path, dataset):
+    cfg = load_train_config("Bimanual-Chunk", TINY + ["critic.v_min=-0.1", "critic.v_max=0.1", "guard.max_outside_support=0.1"])
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"phase 'critic' stopped at step \d+: critic diverging: .* outside the value support"):
+        train(cfg, dataset, run)
+
+
+def test_mismatched_checkpoints_are_one_line_errors(tmp_path, dataset):
+    cfg = load_train_config("Bimanual-Chunk", TINY)
+    run = tmp_path / "run"
+    train(cfg, dataset, run, phases=("flow",))
+
+    changed = load_train_config("Bimanual-Chunk", TINY + ["flow.lr=1e-3"])
+    with pytest.raises(CheckpointError, match="config hash") as err:
+        train(changed, dataset, run, phases=("flow",))
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="config hash"):  # a later phase refuses a flow of another config
+        train(changed, dataset, run, phases=("critic",))
+
+    wider = synthetic_dataset(tmp_path / "wider.npz", obs_dim=OBS_DIM + 2)
+    with pytest.raises(CheckpointError, match="trained on data with"):
+        train(cfg, wider, run, phases=("flow",))
+
+    ckpt = torch.load(checkpoint_path(run, "flow"), weights_only=True)
+    ckpt["format_version"] = 999
+    torch.save(ckpt, checkpoint_path(run, "flow"))
+    with pytest.raises(CheckpointError, match="format version 999"):
+        train(cfg, dataset, run, phases=("flow",))
+
+    checkpoint_path(run, "flow").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="not a readable lawr checkpoint"):
+        train(cfg, dataset, run, phases=("flow",))
+
+    with pytest.raises(CheckpointError, match="phase 'flow' has not finished"):
+        train(cfg, dataset, tmp_path / "fresh", phases=("planner",))
