@@ -235,3 +235,14 @@ def test_mixed_collections_in_one_directory_are_rejected(toy_dir):
     write_episodes(shard_path(toy_dir, 2), [_record(3, True)], 3, {**META, "task": "Other"})
     with pytest.raises(DatasetError, match="metadata differs"):
         load_episodes(toy_dir)
+
+
+def test_a_failed_write_leaves_the_existing_shard_and_no_temp_files(toy_dir):
+    shard = shard_path(toy_dir, 0)
+    before = shard.read_bytes()
+    broken = _record(3, True)
+    broken.rewards = "not a tensor"
+    with pytest.raises(AttributeError):
+        write_episodes(shard, [_record(3, True), broken], 0, META)
+    assert shard.read_bytes() == before
+    assert sorted(p.name for p in toy_dir.iterdir()) == ["shard_000000.hdf5", "shard_000001.hdf5"]

@@ -57,6 +57,14 @@ class CollectCfg:
     strategy_mix: tuple[float, ...] | None = None  # probability of each strategy id; None = uniform
     progress: bool = True  # tqdm progress bar on stderr
 
+    def __post_init__(self) -> None:
+        if self.num_episodes < 1:
+            raise ValueError(f"CollectCfg.num_episodes: must be >= 1, got {self.num_episodes}")
+        for name in ("quality_mix", "strategy_mix"):
+            mix = getattr(self, name)
+            if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
+                raise ValueError(f"CollectCfg.{name}: needs non-negative weights with a positive sum, got {mix}")
+
 
 def round_seed(seed: int, round_index: int) -> int:
     """Independent, reproducible 31-bit seed of one collection round."""
@@ -120,6 +128,9 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
     strategy = torch.multinomial(torch.tensor(strategy_mix), num_envs, replacement=True, generator=labels)
     all_envs = torch.arange(num_envs)
 
+    reseed = getattr(env, "reseed", None)  # Isaac Lab's reset(seed) seeds only the global RNGs, not an
+    if reseed is not None:                  # env-owned reset generator such as BimanualChunkEnv's
+        reseed(seed)
     obs_dict, _ = env.reset(seed=seed)
     expert.reset(all_envs, strategy, quality)
     steps = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": [], "success": []}
@@ -158,3 +169,31 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
             seed=seed,
         ))
     return records
+
+
+def task_metadata(task: str, env, expert: Expert) -> dict:
+    """Env/task facts stored with a dataset so that training can check its config against them."""
+    return {
+        "task": task,
+        "obs_dim": int(env.cfg.observation_space),
+        "action_dim": int(env.cfg.action_space),
+        "control_hz": 1.0 / env.step_dt,
+        "max_episode_length": int(env.max_episode_length),
+        "chunk_horizon": getattr(env.cfg, "chunk_horizon", None),
+        "action_names": getattr(env, "action_names", None),  # action order, where the env names it
+        "strategy_names": getattr(expert, "strategy_names", None),
+        "quality_names": getattr(expert, "quality_names", None),
+    }
+
+
+def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu") -> Path:
+    """Create the task's env and scripted expert and :func:`collect` into ``out_dir`` (resuming what is there)."""
+    from lawr_ext.tasks import make_env
+    from lawr_ext.tasks.bimanual.experts import make_expert
+
+    env = make_env(task, num_envs, device=device, seed=cfg.seed)
+    try:
+        expert = make_expert(task, env)
+        return collect(env, expert, out_dir, cfg, task_metadata(task, env, expert))
+    finally:
+        env.close()

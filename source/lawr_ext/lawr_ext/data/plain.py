@@ -1,20 +1,8 @@
-"""The plain format for bringing your own offline data (D4RL-style flat arrays).
+"""The plain format for bringing your own offline data: D4RL-style flat arrays in ``.npz`` or HDF5.
 
-A ``.npz`` file (``numpy.savez``) or an HDF5 file with these top-level arrays, N = total steps::
-
-    observations  float [N, O]  observation before each action (the policy's raw, unnormalized input)
-    actions       float [N, A]  action taken, normalized to [-1, 1] per dimension
-    rewards       float [N]     reward earned by that action
-    terminals     bool  [N]     True on the last step of an episode that *terminated* (success/failure):
-                                no bootstrapping past it
-    timeouts      bool  [N]     True on the last step of an episode that was cut off (time limit):
-                                the value after it is unknown, so the loader never bootstraps from it
-    success       bool  [N]     optional: the env's success flag; an episode succeeded if any step did
-    strategy      int   [N]     optional: strategy label (constant within an episode; -1 = unknown)
-    quality       int   [N]     optional: quality label (constant within an episode; -1 = unknown)
-
-Rows are in time order; an episode ends where ``terminals | timeouts`` is True, and the next row starts
-the next episode. A final episode without either flag counts as cut off. Integer 0/1 flags are accepted.
+Keys ``observations`` [N, O], ``actions`` [N, A] in [-1, 1], ``rewards`` [N], ``terminals`` [N],
+``timeouts`` [N] (optional ``success``, ``strategy``, ``quality`` [N]); an episode ends where
+``terminals | timeouts``. Full description for users: ``data/FORMAT.md``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""Collect an offline dataset of scripted-expert episodes (resumable: rerun the same command after a crash).
+
+    python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200
+    python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --quality_mix 1 0 0
+
+Writes a directory of HDF5 shards in Isaac Lab's layout (see lawr_ext/data/FORMAT.md); by default
+runs/datasets/<task>-seed<S>. Rerunning with the same arguments skips what is on disk; a larger
+--num_episodes appends.
+"""
+
+import argparse
+import time
+
+from lawr_ext import REPO_ROOT
+from lawr_ext.data.collect import CollectCfg, collect_task
+from lawr_ext.data.dataset import load_episodes
+
+
+def main() -> None:
+    defaults = CollectCfg()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="Bimanual-Chunk")
+    parser.add_argument("--num_envs", type=int, default=16)
+    parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
+    parser.add_argument("--out", default=None, help="dataset directory (default runs/datasets/<task>-seed<S>)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="cpu", help="physics device: cpu or cuda:N")
+    parser.add_argument("--quality_mix", type=float, nargs="+", default=list(defaults.quality_mix),
+                        help="probability of each quality id (clean noisy failing)")
+    parser.add_argument("--strategy_mix", type=float, nargs="+", default=None,
+                        help="probability of each strategy id (default: uniform)")
+    args = parser.parse_args()
+
+    out = args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}"
+    cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
+                     strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None)
+    start = time.perf_counter()
+    out = collect_task(args.task, out, args.num_envs, cfg, device=args.device)
+    episodes = load_episodes(out)
+    print(f"{out}: {episodes.num_episodes} episodes, {episodes.num_steps} steps, "
+          f"success {episodes.success.float().mean():.1%} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
