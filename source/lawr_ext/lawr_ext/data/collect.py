@@ -111,7 +111,9 @@ def _resume_point(out_dir: Path, meta: dict, num_envs: int, num_episodes: int) -
             raise ValueError(f"{out_dir}: shard files are not numbered 0..{len(shards) - 1} ({shard.name}); not resuming")
         shard_meta, count = read_shard_info(shard)
         if shard_meta != meta:
-            raise ValueError(f"{shard}: collected with other settings or env metadata; use another --out or the same arguments")
+            differ = sorted(key for key in meta.keys() | shard_meta.keys() if meta.get(key) != shard_meta.get(key))
+            raise ValueError(f"{shard}: collected with other settings ({', '.join(differ)} differ); "
+                             "use another --out or the same arguments")
         if count != num_envs and index < len(shards) - 1:
             raise ValueError(f"{shard}: holds {count} episodes, expected {num_envs}; not resuming")
         counts.append(count)
@@ -122,17 +124,16 @@ def _resume_point(out_dir: Path, meta: dict, num_envs: int, num_episodes: int) -
 
 def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> list[EpisodeRecord]:
     """Step all envs until the first ``keep`` envs have each finished one episode; return those episodes."""
-    num_envs = env.num_envs
-    labels = torch.Generator().manual_seed(seed)
-    quality = torch.multinomial(torch.tensor(quality_mix), num_envs, replacement=True, generator=labels)
-    strategy = torch.multinomial(torch.tensor(strategy_mix), num_envs, replacement=True, generator=labels)
-    all_envs = torch.arange(num_envs)
+    num_envs, device = env.num_envs, torch.device(getattr(env, "device", "cpu"))
+    labels = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same labels on every device
+    quality = torch.multinomial(torch.tensor(quality_mix), num_envs, replacement=True, generator=labels).to(device)
+    strategy = torch.multinomial(torch.tensor(strategy_mix), num_envs, replacement=True, generator=labels).to(device)
 
     reseed = getattr(env, "reseed", None)  # Isaac Lab's reset(seed) seeds only the global RNGs, not an
     if reseed is not None:                  # env-owned reset generator such as BimanualChunkEnv's
         reseed(seed)
     obs_dict, _ = env.reset(seed=seed)
-    expert.reset(all_envs, strategy, quality)
+    expert.reset(torch.arange(num_envs, device=device), strategy, quality)
     steps = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": [], "success": []}
     last_step = torch.full((num_envs,), -1)  # step index at which each env's first episode ended
     t = 0
@@ -144,13 +145,13 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
         obs_dict, reward, terminated, truncated, extras = env.step(actions)
         for name, value in zip(steps, (obs, actions, reward, terminated, truncated, extras["success"])):
             steps[name].append(value.detach().cpu())
-        finished = (terminated | truncated).cpu()
-        newly = finished & (last_step < 0)
-        last_step[newly] = t
-        progress.update(int(newly[:keep].sum()))
+        finished = terminated | truncated
         if finished.any():  # the auto-reset episode is discarded, but the expert must plan it from scratch
             ids = finished.nonzero().flatten()
             expert.reset(ids, strategy[ids], quality[ids])
+        newly = finished.cpu() & (last_step < 0)
+        last_step[newly] = t
+        progress.update(int(newly[:keep].sum()))
         t += 1
 
     stacked = {name: torch.stack(values, dim=1) for name, values in steps.items()}  # [N, T_round, ...]
