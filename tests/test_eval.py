@@ -191,3 +191,24 @@ def test_write_report_writes_json_and_markdown(tmp_path):
     assert json.loads(json_path.read_text())["summary"]["success_rate"] == pytest.approx(0.5)
     md = md_path.read_text()
     assert "| 4 | 0.500 |" in md and "Fake" in md
+
+
+# ---------------------------------------------------------------- the real simulator (one small run)
+
+@pytest.mark.sim
+def test_evaluate_policy_in_the_real_env_counts_time_limited_episodes():
+    from lawr_ext.eval import evaluate_policy
+
+    class HoldStill(ChunkPolicy):  # mid-range joint targets, open grippers: never grasps, never succeeds
+        horizon, action_dim = 4, 14
+
+        def forward(self, obs):
+            return torch.zeros(obs.shape[0], self.horizon, self.action_dim)
+
+    cfg = EvalCfg(num_envs=2, num_episodes=3, exec_horizon=2, progress=False)
+    report = evaluate_policy(HoldStill(), cfg, episode_length_s=0.2)  # 10 control steps at 50 Hz
+    s = report["summary"]
+    assert s["episodes"] == 3 and s["successes"] == 0
+    assert s["length_mean"] == 10 and s["length_std"] == 0  # every episode ran into the time limit
+    assert math.isfinite(s["return_mean"]) and s["success_ci95"][1] < 1.0
+    assert report["timing"]["env_steps"] == 2 * 20  # env 0 ran 2 episodes, env 1 idled alongside it

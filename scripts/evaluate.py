@@ -1,0 +1,65 @@
+"""Evaluate a trained policy in N vectorized envs: success rate with a Wilson 95% CI, return, episode length.
+
+    python scripts/evaluate.py --checkpoint runs/Bimanual-Chunk/<run>            # CPU, small
+    python scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --num_episodes 4096 --device cuda
+    python scripts/evaluate.py --checkpoint runs/<run> --exec_horizon 10 --temporal_ensemble
+    python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy
+
+``--checkpoint`` is a run directory or one of its ``<phase>/final.pt`` files. Writes ``eval.json`` and
+``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.eval import evaluate_policy, write_report
+from lawr_ext.runners.checkpoint import read_checkpoint
+from lawr_ext.runners.pipeline import final_path, load_policy
+
+
+def parse_args() -> argparse.Namespace:
+    defaults = EvalCfg()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="run directory or a <phase>/final.pt inside it")
+    parser.add_argument("--policy", default="lawr", choices=("lawr", "flow_bc"), help="which policy of the run")
+    parser.add_argument("--task", default=None, help="task id (default: the task the run was trained on)")
+    parser.add_argument("--num_envs", type=int, default=defaults.num_envs)
+    parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
+    parser.add_argument("--exec_horizon", type=int, default=defaults.exec_horizon,
+                        help="steps of each chunk executed before replanning (<= H)")
+    parser.add_argument("--temporal_ensemble", action="store_true", help="ACT-style averaging of overlapping chunks")
+    parser.add_argument("--ensemble_decay", type=float, default=defaults.ensemble_decay)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
+    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="output folder for eval.json / eval.md")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    path = Path(args.checkpoint)
+    run_dir = path.parent.parent if path.is_file() else path
+    task = args.task or read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]["task"]
+    cfg_fields = {f.name for f in fields(EvalCfg)}
+    cfg = EvalCfg(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
+                  task=task, progress=not args.no_progress)
+    overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
+
+    policy = load_policy(path, kind=args.policy)
+    report = evaluate_policy(policy, cfg, **overrides)
+    report["checkpoint"] = str(path)
+    json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
+    s = report["summary"]
+    print(f"success {s['success_rate']:.3f}  95% CI [{s['success_ci95'][0]:.3f}, {s['success_ci95'][1]:.3f}]  "
+          f"return {s['return_mean']:.2f} ± {s['return_std']:.2f}  ({s['episodes']} episodes)")
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()
