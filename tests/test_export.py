@@ -116,3 +116,25 @@ def test_onnx_session_output_is_float32_chunk(exported):
     session, metadata = load_onnx(paths["onnx"])
     out = session.run(None, {"obs": np.zeros((2, metadata["obs_dim"]), np.float32)})[0]
     assert out.dtype == np.float32 and out.shape == (2, metadata["horizon"], metadata["action_dim"])
+
+
+def test_action_spec_reproduces_the_env_action_mapping():
+    from types import SimpleNamespace
+
+    from lawr_ext.export.action_spec import action_spec
+    from lawr_ext.tasks.bimanual.env import BimanualChunkEnv
+    from lawr_ext.tasks.bimanual.robot import ALL_JOINT_NAMES, SPEC, arm_limits
+
+    # The env's own _pre_physics_step on a stand-in with its joint bookkeeping (our joint order = sim order).
+    joint_ids = torch.arange(16).view(2, 8)
+    limits = arm_limits(SPEC)
+    env = SimpleNamespace(arm_ids=joint_ids[:, :6], finger_ids=joint_ids[:, 6:], arm_lower=limits[:, 0],
+                          arm_range=limits[:, 1] - limits[:, 0], joint_targets=torch.zeros(5, 16))
+    actions = torch.rand(5, 14) * 2 - 1
+    BimanualChunkEnv._pre_physics_step(env, actions)
+
+    spec = action_spec()
+    targets = torch.tensor(spec["action_offset"]) + torch.tensor(spec["action_scale"]) * actions
+    for i, name in enumerate(spec["joint_names"]):
+        for joint in spec["gripper_joints"].get(name, [name]):
+            assert torch.allclose(env.joint_targets[:, ALL_JOINT_NAMES.index(joint)], targets[:, i], atol=1e-6), name
