@@ -22,16 +22,22 @@ class LineEnv:
     """N points on a line, pure torch. Reaching x >= 1 terminates (success); ``max_episode_length`` steps truncate.
 
     Like an Isaac Lab DirectRLEnv it auto-resets finished envs inside ``step`` from the global torch RNG
-    (seeded by ``reset(seed)``) and returns the reset observation for them. obs = (x, steps taken so far).
+    (seeded by ``reset(seed)``), returns the reset observation for them, and returns the same buffers
+    every step, overwritten in place. obs = (x, steps taken so far).
     """
 
     def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0):
         self.num_envs, self.max_episode_length, self.step_delay_s = num_envs, max_episode_length, step_delay_s
         self.x = torch.zeros(num_envs)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long)
+        self.obs_buf = torch.zeros(num_envs, 2)
+        self.reward_buf = torch.zeros(num_envs)
+        self.terminated_buf = torch.zeros(num_envs, dtype=torch.bool)
+        self.truncated_buf = torch.zeros(num_envs, dtype=torch.bool)
 
     def _obs(self):
-        return {"policy": torch.stack([self.x, self.episode_length.float()], dim=1)}
+        self.obs_buf[:] = torch.stack([self.x, self.episode_length.float()], dim=1)
+        return {"policy": self.obs_buf}
 
     def reset(self, seed=None):
         if seed is not None:
@@ -44,13 +50,14 @@ class LineEnv:
         time.sleep(self.step_delay_s)
         self.x = self.x + STEP * actions[:, 0]
         self.episode_length += 1
-        reward = self.x.clone()
-        terminated = self.x >= 1.0
-        truncated = ~terminated & (self.episode_length >= self.max_episode_length)
-        done = terminated | truncated
+        self.reward_buf[:] = self.x
+        self.terminated_buf[:] = self.x >= 1.0
+        self.truncated_buf[:] = ~self.terminated_buf & (self.episode_length >= self.max_episode_length)
+        done = self.terminated_buf | self.truncated_buf
         self.x[done] = torch.rand(int(done.sum())) * 0.5
         self.episode_length[done] = 0
-        return self._obs(), reward, terminated, truncated, {"success": terminated.clone()}
+        extras = {"success": self.terminated_buf}
+        return self._obs(), self.reward_buf, self.terminated_buf, self.truncated_buf, extras
 
 
 class LineExpert:

@@ -140,11 +140,12 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
     while (last_step[:keep] < 0).any():
         if t > env.max_episode_length:
             raise RuntimeError(f"envs {(last_step < 0).nonzero().flatten().tolist()} ran past max_episode_length without a done")
-        obs = obs_dict["policy"]
+        # copies: Isaac Lab returns the same buffers every step and overwrites them in place
+        steps["obs"].append(obs_dict["policy"].to("cpu", copy=True))
         actions = expert.act().clamp(-1.0, 1.0)  # record exactly what the env executes
         obs_dict, reward, terminated, truncated, extras = env.step(actions)
-        for name, value in zip(steps, (obs, actions, reward, terminated, truncated, extras["success"])):
-            steps[name].append(value.detach().cpu())
+        for name, value in zip(list(steps)[1:], (actions, reward, terminated, truncated, extras["success"])):
+            steps[name].append(value.to("cpu", copy=True))
         finished = terminated | truncated
         if finished.any():  # the auto-reset episode is discarded, but the expert must plan it from scratch
             ids = finished.nonzero().flatten()
