@@ -26,7 +26,7 @@ def test_overrides_reach_every_section_with_their_types():
 
 def test_profile_overlay_then_command_line_wins():
     smoke = load_train_config("Bimanual-Chunk", ["profile=smoke"])
-    assert smoke.flow.arch == "mlp" and smoke.data.horizon == 8 and smoke.critic.v_max == 50.0  # task value kept
+    assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 4 and smoke.critic.v_max == 50.0  # task value kept
     assert load_train_config("Bimanual-Chunk", ["profile=smoke", "flow.num_steps=7"]).flow.num_steps == 7
 
 
@@ -66,7 +66,8 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
         return [config_hash(cfg.phase_config(p)) for p in ("flow", "critic", "planner")]
 
     flow, critic, planner = hashes()
-    assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere") == [flow, critic, planner]
+    assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere",
+                  "data.path=moved.npz", "device=cuda") == [flow, critic, planner]
     assert hashes("planner.temperature=3.0") == [flow, critic, hashes("planner.temperature=3.0")[2]] != [flow, critic, planner]
     new_flow = hashes("flow.lr=1e-3")
     assert all(a != b for a, b in zip(new_flow, [flow, critic, planner]))  # later phases build on the flow

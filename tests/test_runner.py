@@ -11,7 +11,7 @@ from lawr_ext.algorithms.flow import parameter_fingerprint
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.plain import write_plain
 from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_frozen_flow,
-                              load_policy, train)
+                              load_policy, read_checkpoint, train)
 
 OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
 #: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.
@@ -68,7 +68,7 @@ def test_flow_is_bit_identical_after_phases_2_and_3(tmp_path, dataset):
     cfg = load_train_config("Bimanual-Chunk", TINY)
     run = tmp_path / "run"
     train(cfg, dataset, run, phases=("flow",))
-    dims = {"obs_dim": OBS_DIM, "horizon": HORIZON, "action_dim": ACTION_DIM}
+    dims = read_checkpoint(final_path(run, "flow"))["dims"]
     decoder, normalizer = load_frozen_flow(final_path(run, "flow"), cfg, dims)
     before = parameter_fingerprint(decoder), parameter_fingerprint(normalizer)
 

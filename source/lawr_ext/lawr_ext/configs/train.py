@@ -76,13 +76,15 @@ class TrainConfig:
     def phase_config(self, phase: str) -> dict:
         """The settings a phase's result depends on: what its checkpoint's config hash covers.
 
-        Logging, checkpoint cadence, paths, device and evaluation are left out, so changing them never
-        invalidates a checkpoint; the configs of earlier phases are in, since a phase builds on their output.
+        Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size
+        instead), device and evaluation are left out, so changing them never invalidates a checkpoint; the
+        configs of earlier phases are in, since a phase builds on their output.
         """
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}: expected one of {PHASES}")
         upto = PHASES[: PHASES.index(phase) + 1]
-        return {"task": self.task, "seed": self.seed, "data": asdict(self.data)} | {p: asdict(getattr(self, p)) for p in upto}
+        data = {k: v for k, v in asdict(self.data).items() if k != "path"}
+        return {"task": self.task, "seed": self.seed, "data": data} | {p: asdict(getattr(self, p)) for p in upto}
 
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

@@ -33,16 +33,12 @@ from lawr_ext.configs.train import PHASES, TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
-from lawr_ext.runners.trainer import phase_seed, train_phase
+from lawr_ext.runners.trainer import dataset_dims, phase_seed, train_phase
 from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, atomic_write_text, config_hash
 
 
 def final_path(run_dir: str | Path, phase: str) -> Path:
     return Path(run_dir) / phase / "final.pt"
-
-
-def dims_of(dataset: ChunkDataset) -> dict:
-    return {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim}
 
 
 def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
@@ -55,13 +51,12 @@ def _save_final(run_dir: str | Path, cfg: TrainConfig, phase: str, dims: dict, m
                        "config": asdict(cfg), "dims": dict(dims), "model": model.state_dict()}, final_path(run_dir, phase))
 
 
-def _load_final(path: Path, phase: str, model: nn.Module, cfg: TrainConfig | None = None, dims: dict | None = None) -> None:
-    """Load a phase's product into ``model``; with ``cfg``/``dims``, first check it belongs to this run."""
+def _load_final(path: Path, phase: str, model: nn.Module, cfg: TrainConfig, dims: dict) -> None:
+    """Load a phase's product into ``model`` after checking it belongs to a run with ``cfg`` and ``dims``."""
     if not path.is_file():
         raise CheckpointError(path, f"missing: phase {phase!r} has not finished in this run_dir (run it first)")
     ckpt = read_checkpoint(path, phase)
-    if cfg is not None:
-        check_compatible(path, ckpt, cfg, dims)
+    check_compatible(path, ckpt, cfg, dims)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -76,17 +71,17 @@ def _flow_product(decoder: FlowDecoder, normalizer: nn.Module) -> nn.Module:
     return nn.ModuleDict({"decoder": decoder, "obs_normalizer": normalizer})
 
 
-def load_frozen_flow(path: Path, cfg: TrainConfig, dims: dict, check: bool = True) -> tuple[FlowDecoder, nn.Module]:
+def load_frozen_flow(path: Path, cfg: TrainConfig, dims: dict) -> tuple[FlowDecoder, nn.Module]:
     """The frozen one-step decoder T(z; s) and the frozen observation normalizer, from ``flow/final.pt``."""
     decoder = build_flow_decoder(cfg.flow, dims["obs_dim"], dims["horizon"], dims["action_dim"])
     normalizer = EmpiricalNormalization(shape=dims["obs_dim"])
-    _load_final(path, "flow", _flow_product(decoder, normalizer), cfg if check else None, dims)
+    _load_final(path, "flow", _flow_product(decoder, normalizer), cfg, dims)
     return _frozen(decoder), _frozen(normalizer)
 
 
-def load_frozen_critic(path: Path, cfg: TrainConfig, dims: dict, normalizer: nn.Module, check: bool = True) -> DistributionalCritic:
+def load_frozen_critic(path: Path, cfg: TrainConfig, dims: dict, normalizer: nn.Module) -> DistributionalCritic:
     critic = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer)
-    _load_final(path, "critic", critic, cfg if check else None, dims)
+    _load_final(path, "critic", critic, cfg, dims)
     return _frozen(critic)
 
 
@@ -98,7 +93,7 @@ def build_planner(cfg: TrainConfig, dims: dict, decoder: FlowDecoder, critic: Di
 # --- the three phases ------------------------------------------------------------------------------------
 def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str | Path) -> dict[str, float]:
     """Train one phase (resuming if it was interrupted) and write its frozen product; returns its last metrics."""
-    run_dir, dims = Path(run_dir), dims_of(dataset)
+    run_dir, dims = Path(run_dir), dataset_dims(dataset)
     torch.manual_seed(phase_seed(cfg, phase))  # network initialisation is part of the phase's seeded result
     phase_cfg = getattr(cfg, phase)
     if phase == "flow":
@@ -171,15 +166,14 @@ def load_policy(path: str | Path, kind: str = "lawr") -> ChunkPolicy:
     run_dir = path.parent.parent if path.is_file() else path
     if kind not in ("lawr", "flow_bc"):
         raise ValueError(f"load_policy: kind must be 'lawr' or 'flow_bc', got {kind!r}")
-    flow_file = final_path(run_dir, "flow")
-    meta = read_checkpoint(flow_file, "flow")
+    product = final_path(run_dir, "planner" if kind == "lawr" else "flow")
+    meta = read_checkpoint(product, "planner" if kind == "lawr" else "flow")
     cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
-    decoder, normalizer = load_frozen_flow(flow_file, cfg, dims, check=False)
+    # Checked against the product's config: the flow must be the one the planner was trained through.
+    decoder, normalizer = load_frozen_flow(final_path(run_dir, "flow"), cfg, dims)
     if kind == "flow_bc":
         return FlowBCPolicy(decoder, normalizer, cfg.flow.sample_steps).eval()
-    planner_file = final_path(run_dir, "planner")
-    cfg = train_config_from_dict(read_checkpoint(planner_file, "planner")["config"])
     critic = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer)
     planner = build_planner(cfg, dims, decoder, _frozen(critic), normalizer)
-    _load_final(planner_file, "planner", planner, cfg, dims)
+    _load_final(product, "planner", planner, cfg, dims)
     return LAWRPolicy(planner).eval()

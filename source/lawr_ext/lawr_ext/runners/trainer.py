@@ -35,6 +35,12 @@ def phase_seed(cfg: TrainConfig, phase: str) -> int:
     return cfg.seed + PHASES.index(phase)
 
 
+def dataset_dims(dataset: ChunkDataset) -> dict:
+    """What a checkpoint must agree with about the dataset: network shapes, and its size as a cheap identity."""
+    return {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim,
+            "chunks": dataset.num_chunks}
+
+
 def weight_norm(learner: Learner) -> float:
     """L2 norm over the trainable parameters: a slow drift upward is the first sign of a blow-up."""
     return math.sqrt(sum(p.detach().double().square().sum().item() for p in learner.parameters() if p.requires_grad))
@@ -65,7 +71,7 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
 
     Returns the metrics of the last step (empty if the checkpoint was already complete).
     """
-    dims = {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim}
+    dims = dataset_dims(dataset)
     path = checkpoint_path(run_dir, phase)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
         stale.unlink()

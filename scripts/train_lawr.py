@@ -1,0 +1,114 @@
+"""Train L-AWR: collect a dataset (if none is given) -> flow -> critic -> planner -> evaluate L-AWR and flow BC.
+
+    python scripts/train_lawr.py --task Bimanual-Chunk                                  # everything, task defaults
+    python scripts/train_lawr.py --task Bimanual-Chunk profile=smoke --device cpu       # a tiny CPU run
+    python scripts/train_lawr.py --task Bimanual-Chunk --dataset runs/datasets/Bimanual-Chunk-seed0 \
+        flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
+    python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.temperature=0.5
+    ./isaaclab.sh -p scripts/train_lawr.py --task Bimanual-Chunk ...                    # via Isaac Lab's launcher
+
+Known arguments first (Isaac Lab's convention, launcher arguments such as --device included); everything
+else is a hydra override of the TrainConfig composed from tasks/<task>.yaml (see lawr_ext/configs/train.py).
+A killed run resumes from its last checkpoints when the same command is rerun with the same --run_dir.
+``--phase X`` trains only phase X in --run_dir, from the saved (frozen) products of the earlier phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from isaaclab.app import add_launcher_args
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects the preset tasks/<task>.yaml")
+parser.add_argument("--phase", default="all", choices=("flow", "critic", "planner", "all"), help="which phase(s) to train")
+parser.add_argument("--dataset", default=None, help="dataset (shard directory, .hdf5 or .npz); default: collect one")
+parser.add_argument("--run_dir", default=None, help="output folder (default runs/<task>/<UTC time>); reuse it to resume")
+parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+parser.add_argument("--no_eval", action="store_true", help="skip the rollouts after training")
+add_launcher_args(parser)
+parser.set_defaults(device=None)  # the launcher's default is cuda:0; without --device the config decides
+args_cli, hydra_args = parser.parse_known_args()
+
+from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
+from lawr_ext.configs.train import PHASES, TrainConfig, load_train_config  # noqa: E402
+from lawr_ext.runners import TrainingError, load_policy, train  # noqa: E402
+from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
+
+
+def config_from_cli() -> TrainConfig:
+    """Known arguments become hydra overrides too, so they are validated like any other field."""
+    overrides = []
+    if args_cli.device is not None:
+        overrides += [f"device={args_cli.device}", f"eval.device={args_cli.device}"]
+    if args_cli.seed is not None:
+        overrides.append(f"seed={args_cli.seed}")
+    if args_cli.dataset is not None:
+        overrides.append(f"data.path='{Path(args_cli.dataset).resolve()}'")
+    if args_cli.run_dir is not None:
+        overrides.append(f"run_dir='{Path(args_cli.run_dir).resolve()}'")
+    if args_cli.no_eval:
+        overrides.append("evaluate=false")
+    return load_train_config(args_cli.task, overrides + hydra_args)
+
+
+def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
+    """The configured dataset, else the one collected into the run (collection resumes what is on disk)."""
+    if cfg.data.path is not None:
+        return Path(cfg.data.path)
+    from lawr_ext.data.collect import CollectCfg, collect_task
+
+    print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "
+          f"with {cfg.data.collect_num_envs} envs into {run_dir / 'dataset'}")
+    collect_cfg = CollectCfg(num_episodes=cfg.data.collect_num_episodes, seed=cfg.seed, progress=cfg.progress)
+    return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
+
+
+def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> None:
+    """Roll out L-AWR and its own behavior policy (flow BC) in the vectorized env; log and summarize."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lawr_ext.eval import evaluate_policy, write_report
+
+    with SummaryWriter(run_dir / "tensorboard" / "eval") as writer:
+        for kind in ("lawr", "flow_bc"):
+            report = evaluate_policy(load_policy(run_dir, kind), cfg.eval)
+            write_report(report, run_dir / "eval" / kind)
+            s = report["summary"]
+            writer.add_scalar(f"eval/{kind}/success_rate", s["success_rate"], cfg.planner.num_steps)
+            writer.add_scalar(f"eval/{kind}/return_mean", s["return_mean"], cfg.planner.num_steps)
+            summary[f"eval_{kind}"] = {"success_rate": s["success_rate"], "success_ci95": s["success_ci95"],
+                                       "return_mean": s["return_mean"], "episodes": s["episodes"]}
+    write_summary(run_dir, summary)
+
+
+def main() -> None:
+    try:
+        cfg = config_from_cli()
+    except ValueError as err:
+        sys.exit(f"[lawr] bad configuration: {err}")
+    if args_cli.phase != "all" and cfg.run_dir is None:
+        sys.exit(f"[lawr] --phase {args_cli.phase} needs --run_dir: the run whose earlier phases it builds on")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else REPO_ROOT / "runs" / cfg.task / stamp
+    phases = PHASES if args_cli.phase == "all" else (args_cli.phase,)
+    print(f"[lawr] task {cfg.task}, phases {', '.join(phases)}, run_dir {run_dir}")
+
+    if args_cli.phase in ("all", "flow") or cfg.data.path is not None:
+        dataset = dataset_path(cfg, run_dir)
+    else:  # a later phase alone: the dataset the earlier phases were trained on
+        dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
+    try:
+        summary = train(cfg, dataset, run_dir, phases)
+        if cfg.evaluate and "planner" in phases:
+            evaluate(cfg, run_dir, summary)
+    except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
+        sys.exit(f"[lawr] {err}")
+    print((run_dir / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
