@@ -101,7 +101,8 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict
     Returns the episodes and timing stats (env steps, seconds).
     """
     if cfg.exec_horizon > policy.horizon:
-        raise ValueError(f"EvalCfg.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon H={policy.horizon}")
+        raise ValueError(f"EvalCfg.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon "
+                         f"H={policy.horizon}")
     num_envs = env.num_envs
     device = torch.device(cfg.device)
     policy = policy.to(device).eval()
