@@ -1,0 +1,153 @@
+"""The Bimanual-Chunk DirectRLEnv: one class for both tasks (the cfg's ``task`` picks objects, reward and success).
+
+Privileged state for scripted experts (env frame, i.e. relative to each env origin):
+``arm_joint_pos`` [N,2,6], ``finger_gap`` [N,2], ``grasp_points`` [N,2,3], ``object_pose(name)`` [N,7] (xyzw).
+``extras["success"]`` (bool [N]) is the success flag of the last step, computed before auto-resets.
+"""
+
+from __future__ import annotations
+
+import torch
+from isaaclab.envs import DirectRLEnv
+
+from . import kernels
+from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET, BimanualChunkEnvCfg
+from .robot import ALL_JOINT_NAMES, SPEC, arm_limits
+
+
+def _half(size) -> tuple[float, float, float]:
+    return tuple(s / 2 for s in size)
+
+
+class BimanualChunkEnv(DirectRLEnv):
+    cfg: BimanualChunkEnvCfg
+
+    def __init__(self, cfg: BimanualChunkEnvCfg, render_mode: str | None = None, **kwargs):
+        if cfg.task not in ("handover", "insertion"):
+            raise ValueError(f"BimanualChunkEnvCfg.task: expected 'handover' or 'insertion', got {cfg.task!r}")
+        super().__init__(cfg, render_mode, **kwargs)
+        self.robot = self.scene["robot"]
+        self.object_names = ("block",) if cfg.task == "handover" else ("peg", "socket")
+        # our joint order (left arm, left fingers, right arm, right fingers) -> simulator joint indices
+        self.joint_ids = torch.tensor(self.robot.find_joints(ALL_JOINT_NAMES, preserve_order=True)[0],
+                                      device=self.device)
+        self.arm_ids = self.joint_ids.view(2, 8)[:, :6]
+        self.finger_ids = self.joint_ids.view(2, 8)[:, 6:]
+        self.finger_body_ids = torch.tensor(self.robot.find_bodies(
+            [f"{side}_finger_{f}" for side in ("left", "right") for f in ("a", "b")], preserve_order=True)[0],
+            device=self.device).view(2, 2)
+        limits = arm_limits(SPEC).to(self.device)
+        self.arm_lower, self.arm_range = limits[:, 0], limits[:, 1] - limits[:, 0]
+        self.joint_targets = self.robot.data.default_joint_pos.torch.clone()
+        self.held_flags = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+        self.success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self.reset_generator = torch.Generator(device=self.device)
+        self.reseed(cfg.seed if cfg.seed is not None else 0)
+        r = cfg.reward
+        self.reward_params = kernels.RewardParams(r.reach, r.grasp, r.lift, r.transfer, r.success, r.lift_height,
+                                                  r.reach_scale)
+
+    launcher = None  # the simulation launcher context that make_env entered; closed with the env
+
+    def close(self) -> None:
+        super().close()
+        if self.launcher is not None:
+            self.launcher.close()
+            self.launcher = None
+
+    def reseed(self, seed: int) -> None:
+        """Seed the reset randomization (object spawn, joint noise): same seed -> same reset states."""
+        self.reset_generator.manual_seed(seed)
+
+    # ------------------------------------------------------------------ privileged state (env frame)
+
+    @property
+    def arm_joint_pos(self) -> torch.Tensor:
+        return self.robot.data.joint_pos.torch[:, self.arm_ids]
+
+    @property
+    def finger_gap(self) -> torch.Tensor:
+        return self.robot.data.joint_pos.torch[:, self.finger_ids].mean(-1)
+
+    @property
+    def grasp_points(self) -> torch.Tensor:
+        # the two finger frames sit at the grasp point, each shifted along its own finger axis: their midpoint
+        finger_pos = self.robot.data.body_link_pos_w.torch[:, self.finger_body_ids.flatten()].view(-1, 2, 2, 3)
+        return finger_pos.mean(2) - self.scene.env_origins.unsqueeze(1)
+
+    def object_pose(self, name: str) -> torch.Tensor:
+        pose = self.scene[name].data.root_link_pose_w.torch.clone()
+        pose[:, :3] -= self.scene.env_origins
+        return pose
+
+    # ------------------------------------------------------------------ DirectRLEnv hooks
+
+    def _pre_physics_step(self, actions: torch.Tensor) -> None:
+        actions = actions.clamp(-1.0, 1.0).view(-1, 2, 7)
+        arm = self.arm_lower + 0.5 * (actions[..., :6] + 1.0) * self.arm_range
+        finger = SPEC.finger_lower + 0.5 * (actions[..., 6:] + 1.0) * (SPEC.finger_upper - SPEC.finger_lower)
+        self.joint_targets[:, self.arm_ids] = arm
+        self.joint_targets[:, self.finger_ids] = finger.expand(-1, 2, 2)
+
+    def _apply_action(self) -> None:
+        self.robot.set_joint_position_target_index(target=self.joint_targets)
+
+    def _get_observations(self) -> dict:
+        parts = [self.robot.data.joint_pos.torch[:, self.joint_ids], self.robot.data.joint_vel.torch[:, self.joint_ids]]
+        parts += [self.object_pose(name) for name in self.object_names]
+        parts.append(self.grasp_points.flatten(1))
+        return {"policy": torch.cat(parts, dim=-1).float()}
+
+    def _compute_reward_and_success(self) -> tuple[torch.Tensor, torch.Tensor]:
+        grasp, gap = self.grasp_points, self.finger_gap
+        if self.cfg.task == "handover":
+            return kernels.handover_reward(grasp, gap, self.object_pose("block"), _half(BLOCK_SIZE),
+                                           self.held_flags, self.reward_params)
+        return kernels.insertion_reward(
+            grasp, gap, self.object_pose("peg"), self.object_pose("socket"), _half(PEG_SIZE),
+            _half((SOCKET.length, SOCKET.outer, SOCKET.outer)), SOCKET.hole / 2, self.cfg.insert_depth,
+            self.cfg.align_cos, self.reward_params)
+
+    def _get_dones(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # reward and success come from one kernel launch; DirectRLEnv asks for dones first, then rewards
+        self._step_reward, self.success = self._compute_reward_and_success()
+        self.extras["success"] = self.success.clone()
+        time_out = self.episode_length_buf >= self.max_episode_length
+        return self.success.clone(), time_out
+
+    def _get_rewards(self) -> torch.Tensor:
+        return self._step_reward
+
+    def _reset_idx(self, env_ids: torch.Tensor | None) -> None:
+        if env_ids is None:
+            env_ids = torch.arange(self.num_envs, device=self.device)
+        super()._reset_idx(env_ids)
+        env_ids = env_ids.long()
+        n, spawn = len(env_ids), self.cfg.spawn
+
+        def uniform(bounds: tuple[float, float], *shape: int) -> torch.Tensor:
+            u = torch.rand(*shape, generator=self.reset_generator, device=self.device)
+            return bounds[0] + (bounds[1] - bounds[0]) * u
+
+        joint_pos = self.robot.data.default_joint_pos.torch[env_ids].clone()
+        joint_pos[:, self.arm_ids.flatten()] += uniform((-spawn.joint_noise, spawn.joint_noise), n, 12)
+        self.robot.write_joint_position_to_sim_index(position=joint_pos, env_ids=env_ids)
+        self.robot.write_joint_velocity_to_sim_index(velocity=torch.zeros_like(joint_pos), env_ids=env_ids)
+        self.joint_targets[env_ids] = joint_pos
+
+        regions = {"block": (spawn.block_x, spawn.block_y, spawn.block_yaw),
+                   "peg": (spawn.peg_x, spawn.peg_y, spawn.object_yaw),
+                   "socket": (spawn.socket_x, spawn.socket_y, spawn.object_yaw)}
+        for name in self.object_names:
+            obj = self.scene[name]
+            x_range, y_range, yaw_range = regions[name]
+            pose = obj.data.default_root_pose.torch[env_ids].clone()
+            pose[:, 0] = uniform(x_range, n)
+            pose[:, 1] = uniform(y_range, n)
+            yaw = uniform(yaw_range, n)
+            pose[:, 3:] = torch.stack([torch.zeros_like(yaw), torch.zeros_like(yaw), torch.sin(yaw / 2),
+                                       torch.cos(yaw / 2)], dim=-1)
+            pose[:, :3] += self.scene.env_origins[env_ids]
+            obj.write_root_pose_to_sim_index(root_pose=pose, env_ids=env_ids)
+            obj.write_root_velocity_to_sim_index(root_velocity=torch.zeros(n, 6, device=self.device), env_ids=env_ids)
+        self.held_flags[env_ids] = 0

@@ -1,0 +1,181 @@
+"""Configs of the Bimanual-Chunk task family (hand-over and insertion): scene, physics, timing, reset, reward.
+
+Timing: physics at 100 Hz (``sim.dt = 0.01``), ``decimation = 2`` -> the policy acts at 50 Hz; an episode lasts
+``episode_length_s`` seconds (400 steps by default). Policies predict chunks of ``chunk_horizon`` actions, but the
+env itself always steps ONE 14-D action.
+
+Actions (14, in [-1, 1]): per arm (left then right) 6 joint-position targets mapped linearly onto the joint
+limits, then 1 gripper command (-1 closed .. +1 open) that drives both fingers of that arm.
+
+Episode end: success ends the episode as ``terminated`` (the task is done; no reward can follow), the time
+limit ends it as ``truncated``. ``extras["success"]`` holds the per-step success flag.
+
+Physics: Newton MuJoCo-Warp, on Warp's CPU device by default. ``device = "cuda:0"`` (or the ``physics_device``
+argument of ``make_env``) runs the very same class at GPU scale, with CUDA graphs enabled there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import isaaclab.sim as sim_utils
+from isaaclab.actuators import ImplicitActuatorCfg
+from isaaclab.assets import ArticulationCfg, AssetBaseCfg, RigidObjectCfg
+from isaaclab.envs import DirectRLEnvCfg
+from isaaclab.scene import InteractiveSceneCfg
+from isaaclab.sim import SimulationCfg
+from isaaclab.utils import configclass
+from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+
+from .robot import ALL_JOINT_NAMES, SPEC, SocketSpec, write_robot_usd, write_socket_usd
+
+#: Home pose of each arm: grasp point 0.25 m in front of its base, 0.15 m above the table, pointing down.
+HOME_ARM_POSE = {"waist": 0.0, "shoulder": -0.29, "elbow": 0.67, "forearm_roll": 0.0, "wrist_angle": 1.19,
+                 "wrist_rotate": 0.0}
+
+OBJECT_FRICTION = 1.5  # MuJoCo takes the larger friction of two touching geoms, so this sets the grasp friction
+PEG_SIZE = (0.10, 0.02, 0.02)  # [m]
+BLOCK_SIZE = (0.12, 0.03, 0.03)  # the hand-over "cube": long enough for two grippers side by side [m]
+SOCKET = SocketSpec()
+
+
+def _robot_cfg() -> ArticulationCfg:
+    home = {f"{side}_{joint}": value for side in ("left", "right") for joint, value in HOME_ARM_POSE.items()}
+    home.update({name: SPEC.finger_upper for name in ALL_JOINT_NAMES if "finger" in name})
+    return ArticulationCfg(
+        prim_path="{ENV_REGEX_NS}/Robot",
+        spawn=sim_utils.UsdFileCfg(usd_path=str(write_robot_usd())),
+        init_state=ArticulationCfg.InitialStateCfg(pos=(0.0, 0.0, 0.0), joint_pos=home),
+        actuators={
+            # stiff position servos with armature: stable at 100 Hz and small gravity sag (< 1 cm)
+            "arms": ImplicitActuatorCfg(joint_names_expr=[".*_(waist|shoulder|elbow|forearm_roll|wrist_angle|wrist_rotate)"],
+                                        stiffness=600.0, damping=40.0, armature=0.1, effort_limit_sim=60.0),
+            # soft enough that a closed gripper squeezes with ~2 N (not 10 N) -> small contact penetration
+            "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=200.0, damping=10.0,
+                                           armature=0.05, effort_limit_sim=10.0),
+        },
+    )
+
+
+def _box_object(size: tuple[float, float, float], mass: float, color: tuple[float, float, float]) -> RigidObjectCfg:
+    return RigidObjectCfg(
+        prim_path="{ENV_REGEX_NS}/" + ("Block" if size == BLOCK_SIZE else "Peg"),
+        spawn=sim_utils.CuboidCfg(
+            size=size,
+            rigid_props=sim_utils.UsdPhysicsRigidBodyCfg(),
+            mass_props=sim_utils.MassCfg(mass=mass),
+            collision_props=sim_utils.UsdPhysicsCollisionCfg(),
+            physics_material=sim_utils.RigidBodyMaterialCfg(static_friction=OBJECT_FRICTION,
+                                                            dynamic_friction=OBJECT_FRICTION),
+            visual_material=sim_utils.PreviewSurfaceCfg(diffuse_color=color),
+        ),
+        init_state=RigidObjectCfg.InitialStateCfg(pos=(0.0, 0.0, size[2] / 2)),
+    )
+
+
+def _table_cfg() -> AssetBaseCfg:
+    return AssetBaseCfg(
+        prim_path="{ENV_REGEX_NS}/Table",
+        spawn=sim_utils.CuboidCfg(size=(1.2, 0.8, 0.04), collision_props=sim_utils.UsdPhysicsCollisionCfg(),
+                                  visual_material=sim_utils.PreviewSurfaceCfg(diffuse_color=(0.6, 0.5, 0.4))),
+        init_state=AssetBaseCfg.InitialStateCfg(pos=(0.0, 0.0, -0.02)),
+    )
+
+
+@configclass
+class HandoverSceneCfg(InteractiveSceneCfg):
+    """Two arms, a table (its top is the env frame's z = 0) and the block to hand over. No ground plane."""
+
+    robot: ArticulationCfg = _robot_cfg()
+    table: AssetBaseCfg = _table_cfg()
+    block: RigidObjectCfg = _box_object(BLOCK_SIZE, 0.05, (0.8, 0.1, 0.1))
+
+
+@configclass
+class InsertionSceneCfg(InteractiveSceneCfg):
+    """Two arms, the table, a peg and a socket (a square tube along x)."""
+
+    robot: ArticulationCfg = _robot_cfg()
+    table: AssetBaseCfg = _table_cfg()
+    peg: RigidObjectCfg = _box_object(PEG_SIZE, 0.04, (0.1, 0.6, 0.1))
+    socket = RigidObjectCfg(
+        prim_path="{ENV_REGEX_NS}/Socket",
+        spawn=sim_utils.UsdFileCfg(usd_path=str(write_socket_usd(SOCKET))),
+        init_state=RigidObjectCfg.InitialStateCfg(pos=(0.0, 0.0, SOCKET.outer / 2)),
+    )
+
+
+@configclass
+class SpawnCfg:
+    """Reset randomization: objects spawn uniformly in these regions of the table (env frame) [m, rad]."""
+
+    # hand-over: the block lies across the middle, reachable by both arms, along x (the arm-to-arm axis)
+    block_x: tuple[float, float] = (-0.04, 0.04)
+    block_y: tuple[float, float] = (-0.08, 0.08)
+    block_yaw: tuple[float, float] = (-0.3, 0.3)
+    # insertion: peg on the +y side, socket on the -y side, both along x
+    peg_x: tuple[float, float] = (-0.04, 0.04)
+    peg_y: tuple[float, float] = (0.08, 0.14)
+    socket_x: tuple[float, float] = (-0.04, 0.04)
+    socket_y: tuple[float, float] = (-0.14, -0.08)
+    object_yaw: tuple[float, float] = (-0.25, 0.25)
+    joint_noise: float = 0.02  # uniform noise on the home arm joints [rad]
+
+
+@configclass
+class RewardCfg:
+    """Staged shaped reward (see kernels.py); each stage is in [0, 1] and weighted here."""
+
+    reach: float = 1.0  # grippers approach their graspable targets
+    grasp: float = 1.0  # an object is held between closed fingers
+    lift: float = 1.0  # held objects are above the table
+    transfer: float = 2.0  # hand-over: both arms have held the block / insertion: peg aligned with socket
+    success: float = 5.0  # bonus on the success step
+    lift_height: float = 0.06  # object bottom above the table that counts as lifted [m]
+    reach_scale: float = 10.0  # 1 - tanh(scale * distance)
+
+
+@configclass
+class BimanualChunkEnvCfg(DirectRLEnvCfg):
+    """Bimanual-Chunk: hand the block from one arm to the other (either direction counts).
+
+    Success: the block is lifted, held by exactly one gripper, and both grippers have held it this episode.
+    """
+
+    task: str = "handover"  # "handover" | "insertion"; selects the objects, the reward kernel and the experts
+    chunk_horizon: int = 50  # H: actions per policy chunk (used by data/training; the env steps single actions)
+    decimation = 2  # physics steps per action: 100 Hz physics / 2 = 50 Hz control
+    episode_length_s = 8.0  # 400 control steps
+    action_space = 14
+    observation_space = 16 + 16 + 7 + 6  # joint pos, joint vel, block pose (pos + xyzw quat), 2 grasp points
+    state_space = 0
+    seed: int | None = 0
+    spawn: SpawnCfg = SpawnCfg()
+    reward: RewardCfg = RewardCfg()
+    sim: SimulationCfg = SimulationCfg(
+        dt=1 / 100,
+        device="cpu",
+        physics=NewtonCfg(
+            # few solver iterations suffice for stiff servos + light objects; pyramidal cone + implicitfast
+            # are the fast, stable MuJoCo defaults for manipulation
+            solver_cfg=MJWarpSolverCfg(njmax=120, nconmax=40, iterations=20, ls_iterations=10,
+                                       integrator="implicitfast", cone="pyramidal", impratio=1.0),
+            num_substeps=1,
+            use_cuda_graph=False,  # CPU default; make_env turns it on for CUDA devices
+        ),
+    )
+    scene: HandoverSceneCfg = HandoverSceneCfg(num_envs=16, env_spacing=2.0, replicate_physics=True)
+
+
+@configclass
+class BimanualInsertionEnvCfg(BimanualChunkEnvCfg):
+    """Bimanual-Chunk-Insertion: one arm holds the socket, the other pushes the peg into it, both in the air.
+
+    Success: the peg is inside the socket's hole (aligned, >= ``insert_depth`` overlap) and both are lifted.
+    """
+
+    task: str = "insertion"
+    observation_space = 16 + 16 + 7 + 7 + 6  # ... peg pose, socket pose, grasp points
+    insert_depth: float = 0.02  # peg/socket overlap along the socket axis that counts as inserted [m]
+    align_cos: float = math.cos(math.radians(15.0))  # peg axis within 15 deg of the socket axis
+    scene: InsertionSceneCfg = InsertionSceneCfg(num_envs=16, env_spacing=2.0, replicate_physics=True)

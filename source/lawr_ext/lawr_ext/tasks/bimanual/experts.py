@@ -1,0 +1,254 @@
+"""Scripted, batched experts for both tasks: privileged object poses + damped-least-squares IK.
+
+Each env gets a *strategy* (the mode of the demonstration) and a *quality* label at reset:
+
+    hand-over  strategy % 2: 0 = left arm picks the block and hands it to the right, 1 = the reverse
+               strategy // 2: hand-over point 0 = low and central, 1 = high and towards +y
+    insertion  strategy % 2: 0 = left arm holds the socket and the right arm inserts the peg, 1 = the reverse
+               strategy // 2: meeting point 0 = low and central, 1 = high and towards +y
+    quality    0 = clean, 1 = noisy (jittered targets + joint noise, still mostly succeeds),
+               2 = suboptimal (grasps off-centre by ``miss_offset`` and lets go early: mostly fails)
+
+The expert follows a fixed phase schedule (in control steps). Within a phase each arm's commanded grasp point
+moves towards that phase's target at a capped speed; targets are recomputed every step from the current object
+poses (closed loop), so the insertion corrects for how the peg actually sits in the gripper.
+
+    expert = make_expert(task, env); expert.reset(env_ids, strategy, quality); actions = expert.act()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET
+from .kernels import quat_rotate
+from .robot import SPEC, BimanualKinematics
+
+NUM_STRATEGIES = 4
+QUALITY = ("clean", "noisy", "suboptimal")
+ARM_SIGN = (-1.0, 1.0)  # left arm sits at -x, right arm at +x
+
+
+@dataclass
+class ExpertCfg:
+    """Motion and noise parameters of the scripted experts."""
+
+    max_speed: float = 0.4  # cap on the commanded grasp-point speed [m/s]
+    insert_speed: float = 0.1  # slower cap while inserting [m/s]
+    approach_height: float = 0.08  # pre-grasp height above the grasp point [m]
+    grasp_end_offset: float = 0.03  # hand-over: each arm grasps this far from the block centre [m]
+    noisy_target_std: float = 0.004  # noisy expert: per-step target jitter [m]
+    noisy_joint_std: float = 0.01  # noisy expert: joint command noise [rad]
+    miss_offset: float = 0.03  # suboptimal expert: grasp offset across the fingers [m]
+    ik_iterations: int = 4  # warm-started DLS iterations per control step
+
+
+def _top_down_rotation(finger_axis: torch.Tensor) -> torch.Tensor:
+    """Tool rotation [...,3,3] pointing straight down with the fingers closing along ``finger_axis`` (horizontal)."""
+    down = torch.zeros_like(finger_axis)
+    down[..., 2] = -1.0
+    return torch.stack([down, finger_axis, torch.linalg.cross(down, finger_axis, dim=-1)], dim=-1)
+
+
+def _horizontal_axis(quat: torch.Tensor) -> torch.Tensor:
+    """An object's long (x) axis projected onto the table plane, unit length [N,3]."""
+    x = torch.zeros(quat.shape[0], 3, device=quat.device)
+    x[:, 0] = 1.0
+    axis = quat_rotate(quat, x)
+    axis[:, 2] = 0.0
+    return axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
+def _finger_axis(long_axis: torch.Tensor, arm: torch.Tensor) -> torch.Tensor:
+    """Horizontal axis across ``long_axis``, signed so each arm turns its wrist the least (home: +y left, -y right)."""
+    across = torch.stack([-long_axis[:, 1], long_axis[:, 0], torch.zeros_like(long_axis[:, 0])], dim=-1)
+    sign = torch.where(arm == 0, 1.0, -1.0).unsqueeze(-1)
+    return across * sign
+
+
+class BimanualExpert:
+    """Phase-scheduled expert; subclasses give the per-role targets of each phase."""
+
+    schedule: tuple[int, ...] = ()  # phase end times in control steps
+
+    def __init__(self, env, cfg: ExpertCfg | None = None):
+        self.env = env
+        self.cfg = cfg or ExpertCfg()
+        self.n, self.device = env.num_envs, env.device
+        self.kin = BimanualKinematics(SPEC, self.device)
+        self.dt = env.step_dt
+        self.boundaries = torch.tensor(self.schedule, device=self.device)
+        self.t = torch.zeros(self.n, dtype=torch.long, device=self.device)
+        self.strategy = torch.zeros(self.n, dtype=torch.long, device=self.device)
+        self.quality = torch.zeros(self.n, dtype=torch.long, device=self.device)
+        self.cmd_pos = torch.zeros(self.n, 2, 3, device=self.device)
+        self.q_cmd = torch.zeros(self.n, 2, 6, device=self.device)
+        self.release_step = torch.zeros(self.n, dtype=torch.long, device=self.device)
+
+    def reset(self, env_ids: torch.Tensor, strategy: torch.Tensor, quality: torch.Tensor) -> None:
+        """Start new episodes in ``env_ids`` (call right after the env reset them)."""
+        env_ids = env_ids.long()
+        self.t[env_ids] = 0
+        self.strategy[env_ids] = strategy.to(self.device).long()
+        self.quality[env_ids] = quality.to(self.device).long()
+        self.q_cmd[env_ids] = self.env.arm_joint_pos[env_ids]
+        self.cmd_pos[env_ids] = self.env.grasp_points[env_ids]
+        # the suboptimal expert lets go somewhere in the carry phase in half of its episodes
+        lo, hi = self.schedule[2], self.schedule[3]
+        release = torch.randint(lo, hi, (len(env_ids),), device=self.device)
+        never = torch.rand(len(env_ids), device=self.device) < 0.5
+        self.release_step[env_ids] = torch.where(never, torch.iinfo(torch.long).max, release)
+
+    def act(self) -> torch.Tensor:
+        """Actions [N,14] in the env's normalized space for the current state."""
+        phase = torch.searchsorted(self.boundaries, self.t, right=True)
+        target, rot, grip, speed = self.targets(phase)
+        noisy = (self.quality == 1).view(-1, 1, 1).float()
+        target = target + noisy * self.cfg.noisy_target_std * torch.randn_like(target)
+        step = target - self.cmd_pos
+        max_step = (speed * self.dt).unsqueeze(-1)
+        self.cmd_pos += step * (max_step / step.norm(dim=-1, keepdim=True).clamp_min(1e-9)).clamp(max=1.0)
+        self.q_cmd = self.kin.solve_ik(self.q_cmd, self.cmd_pos, rot, iterations=self.cfg.ik_iterations)
+        q = self.q_cmd + noisy * self.cfg.noisy_joint_std * torch.randn_like(self.q_cmd)
+        arm = 2.0 * (q - self.kin.limits[:, 0]) / (self.kin.limits[:, 1] - self.kin.limits[:, 0]) - 1.0
+        self.t += 1
+        return torch.cat([arm, grip.unsqueeze(-1)], dim=-1).clamp(-1.0, 1.0).view(self.n, 14)
+
+    def targets(self, phase: torch.Tensor):
+        """Per-arm target grasp point [N,2,3], tool rotation [N,2,3,3], gripper command [N,2], speed cap [N,2]."""
+        raise NotImplementedError
+
+    def _by_arm(self, role_a_arm: torch.Tensor, value_a: torch.Tensor, value_b: torch.Tensor) -> torch.Tensor:
+        """Stack two role values into arm slots: role a goes to arm ``role_a_arm``, role b to the other."""
+        a_is_left = (role_a_arm == 0).view(-1, *([1] * (value_a.dim() - 1)))
+        left = torch.where(a_is_left, value_a, value_b)
+        right = torch.where(a_is_left, value_b, value_a)
+        return torch.stack([left, right], dim=1)
+
+    def _miss(self, finger_axis: torch.Tensor) -> torch.Tensor:
+        """Off-centre grasp offset of the suboptimal expert (zero for the others)."""
+        return (self.quality == 2).float().unsqueeze(-1) * self.cfg.miss_offset * finger_axis
+
+    def _grip(self, closed: torch.Tensor) -> torch.Tensor:
+        return torch.where(closed, -1.0, 1.0)
+
+
+class HandoverExpert(BimanualExpert):
+    """Giver: approach, descend, close, carry to the hand-over point; receiver: approach, descend, close;
+    then the giver opens and retreats."""
+
+    # approach, descend, close, carry, recv approach, recv descend, recv close, giver open, giver retreat
+    schedule = (40, 65, 80, 130, 170, 195, 210, 225, 250)
+
+    def targets(self, phase):
+        env, cfg = self.env, self.cfg
+        pose = env.object_pose("block")
+        giver = self.strategy % 2
+        receiver = 1 - giver
+        high = (self.strategy // 2 == 1).float().unsqueeze(-1)
+        handover_point = torch.tensor([0.0, 0.0, 0.15], device=self.device) + high * torch.tensor(
+            [0.0, 0.08, 0.10], device=self.device)
+        axis = _horizontal_axis(pose[:, 3:])
+        giver_sign = torch.tensor(ARM_SIGN, device=self.device)[giver].unsqueeze(-1)
+        giver_fingers = _finger_axis(axis, giver)
+        receiver_fingers = _finger_axis(axis, receiver)
+        up = torch.tensor([0.0, 0.0, 1.0], device=self.device)
+        lift_z = cfg.approach_height * up
+
+        # giver: grasp its own end of the block
+        giver_grasp = pose[:, :3] + giver_sign * cfg.grasp_end_offset * axis + self._miss(giver_fingers)
+        carried = handover_point + giver_sign * cfg.grasp_end_offset * axis
+        giver_target = torch.where((phase == 0).unsqueeze(-1), giver_grasp + lift_z, giver_grasp)
+        giver_target = torch.where((phase >= 3).unsqueeze(-1), carried, giver_target)
+        giver_now = self.cmd_pos[torch.arange(self.n), giver]
+        giver_target = torch.where((phase == 8).unsqueeze(-1), giver_now + lift_z, giver_target)
+        giver_target = torch.where((phase >= 9).unsqueeze(-1), giver_now, giver_target)
+        giver_closed = (phase >= 2) & (phase < 7)
+        early_release = (self.quality == 2) & (self.t >= self.release_step)
+        giver_closed &= ~early_release
+
+        # receiver: waits at home above the table, then grasps the other end in the air
+        receiver_grasp = pose[:, :3] - giver_sign * cfg.grasp_end_offset * axis + self._miss(receiver_fingers)
+        receiver_now = self.cmd_pos[torch.arange(self.n), receiver]
+        # rise above the hand-over height first so the open gripper never sweeps through the block
+        raised = torch.cat([receiver_now[:, :2], handover_point[:, 2:] + cfg.approach_height], dim=-1)
+        receiver_target = torch.where((phase == 3).unsqueeze(-1), raised, receiver_now)
+        receiver_target = torch.where((phase == 4).unsqueeze(-1), receiver_grasp + lift_z, receiver_target)
+        receiver_target = torch.where((phase == 5).unsqueeze(-1), receiver_grasp, receiver_target)
+        receiver_closed = phase >= 6
+
+        target = self._by_arm(giver, giver_target, receiver_target)
+        rot = self._by_arm(giver, _top_down_rotation(giver_fingers), _top_down_rotation(receiver_fingers))
+        grip = self._by_arm(giver, self._grip(giver_closed), self._grip(receiver_closed))
+        speed = torch.full((self.n, 2), cfg.max_speed, device=self.device)
+        return target, rot, grip, speed
+
+
+class InsertionExpert(BimanualExpert):
+    """Both arms grasp their object at once and lift them to a meeting point on the x axis; the peg arm then aligns
+    the peg with the socket's actual axis and pushes it in, correcting from the measured peg pose."""
+
+    # approach, descend, close, carry to meeting point, align, insert
+    schedule = (40, 65, 80, 140, 170, 230)
+    peg_grasp_offset = 0.025  # peg grasped this far from its centre, towards its arm [m]
+    socket_grasp_offset = 0.015  # socket grasped this far from its centre, towards its arm [m]
+    standoff = 0.02  # peg tip to socket mouth before inserting [m]
+    insertion = 0.04  # final overlap of peg and socket [m]
+
+    def targets(self, phase):
+        env, cfg = self.env, self.cfg
+        peg, sock = env.object_pose("peg"), env.object_pose("socket")
+        peg_arm = 1 - self.strategy % 2
+        sock_arm = 1 - peg_arm
+        signs = torch.tensor(ARM_SIGN, device=self.device)
+        peg_sign, sock_sign = signs[peg_arm].unsqueeze(-1), signs[sock_arm].unsqueeze(-1)
+        high = (self.strategy // 2 == 1).float().unsqueeze(-1)
+        meet = torch.tensor([0.0, 0.0, 0.15], device=self.device) + high * torch.tensor([0.0, 0.08, 0.08],
+                                                                                       device=self.device)
+        x_axis = torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(self.n, 3)
+        peg_axis, sock_axis = _horizontal_axis(peg[:, 3:]), _horizontal_axis(sock[:, 3:])
+        lift_z = torch.tensor([0.0, 0.0, cfg.approach_height], device=self.device)
+        carrying = (phase >= 3).unsqueeze(-1)
+        # fingers across the object while picking it up; across the x axis once carried (aligns both objects)
+        peg_fingers = torch.where(carrying, _finger_axis(x_axis, peg_arm), _finger_axis(peg_axis, peg_arm))
+        sock_fingers = torch.where(carrying, _finger_axis(x_axis, sock_arm), _finger_axis(sock_axis, sock_arm))
+
+        sock_grasp = sock[:, :3] + sock_sign * self.socket_grasp_offset * sock_axis + self._miss(sock_fingers)
+        sock_center_goal = meet + sock_sign * 0.5 * SOCKET.length
+        sock_target = torch.where((phase == 0).unsqueeze(-1), sock_grasp + lift_z, sock_grasp)
+        sock_target = torch.where(carrying, sock_center_goal + sock_sign * self.socket_grasp_offset * x_axis,
+                                  sock_target)
+
+        peg_grasp = peg[:, :3] + peg_sign * self.peg_grasp_offset * peg_axis + self._miss(peg_fingers)
+        peg_target = torch.where((phase == 0).unsqueeze(-1), peg_grasp + lift_z, peg_grasp)
+        reach = 0.5 * (SOCKET.length + PEG_SIZE[0])
+        pre_insert = sock_center_goal + peg_sign * (reach + self.standoff)
+        peg_target = torch.where(carrying, pre_insert + peg_sign * self.peg_grasp_offset * x_axis, peg_target)
+        # closed loop on the measured poses: move the gripper by the peg's error w.r.t. the socket's real axis
+        socket_axis_3d = quat_rotate(sock[:, 3:], x_axis)
+        depth = torch.where((phase >= 5).unsqueeze(-1), torch.full_like(peg_sign, reach - self.insertion),
+                            torch.full_like(peg_sign, reach + self.standoff))
+        peg_goal = sock[:, :3] + peg_sign * depth * socket_axis_3d
+        peg_current = self.cmd_pos[torch.arange(self.n), peg_arm]
+        peg_target = torch.where((phase >= 4).unsqueeze(-1), peg_current + (peg_goal - peg[:, :3]), peg_target)
+        sock_target = torch.where((phase >= 4).unsqueeze(-1), self.cmd_pos[torch.arange(self.n), sock_arm],
+                                  sock_target)
+
+        closed = (phase >= 2)
+        early_release = (self.quality == 2) & (self.t >= self.release_step)
+        target = self._by_arm(peg_arm, peg_target, sock_target)
+        rot = self._by_arm(peg_arm, _top_down_rotation(peg_fingers), _top_down_rotation(sock_fingers))
+        grip = self._by_arm(peg_arm, self._grip(closed & ~early_release), self._grip(closed))
+        peg_speed = torch.where(phase >= 5, cfg.insert_speed, cfg.max_speed)
+        speed = self._by_arm(peg_arm, peg_speed, torch.full_like(peg_speed, cfg.max_speed))
+        return target, rot, grip, speed
+
+
+def make_expert(task: str, env, cfg: ExpertCfg | None = None) -> BimanualExpert:
+    """The scripted expert for a registered task id, batched over ``env.num_envs``."""
+    experts = {"Bimanual-Chunk": HandoverExpert, "Bimanual-Chunk-Insertion": InsertionExpert}
+    if task not in experts:
+        raise ValueError(f"make_expert: no scripted expert for task {task!r}; known: {tuple(experts)}")
+    return experts[task](env, cfg)
