@@ -28,6 +28,8 @@ GAP_BELOW = 0.006  # fingers may squeeze this far into the object's half width (
 GAP_ABOVE = 0.008  # ... and stay this far open [m]
 LATERAL_TOL = 0.002  # extra lateral slack of the peg in the hole for success [m]
 
+wp.init()  # idempotent; wp.from_torch needs an initialized runtime even before the simulator starts
+
 
 @dataclass(frozen=True)
 class RewardParams:
