@@ -137,11 +137,13 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict
             steps += 1
 
             done = terminated | truncated
-            strategy = extras.get(cfg.strategy_key)
-            for i in (done & active).nonzero().squeeze(-1).tolist():
-                episodes.append(Episode(i, bool(ep_success[i]), float(ep_return[i]), int(ep_length[i]),
-                                        int(strategy[i]) if strategy is not None else None))
-                bar.update(1)
+            ids = (done & active).nonzero().squeeze(-1)
+            if ids.numel():  # one device->host copy per column, not per episode (4096 envs end together)
+                strategy = extras.get(cfg.strategy_key)
+                strategies = strategy[ids].tolist() if strategy is not None else [None] * ids.numel()
+                episodes += map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
+                                ep_length[ids].tolist(), strategies)
+                bar.update(ids.numel())
             finished += (done & active).long()
             # The env auto-reset the finished envs: their obs is the new episode's first observation.
             scheduler.reset(done)
