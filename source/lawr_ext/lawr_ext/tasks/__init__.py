@@ -31,6 +31,13 @@ def _load(entry_point: str):
     return getattr(importlib.import_module(module), name)
 
 
+def load_env_cfg(task: str):
+    """A fresh default env cfg of a registered lawr task."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; registered lawr tasks are {TASKS}")
+    return _load(gym.spec(task).kwargs["env_cfg_entry_point"])()
+
+
 def make_env(task: str, num_envs: int, device: str = "cpu", seed: int = 0, **cfg_overrides):
     """Create a Bimanual-Chunk environment (the unwrapped Isaac Lab ``DirectRLEnv``), ready to ``reset()``.
 
@@ -44,14 +51,11 @@ def make_env(task: str, num_envs: int, device: str = "cpu", seed: int = 0, **cfg
 
     Returns the env; ``env.close()`` also shuts down the simulation launcher. One env per process at a time.
     """
-    if task not in TASKS:
-        raise ValueError(f"make_env: unknown task {task!r}; registered lawr tasks are {TASKS}")
     if num_envs < 1:
         raise ValueError(f"make_env: num_envs must be >= 1, got {num_envs}")
     from isaaclab.app import launch_simulation
 
-    spec = gym.spec(task)
-    cfg = _load(spec.kwargs["env_cfg_entry_point"])()
+    cfg = load_env_cfg(task)
     cfg.scene.num_envs = num_envs
     cfg.seed = seed
     cfg.sim.device = device
@@ -67,7 +71,7 @@ def make_env(task: str, num_envs: int, device: str = "cpu", seed: int = 0, **cfg
     launcher = contextlib.ExitStack()
     launcher.enter_context(launch_simulation(cfg, {"device": device, "visualizer": "none"}))
     try:
-        env = _load(spec.entry_point)(cfg)
+        env = _load(gym.spec(task).entry_point)(cfg)
     except BaseException:
         launcher.close()
         raise

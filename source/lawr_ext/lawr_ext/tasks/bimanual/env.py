@@ -80,6 +80,11 @@ class BimanualChunkEnv(DirectRLEnv):
         pose[:, :3] -= self.scene.env_origins
         return pose
 
+    def action_from_targets(self, arm_q: torch.Tensor, grip: torch.Tensor) -> torch.Tensor:
+        """Inverse of the action mapping: arm joint targets [N,2,6] + gripper commands [N,2] -> actions [N,14]."""
+        arm = 2.0 * (arm_q - self.arm_lower) / self.arm_range - 1.0
+        return torch.cat([arm, grip.unsqueeze(-1)], dim=-1).clamp(-1.0, 1.0).flatten(1)
+
     # ------------------------------------------------------------------ DirectRLEnv hooks
 
     def _pre_physics_step(self, actions: torch.Tensor) -> None:

@@ -1,0 +1,53 @@
+"""The clean scripted experts solve both tasks: >= 90 % of 64 seeded episodes each (one batched episode per task).
+
+Each task runs in its own subprocess: Isaac Lab keeps one simulation per process.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.sim
+NUM_EPISODES = 64
+REQUIRED_SUCCESS_RATE = 0.9
+
+ROLLOUT = """
+import json, sys, torch
+import lawr_ext
+from lawr_ext.tasks import make_env
+from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, make_expert
+task, n = sys.argv[1], int(sys.argv[2])
+env = make_env(task, n, seed=0)
+env.reset()
+expert = make_expert(task, env)
+ids = torch.arange(n)
+expert.reset(ids, strategy=ids % NUM_STRATEGIES, quality=torch.zeros(n, dtype=torch.long))
+succeeded = torch.zeros(n, dtype=torch.bool)
+done = torch.zeros(n, dtype=torch.bool)
+for _ in range(env.max_episode_length):
+    _, _, terminated, truncated, extras = env.step(expert.act())
+    succeeded |= extras["success"] & ~done  # count each env's first episode only
+    done |= terminated | truncated
+    if done.all():
+        break
+per_strategy = [succeeded[ids % NUM_STRATEGIES == s].float().mean().item() for s in range(NUM_STRATEGIES)]
+print("RESULT " + json.dumps({"rate": succeeded.float().mean().item(), "per_strategy": per_strategy}))
+env.close()
+"""
+
+
+def _clean_success_rate(task: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", ROLLOUT, task, str(NUM_EPISODES)], capture_output=True, text=True,
+                          timeout=1200)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"rollout of {task} failed:\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@pytest.mark.parametrize("task", ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"])
+def test_clean_expert_success_rate(task):
+    result = _clean_success_rate(task)
+    print(task, result)
+    assert result["rate"] >= REQUIRED_SUCCESS_RATE, f"{task}: clean expert succeeded on {result}"
