@@ -63,8 +63,6 @@ class LineEnv:
 class LineExpert:
     """Strategy 0 walks at full speed, strategy 1 at half speed; quality 1 adds noise, quality 2 walks backwards."""
 
-    num_strategies = 2
-
     def __init__(self, env):
         self.env = env
         self.speed = torch.zeros(env.num_envs)
@@ -86,7 +84,7 @@ META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
 def _collect(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0):
     env = LineEnv(num_envs, step_delay_s=step_delay_s)
     cfg = CollectCfg(num_episodes=num_episodes, seed=seed, progress=progress)
-    return collect(env, LineExpert(env), out, cfg, META)
+    return collect(env, LineExpert(env), out, cfg, META, num_strategies=2, num_qualities=3)
 
 
 def _demos(directory):
@@ -123,7 +121,7 @@ def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
 def test_labels_follow_the_quality_mix(tmp_path):
     env = LineEnv(16)
     cfg = CollectCfg(num_episodes=160, quality_mix=(0.0, 0.25, 0.75), strategy_mix=(1.0, 0.0), progress=False)
-    episodes = load_episodes(collect(env, LineExpert(env), tmp_path / "mix", cfg, META))
+    episodes = load_episodes(collect(env, LineExpert(env), tmp_path / "mix", cfg, META, num_strategies=2, num_qualities=3))
     assert set(episodes.strategy.tolist()) == {0}
     fraction_failing = (episodes.quality == 2).float().mean().item()
     assert 0.6 < fraction_failing < 0.9 and not (episodes.quality == 0).any()
@@ -180,3 +178,26 @@ def test_progress_bar_reports_episodes(tmp_path, capsys):
     _collect(tmp_path / "d", num_episodes=6, progress=True)
     err = capsys.readouterr().err
     assert "6/6" in err and "episode" in err
+
+
+@pytest.mark.sim
+def test_real_env_collection_resumes_to_the_same_dataset(tmp_path):
+    """On Bimanual-Chunk itself (10-step episodes): a run grown from 4 to 8 episodes equals a run of 8 at once."""
+    from lawr_ext.data.collect import task_metadata
+    from lawr_ext.tasks import make_env
+    from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
+
+    env = make_env("Bimanual-Chunk", 4, device="cpu", seed=0, episode_length_s=0.2)
+    try:
+        expert, meta = make_expert("Bimanual-Chunk", env), task_metadata("Bimanual-Chunk", env, QUALITY)
+        labels = {"num_strategies": NUM_STRATEGIES, "num_qualities": len(QUALITY)}
+        for out, sizes in ((tmp_path / "grown", (4, 8)), (tmp_path / "once", (8,))):
+            for size in sizes:
+                collect(env, expert, out, CollectCfg(num_episodes=size, progress=False), meta, **labels)
+    finally:
+        env.close()
+    assert _demos(tmp_path / "grown") == _demos(tmp_path / "once")
+    episodes = load_episodes(tmp_path / "once")
+    assert episodes.num_episodes == 8 and episodes.obs.shape[1] == meta["obs_dim"] == 45
+    assert (episodes.lengths == 10).all() and not episodes.terminated.any()  # too short to succeed: time-outs
+    assert len(torch.unique(episodes.obs[episodes.starts], dim=0)) == 8  # every episode starts from its own reset

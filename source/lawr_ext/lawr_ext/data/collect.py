@@ -42,8 +42,6 @@ class VecEnv(Protocol):
 class Expert(Protocol):
     """A batched scripted expert: ``reset`` (re)starts the given envs' plans, ``act`` returns [N, A] in [-1, 1]."""
 
-    num_strategies: int
-
     def reset(self, env_ids: torch.Tensor, strategy: torch.Tensor, quality: torch.Tensor) -> None: ...
 
     def act(self) -> torch.Tensor: ...
@@ -71,17 +69,20 @@ def round_seed(seed: int, round_index: int) -> int:
     return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0] >> 1)
 
 
-def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict) -> Path:
+def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict, *,
+            num_strategies: int, num_qualities: int) -> Path:
     """Collect ``cfg.num_episodes`` episodes into the shard directory ``out_dir``, resuming what is there.
 
+    Strategy ids are drawn from ``range(num_strategies)``, quality ids from ``range(num_qualities)``.
     ``meta`` (task, obs/action dims, control rate, ...) is stored in every shard together with the
     collection settings; resuming into a directory collected with other settings is refused.
     """
     out_dir = Path(out_dir)
     num_envs = env.num_envs
-    strategy_mix = cfg.strategy_mix or (1.0,) * expert.num_strategies
-    if len(strategy_mix) != expert.num_strategies:
-        raise ValueError(f"strategy_mix has {len(strategy_mix)} entries but the expert has {expert.num_strategies} strategies")
+    strategy_mix = cfg.strategy_mix or (1.0,) * num_strategies
+    for name, mix, expected in (("strategy_mix", strategy_mix, num_strategies), ("quality_mix", cfg.quality_mix, num_qualities)):
+        if len(mix) != expected:
+            raise ValueError(f"CollectCfg.{name}: has {len(mix)} entries but the expert has {expected} labels")
     settings = {"seed": cfg.seed, "num_envs": num_envs, "quality_mix": list(cfg.quality_mix), "strategy_mix": list(strategy_mix)}
     meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
 
@@ -173,7 +174,7 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
     return records
 
 
-def task_metadata(task: str, env, expert: Expert) -> dict:
+def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
     """Env/task facts stored with a dataset so that training can check its config against them."""
     return {
         "task": task,
@@ -183,19 +184,18 @@ def task_metadata(task: str, env, expert: Expert) -> dict:
         "max_episode_length": int(env.max_episode_length),
         "chunk_horizon": getattr(env.cfg, "chunk_horizon", None),
         "action_names": getattr(env, "action_names", None),  # action order, where the env names it
-        "strategy_names": getattr(expert, "strategy_names", None),
-        "quality_names": getattr(expert, "quality_names", None),
+        "quality_names": list(quality_names),
     }
 
 
 def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu") -> Path:
     """Create the task's env and scripted expert and :func:`collect` into ``out_dir`` (resuming what is there)."""
     from lawr_ext.tasks import make_env
-    from lawr_ext.tasks.bimanual.experts import make_expert
+    from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
 
     env = make_env(task, num_envs, device=device, seed=cfg.seed)
     try:
-        expert = make_expert(task, env)
-        return collect(env, expert, out_dir, cfg, task_metadata(task, env, expert))
+        return collect(env, make_expert(task, env), out_dir, cfg, task_metadata(task, env, QUALITY),
+                       num_strategies=NUM_STRATEGIES, num_qualities=len(QUALITY))
     finally:
         env.close()
