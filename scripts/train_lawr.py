@@ -6,6 +6,7 @@
         flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
     python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.temperature=0.5
     ./isaaclab.sh -p scripts/train_lawr.py --task Bimanual-Chunk ...                    # via Isaac Lab's launcher
+    torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D  # multi-process (gloo/NCCL)
 
 Known arguments first (Isaac Lab's convention, launcher arguments such as --device included); everything
 else is a hydra override of the TrainConfig composed from tasks/<task>.yaml (see lawr_ext/configs/train.py).
@@ -36,6 +37,7 @@ args_cli, hydra_args = parser.parse_known_args()
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.configs.train import PHASES, TrainConfig, load_train_config  # noqa: E402
 from lawr_ext.runners import TrainingError, load_policy, train  # noqa: E402
+from lawr_ext.runners.distributed import init_world  # noqa: E402
 from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
 
 
@@ -95,19 +97,24 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else REPO_ROOT / "runs" / cfg.task / stamp
     phases = PHASES if args_cli.phase == "all" else (args_cli.phase,)
-    print(f"[lawr] task {cfg.task}, phases {', '.join(phases)}, run_dir {run_dir}")
+    world = init_world(cfg.device)  # torchrun: every rank runs this script; rank 0 collects, writes, evaluates
+    if world.size > 1 and cfg.run_dir is None:
+        sys.exit("[lawr] under torchrun pass --run_dir, so that every rank writes and reads the same run")
+    if world.is_writer:
+        print(f"[lawr] task {cfg.task}, phases {', '.join(phases)}, run_dir {run_dir}, {world.size} process(es)")
 
     if args_cli.phase in ("all", "flow") or cfg.data.path is not None:
-        dataset = dataset_path(cfg, run_dir)
+        dataset = world.gather(dataset_path(cfg, run_dir) if world.is_writer else None)[0]
     else:  # a later phase alone: the dataset the earlier phases were trained on
         dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
     try:
-        summary = train(cfg, dataset, run_dir, phases)
-        if cfg.evaluate and "planner" in phases:
+        summary = train(cfg, dataset, run_dir, phases, world)
+        if world.is_writer and cfg.evaluate and "planner" in phases:
             evaluate(cfg, run_dir, summary)
     except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
         sys.exit(f"[lawr] {err}")
-    print((run_dir / "summary.md").read_text())
+    if world.is_writer:
+        print((run_dir / "summary.md").read_text())
 
 
 if __name__ == "__main__":

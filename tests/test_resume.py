@@ -30,11 +30,11 @@ from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners import train
 
-draw = ChunkDataset.sample
-def slow_sample(self, batch_size):  # leaves the test time to kill between two checkpoints
+gather = ChunkDataset.batch
+def slow_batch(self, ids):  # leaves the test time to kill between two checkpoints
     time.sleep(0.05)
-    return draw(self, batch_size)
-ChunkDataset.sample = slow_sample
+    return gather(self, ids)
+ChunkDataset.batch = slow_batch
 train(load_train_config("Bimanual-Chunk", sys.argv[4:]), sys.argv[1], sys.argv[2])
 """
 
@@ -54,7 +54,8 @@ def _assert_only_whole_checkpoints(run: Path) -> None:
 
 def _start(worker: Path, dataset: Path, run: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(worker), str(dataset), str(run), str(torch.get_num_threads()), *SCHEDULE],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())})
 
 
 def _kill_after(proc: subprocess.Popen, run: Path, phase: str, min_step: int, timeout: float = 240.0) -> None:

@@ -1,11 +1,15 @@
 """The phase runner end to end on a small synthetic dataset (no simulator): outputs, frozen flow, stops."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import parameter_fingerprint
 from lawr_ext.configs.train import load_train_config
@@ -135,3 +139,14 @@ def test_mismatched_checkpoints_are_one_line_errors(tmp_path, dataset):
 
     with pytest.raises(CheckpointError, match="phase 'flow' has not finished"):
         train(cfg, dataset, tmp_path / "fresh", phases=("planner",))
+
+
+def test_train_lawr_script_with_hydra_overrides(tmp_path, dataset):
+    run = tmp_path / "cli_run"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train_lawr.py"), "--task", "Bimanual-Chunk",
+               "--dataset", str(dataset), "--run_dir", str(run), "--device", "cpu", "--no_eval"]
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    done = subprocess.run(command + TINY + ["critic.hidden_dim=24"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## phases" in done.stdout and final_path(run, "planner").is_file()
+    assert read_checkpoint(final_path(run, "planner"))["config"]["critic"]["hidden_dim"] == 24  # the override arrived

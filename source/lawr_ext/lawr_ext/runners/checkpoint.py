@@ -8,7 +8,7 @@ A checkpoint is a plain dict of tensors and plain Python values, so it loads wit
     config          the full TrainConfig as a dict (load_policy rebuilds the networks from it)
     dims            {"obs_dim", "horizon", "action_dim"} of the dataset the networks were built for
     learner         Learner.training_state(): modules and optimizers
-    rng             torch's global RNG state (CPU, and every CUDA device when present)
+    rng             torch's global RNG state of every rank, in rank order (CPU, and CUDA when present)
     sampler         the batch sampler's generator state
 """
 
@@ -49,7 +49,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, cfg: TrainConfig, phase: str, step: int, dims: dict, learner: Learner,
-                    sampler_state: dict) -> None:
+                    sampler_state: dict, rng_states: list[dict]) -> None:
     atomic_torch_save({
         "format_version": FORMAT_VERSION,
         "phase": phase,
@@ -58,7 +58,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, phase: str, step: int, d
         "config": asdict(cfg),
         "dims": dict(dims),
         "learner": learner.training_state(),
-        "rng": rng_state(),
+        "rng": rng_states,
         "sampler": sampler_state,
     }, path)
 

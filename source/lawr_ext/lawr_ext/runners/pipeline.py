@@ -33,6 +33,7 @@ from lawr_ext.configs.train import PHASES, TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
+from lawr_ext.runners.distributed import World
 from lawr_ext.runners.trainer import dataset_dims, phase_seed, train_phase
 from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, atomic_write_text, config_hash
 
@@ -91,7 +92,8 @@ def build_planner(cfg: TrainConfig, dims: dict, decoder: FlowDecoder, critic: Di
 
 
 # --- the three phases ------------------------------------------------------------------------------------
-def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str | Path) -> dict[str, float]:
+def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str | Path,
+              world: World = World()) -> dict[str, float]:
     """Train one phase (resuming if it was interrupted) and write its frozen product; returns its last metrics."""
     run_dir, dims = Path(run_dir), dataset_dims(dataset)
     torch.manual_seed(phase_seed(cfg, phase))  # network initialisation is part of the phase's seeded result
@@ -109,29 +111,36 @@ def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str 
             critic = load_frozen_critic(final_path(run_dir, "critic"), cfg, dims, normalizer).to(cfg.device)
             learner = build_planner(cfg, dims, decoder, critic, normalizer).to(cfg.device)
 
-    metrics = train_phase(cfg, phase, learner, dataset, run_dir, phase_cfg.num_steps, phase_cfg.batch_size)
-    if phase == "flow":
-        product = _flow_product(learner.frozen_decoder(), learner.obs_normalizer)
-    else:
-        product = learner
-    _save_final(run_dir, cfg, phase, dims, product)
+    metrics = train_phase(cfg, phase, learner, dataset, run_dir, phase_cfg.num_steps, phase_cfg.batch_size, world)
+    if world.is_writer:
+        product = _flow_product(learner.frozen_decoder(), learner.obs_normalizer) if phase == "flow" else learner
+        _save_final(run_dir, cfg, phase, dims, product)
+    world.barrier()  # the next phase (on every rank) reads this product
     return metrics
 
 
-def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phases: tuple[str, ...] = PHASES) -> dict:
-    """Train ``phases`` in order on the dataset at ``dataset_path``; writes config.json and summary.json/.md."""
+def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phases: tuple[str, ...] = PHASES,
+          world: World = World()) -> dict:
+    """Train ``phases`` in order on the dataset at ``dataset_path``; writes config.json and summary.json/.md.
+
+    Under torchrun pass ``world=init_world(cfg.device)``: every rank calls this, rank 0 writes.
+    """
     run_dir = Path(run_dir)
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}: expected some of {PHASES}")
-    atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
+    if world.is_writer:
+        atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
     dataset = open_dataset(cfg, dataset_path)
     summary = read_summary(run_dir)
     summary["dataset"] = {"path": str(dataset_path)} | dataset.stats()
     for phase in PHASES:  # always in training order, whatever order they were given in
         if phase in phases:
-            summary.setdefault("phases", {})[phase] = run_phase(cfg, phase, dataset, run_dir)
-            write_summary(run_dir, summary)
+            metrics = run_phase(cfg, phase, dataset, run_dir, world)
+            if metrics:  # empty when the phase was already complete: keep the metrics it finished with
+                summary.setdefault("phases", {})[phase] = metrics
+            if world.is_writer:
+                write_summary(run_dir, summary)
     return summary
 
 
@@ -146,12 +155,18 @@ def write_summary(run_dir: str | Path, summary: dict) -> None:
     atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
     lines = [f"# L-AWR run `{run_dir}`", ""]
     for section, values in summary.items():
-        lines += [f"## {section}", ""] + [f"- {k}: `{_fmt(v)}`" for k, v in values.items()] + [""]
+        lines += [f"## {section}", ""] + _bullets(values) + [""]
     atomic_write_text("\n".join(lines), run_dir / "summary.md")
 
 
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _bullets(values: dict, indent: str = "") -> list[str]:
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines += [f"{indent}- {key}"] + _bullets(value, indent + "  ")
+        else:
+            lines.append(f"{indent}- {key}: `{f'{value:.4g}' if isinstance(value, float) else value}`")
+    return lines
 
 
 # --- policies for evaluation and export ------------------------------------------------------------------

@@ -17,8 +17,9 @@ from tqdm import tqdm
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.configs.train import PHASES, TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
-from lawr_ext.runners.checkpoint import (check_compatible, checkpoint_path, load_into, read_checkpoint,
-                                         save_checkpoint, set_rng_state)
+from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
+                                         read_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from lawr_ext.runners.distributed import RANK_SEED_STRIDE, World, average_gradients, sample_shard
 
 
 class TrainingError(RuntimeError):
@@ -66,33 +67,40 @@ def check_metrics(cfg: TrainConfig, phase: str, metrics: dict[str, float]) -> st
 
 
 def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
-                num_steps: int, batch_size: int) -> dict[str, float]:
-    """Run ``phase`` up to ``num_steps`` gradient steps, resuming from its checkpoint if one exists.
+                num_steps: int, batch_size: int, world: World = World()) -> dict[str, float]:
+    """Run ``phase`` up to ``num_steps`` gradient steps of ``batch_size`` chunks (the global batch over all
+    ranks), resuming from its checkpoint if one exists. Only rank 0 writes.
 
     Returns the metrics of the last step (empty if the checkpoint was already complete).
     """
     dims = dataset_dims(dataset)
     path = checkpoint_path(run_dir, phase)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
-        stale.unlink()
+    if world.is_writer:
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
+            stale.unlink()
     if path.exists():
         ckpt = read_checkpoint(path, phase)
         check_compatible(path, ckpt, cfg, dims)
+        if len(ckpt["rng"]) != world.size:
+            raise CheckpointError(path, f"was written by {len(ckpt['rng'])} process(es); resume it with as many, not {world.size}")
         load_into(path, learner, ckpt["learner"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"][world.rank])
         dataset.load_state_dict(ckpt["sampler"])
         start, last_saved = ckpt["step"], ckpt["step"]
     else:
-        torch.manual_seed(phase_seed(cfg, phase))
-        dataset.generator.manual_seed(phase_seed(cfg, phase))
+        torch.manual_seed(phase_seed(cfg, phase) + world.rank * RANK_SEED_STRIDE)  # own noise per rank
+        dataset.generator.manual_seed(phase_seed(cfg, phase))  # the same global batches on every rank
         start, last_saved = 0, None
+    average_gradients(learner, world)
 
-    writer = SummaryWriter(Path(run_dir) / "tensorboard" / phase, purge_step=start)  # purge: no duplicate steps after a resume
-    bar = tqdm(total=num_steps, initial=start, desc=phase, disable=not cfg.progress, dynamic_ncols=True)
+    # purge_step: after a resume, TensorBoard drops the events the killed run logged past the checkpoint
+    writer = SummaryWriter(Path(run_dir) / "tensorboard" / phase, purge_step=start) if world.is_writer else None
+    bar = tqdm(total=num_steps, initial=start, desc=phase, disable=not (cfg.progress and world.is_writer),
+               dynamic_ncols=True)
     metrics: dict[str, float] = {}
     try:
         for step in range(start + 1, num_steps + 1):
-            batch = dataset.sample(batch_size)
+            batch = sample_shard(dataset, batch_size, world)
             try:
                 metrics = learner.update(batch)
             except (ValueError, FloatingPointError) as err:  # the learners' own non-finite-loss checks
@@ -100,16 +108,19 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
             problem = check_metrics(cfg, phase, metrics)
             if problem:
                 raise TrainingError(phase, step, problem, last_saved)
-            if step % cfg.log_interval == 0 or step == num_steps:
+            if writer is not None and (step % cfg.log_interval == 0 or step == num_steps):
                 for name, value in metrics.items():
                     writer.add_scalar(name, value, step)
                 writer.add_scalar(f"weights/{phase}_norm", weight_norm(learner), step)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
             if step % cfg.checkpoint_interval == 0 or step == num_steps:
-                save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict())
+                rng_states = world.gather(rng_state())
+                if world.is_writer:
+                    save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict(), rng_states)
                 last_saved = step
             bar.update(1)
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     return metrics

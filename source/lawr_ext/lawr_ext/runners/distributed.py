@@ -1,0 +1,88 @@
+"""Multi-process training under ``torchrun``: gradient all-reduce, sharded batches, one writer.
+
+    torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D --run_dir R   # gloo on CPU
+    torchrun --nproc_per_node=8 scripts/train_lawr.py ... --device cuda                                # NCCL, 1 GPU per rank
+
+Every rank builds the same networks (same seed) and draws the same global batch indices from the same
+sampler generator, then trains on its own slice ``ids[rank::world_size]``; the gradients are averaged
+over ranks inside ``backward`` (the all-reduce DistributedDataParallel performs), so the clipping and the
+optimizer step every Learner does in ``update`` see the global-batch gradient and the ranks stay in
+lockstep. The learners call their sub-networks directly, so a DDP wrapper around them would never see a
+forward call; the gradient hooks here are the same synchronisation without the wrapper. Forward-mode
+JVPs (the Mean Flow target) run under ``no_grad`` and never touch the hooks.
+
+Rank 0 alone writes checkpoints, final products, TensorBoard and summaries; checkpoints hold every rank's
+RNG state, so a resumed multi-process run needs the same number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from tensordict import TensorDict
+
+from lawr_ext.algorithms.base import Learner
+from lawr_ext.data.dataset import ChunkDataset
+
+#: Rank r's RNG (the noise of stochastic losses) starts from seed + r * RANK_SEED_STRIDE; rank 0 matches one process.
+RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def gather(self, obj) -> list:
+        """``obj`` of every rank, in rank order (a one-element list in a single process)."""
+        if self.size == 1:
+            return [obj]
+        objects = [None] * self.size
+        dist.all_gather_object(objects, obj)
+        return objects
+
+
+def init_world(device: str) -> World:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1), else a single process."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def average_gradients(learner: Learner, world: World) -> None:
+    """After each parameter's gradient is accumulated in ``backward``, replace it by its mean over ranks."""
+    if world.size == 1:
+        return
+
+    def all_reduce_mean(param: torch.Tensor) -> None:
+        dist.all_reduce(param.grad)
+        param.grad.div_(world.size)
+
+    for param in learner.parameters():
+        if param.requires_grad:
+            param.register_post_accumulate_grad_hook(all_reduce_mean)
+
+
+def sample_shard(dataset: ChunkDataset, batch_size: int, world: World) -> TensorDict:
+    """This rank's slice of the global batch; every rank draws the same indices, so the slices partition it.
+
+    With one process this is exactly ``dataset.sample(batch_size)``.
+    """
+    if batch_size % world.size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world.size} processes")
+    ids = torch.randint(dataset.num_chunks, (batch_size,), generator=dataset.generator)
+    return dataset.batch(ids[world.rank :: world.size])

@@ -1,0 +1,68 @@
+"""Two gloo processes (as torchrun starts them) train like one process with the same global batch."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import torch
+from test_runner import TINY, synthetic_dataset
+
+from lawr_ext.configs.train import load_train_config
+from lawr_ext.runners import final_path, read_checkpoint, train
+
+WORKER = """
+import json, sys, torch
+torch.set_num_threads(1)
+import lawr_ext.runners.pipeline as pipeline
+from lawr_ext.algorithms.flow import parameter_fingerprint
+from lawr_ext.configs.train import load_train_config
+from lawr_ext.runners.distributed import init_world
+
+cfg = load_train_config("Bimanual-Chunk", sys.argv[3:])
+world = init_world(cfg.device)
+fingerprints, train_phase = {}, pipeline.train_phase
+
+def recording_train_phase(cfg, phase, learner, *args):  # every rank's weights after each phase
+    metrics = train_phase(cfg, phase, learner, *args)
+    fingerprints[phase] = world.gather(parameter_fingerprint(learner))
+    return metrics
+
+pipeline.train_phase = recording_train_phase
+pipeline.train(cfg, sys.argv[1], sys.argv[2], ("flow", "critic"), world)
+if world.is_writer:
+    open(sys.argv[2] + "/fingerprints.json", "w").write(json.dumps(fingerprints))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
+    dataset = synthetic_dataset(tmp_path / "data.npz")
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    overrides = TINY + ["flow.batch_size=16", "critic.batch_size=16"]  # the global batch: 8 chunks per rank
+    run = tmp_path / "two_ranks"
+    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, str(worker), str(dataset), str(run), *overrides],
+                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    for proc in ranks:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+
+    fingerprints = json.loads((run / "fingerprints.json").read_text())
+    assert all(len(set(per_rank)) == 1 for per_rank in fingerprints.values()), fingerprints  # ranks in lockstep
+
+    # One process, same global batches, on top of the same flow (the flow's noise draws differ per rank by design).
+    reference = tmp_path / "one_process"
+    shutil.copytree(run / "flow", reference / "flow")
+    train(load_train_config("Bimanual-Chunk", overrides), dataset, reference, ("critic",))
+    two, one = (read_checkpoint(final_path(r, "critic"))["model"] for r in (run, reference))
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"critic {name}: {m}")
