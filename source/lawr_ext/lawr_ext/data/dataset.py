@@ -95,7 +95,7 @@ class ChunkDataset:
         self._index_chunks()
         if self.num_chunks == 0:
             raise DatasetError(source, "no chunk can be built (every episode is a single truncated step)")
-        self._to_device()
+        self._episodes_to_device()
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, horizon: int, gamma: float, **kwargs) -> ChunkDataset:
@@ -114,18 +114,16 @@ class ChunkDataset:
             row = torch.clamp(first_row + i, max=ep.num_steps - 1)
             reward += self.gamma**i * ep.rewards[row] * (i < steps)
 
-        self.chunk_episode = episode
-        self.chunk_first_row = first_row
-        self.chunk_steps = steps
-        self.chunk_reward = reward
-        self.chunk_next_row = first_row + steps - terminal.long()  # terminal: o_{T-1} placeholder
-        self.chunk_terminal = terminal.float()
-        self.chunk_discount = torch.tensor(self.gamma, dtype=torch.float64).pow(steps).float()
+        device = self.device
+        self.chunk_episode = episode.to(device)
+        self.chunk_first_row = first_row.to(device)
+        self.chunk_steps = steps.to(device)
+        self.chunk_reward = reward.to(device)
+        self.chunk_next_row = (first_row + steps - terminal.long()).to(device)  # terminal: o_{T-1} placeholder
+        self.chunk_terminal = terminal.float().to(device)
+        self.chunk_discount = torch.tensor(self.gamma, dtype=torch.float64).pow(steps).float().to(device)
 
-    def _to_device(self) -> None:
-        for name, value in list(vars(self).items()):
-            if name.startswith("chunk_"):
-                setattr(self, name, value.to(self.device))
+    def _episodes_to_device(self) -> None:
         ep = self.episodes
         self._obs, self._actions = ep.obs.to(self.device), ep.actions.to(self.device)
         self._success = ep.success.float().to(self.device)
