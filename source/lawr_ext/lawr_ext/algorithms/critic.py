@@ -1,0 +1,133 @@
+"""Phase 2 of L-AWR: distributional (HL-Gauss) critics V(s) and Q(s, a_chunk) and the advantage.
+
+Everything is chunk-level: one "action" is a whole chunk a_t..a_{t+H-1} and one TD step jumps H env steps.
+
+    Q target  = R + gamma^k (1 - terminal) V_target(s_{t+k})       R = sum_{i<k} gamma^i r_{t+i}  (from the loader)
+    V target  = min_j Q_target_j(s, a_data)                         in-sample: only dataset chunks are queried
+    V weight  = |kappa - 1(V target < V(s))|                         expectile; kappa = 0.5 -> behaviour value
+
+Both are cross-entropy losses toward HL-Gauss histograms of the scalar targets; the scalar value is the
+expectation of the predicted distribution. Networks see observations normalised by the frozen normaliser
+fitted in Phase 1; batches carry raw observations.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import Learner
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.data import keys
+from lawr_ext.modules.hl_gauss import HLGauss
+from lawr_ext.modules.mlp import mlp
+
+
+class DistributionalCritic(Learner):
+    def __init__(self, cfg: CriticConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.horizon, self.action_dim = horizon, action_dim
+        self.obs_normalizer = obs_normalizer
+        self.hl_gauss = HLGauss(cfg.v_min, cfg.v_max, cfg.num_bins, cfg.sigma_ratio)
+
+        chunk_dim = horizon * action_dim
+        self.v_net = mlp(obs_dim, cfg.hidden_dim, cfg.num_bins, depth=cfg.num_layers)
+        # Two Q heads, each its own network; the min of the two curbs overestimation (clipped double-Q).
+        self.q_nets = nn.ModuleList(
+            mlp(obs_dim + chunk_dim, cfg.hidden_dim, cfg.num_bins, depth=cfg.num_layers) for _ in range(2)
+        )
+        self.v_target = copy.deepcopy(self.v_net).requires_grad_(False)
+        self.q_targets = copy.deepcopy(self.q_nets).requires_grad_(False)
+
+        params = list(self.v_net.parameters()) + list(self.q_nets.parameters())
+        self.optimizers["critic"] = torch.optim.Adam(params, lr=cfg.learning_rate, foreach=True)
+
+    # --- values (scalar = expectation of the categorical distribution) -------------------------------
+    def _q_logits(self, nets: nn.ModuleList, obs_norm: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
+        x = torch.cat([obs_norm, actions.flatten(1)], dim=-1)
+        return [net(x) for net in nets]
+
+    def value(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        """V(s) [B] from normalised observations [B, O]."""
+        return self.hl_gauss.expectation(self.v_net(obs_norm))
+
+    def q_value(self, obs_norm: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """min over the two Q heads of Q(s, chunk) [B]; ``target`` reads the Polyak-averaged networks."""
+        logits = self._q_logits(self.q_targets if target else self.q_nets, obs_norm, actions)
+        return torch.minimum(*(self.hl_gauss.expectation(l) for l in logits))
+
+    @torch.no_grad()
+    def advantage(self, batch: TensorDict) -> torch.Tensor:
+        """A(s, a_chunk) [B] of the batch's dataset chunks (raw observations in the batch).
+
+        "q_minus_v": target min-Q(s, a) - V(s), the quantity V was regressed toward, so that E_data[A] ~ 0
+        under kappa = 0.5. "one_step": the paper's R + gamma^k (1 - terminal) V(s') - V(s), which needs no Q.
+        """
+        obs_norm = self.obs_normalizer(batch[keys.OBS])
+        v = self.value(obs_norm)
+        if self.cfg.advantage == "one_step":
+            next_v = self.value(self.obs_normalizer(batch[keys.NEXT_OBS]))
+            return self._td_target(batch, next_v) - v
+        return self.q_value(obs_norm, batch[keys.ACTIONS], target=True) - v
+
+    @staticmethod
+    def _td_target(batch: TensorDict, next_value: torch.Tensor) -> torch.Tensor:
+        return batch[keys.REWARD] + batch[keys.DISCOUNT] * (1.0 - batch[keys.TERMINAL]) * next_value
+
+    # --- one gradient step -----------------------------------------------------------------------------
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        obs_norm = self.obs_normalizer(batch[keys.OBS])
+        actions = batch[keys.ACTIONS]
+        with torch.no_grad():
+            next_v = self.hl_gauss.expectation(self.v_target(self.obs_normalizer(batch[keys.NEXT_OBS])))
+            q_target = self._td_target(batch, next_v)
+            v_target = self.q_value(obs_norm, actions, target=True)
+
+        # Q: cross-entropy of both heads toward the HL-Gauss histogram of the chunk-level TD target.
+        q_logits = self._q_logits(self.q_nets, obs_norm, actions)
+        q_loss = sum(self.hl_gauss.loss(logits, q_target).mean() for logits in q_logits)
+
+        # V: in-sample expectile regression, done as an expectile-weighted cross-entropy.
+        v_logits = self.v_net(obs_norm)
+        v = self.hl_gauss.expectation(v_logits)
+        expectile_weight = (self.cfg.expectile - (v_target < v.detach()).float()).abs()
+        v_loss = (expectile_weight * self.hl_gauss.loss(v_logits, v_target)).mean()
+
+        loss = q_loss + v_loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"critic: non-finite loss (q_loss={float(q_loss)}, v_loss={float(v_loss)}); "
+                "check the batch for NaN/inf observations or rewards"
+            )
+        optimizer = self.optimizers["critic"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.cfg.max_grad_norm)
+        optimizer.step()
+        self._polyak_update()
+
+        with torch.no_grad():
+            q = torch.minimum(*(self.hl_gauss.expectation(l) for l in q_logits))
+            outside = (q_target < self.cfg.v_min) | (q_target > self.cfg.v_max)
+            return {
+                "critic/q_loss": q_loss.item(),
+                "critic/v_loss": v_loss.item(),
+                "critic/v_mean": v.mean().item(),
+                "critic/q_mean": q.mean().item(),
+                "critic/q_target_mean": q_target.mean().item(),
+                "critic/td_error": (q - q_target).abs().mean().item(),
+                "critic/advantage_mean": (v_target - v).mean().item(),
+                "critic/v_entropy": self.hl_gauss.entropy(v_logits).mean().item(),
+                "critic/q_entropy": self.hl_gauss.entropy(q_logits[0]).mean().item(),
+                "critic/target_outside_support": outside.float().mean().item(),
+                "critic/grad_norm": grad_norm.item(),
+            }
+
+    @torch.no_grad()
+    def _polyak_update(self) -> None:
+        for online, target in ((self.v_net, self.v_target), (self.q_nets, self.q_targets)):
+            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.cfg.target_update_rate)
