@@ -2,13 +2,15 @@
 
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --quality_mix 1 0 0
+    python scripts/collect.py --task Bimanual-Chunk-Insertion --num_envs 256 --num_episodes 4096 --device cuda:0
 
-Writes a directory of HDF5 shards in Isaac Lab's layout (see lawr_ext/data/FORMAT.md); by default
-runs/datasets/<task>-seed<S>. Rerunning with the same arguments skips what is on disk; a larger
---num_episodes appends.
+Writes a directory of HDF5 shards in Isaac Lab's layout (see source/lawr_ext/lawr_ext/data/FORMAT.md), by
+default runs/datasets/<task>-seed<S>. Rerunning the same command skips what is on disk; a larger
+--num_episodes appends, and the result equals one uninterrupted run.
 """
 
 import argparse
+import sys
 import time
 
 from lawr_ext import REPO_ROOT
@@ -16,9 +18,9 @@ from lawr_ext.data.collect import CollectCfg, collect_task
 from lawr_ext.data.dataset import load_episodes
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     defaults = CollectCfg()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="Bimanual-Chunk")
     parser.add_argument("--num_envs", type=int, default=16)
     parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
@@ -26,17 +28,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="cpu", help="physics device: cpu or cuda:N")
     parser.add_argument("--quality_mix", type=float, nargs="+", default=list(defaults.quality_mix),
-                        help="probability of each quality id (clean noisy failing)")
+                        help="probability of each quality id (clean noisy suboptimal)")
     parser.add_argument("--strategy_mix", type=float, nargs="+", default=None,
                         help="probability of each strategy id (default: uniform)")
-    args = parser.parse_args()
+    parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
+    parser.add_argument("--no_progress", action="store_true")
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     out = args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}"
-    cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
-                     strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None)
+    env_overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
     start = time.perf_counter()
-    out = collect_task(args.task, out, args.num_envs, cfg, device=args.device)
-    episodes = load_episodes(out)
+    try:
+        cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
+                         strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
+                         progress=not args.no_progress)
+        out = collect_task(args.task, out, args.num_envs, cfg, device=args.device, **env_overrides)
+        episodes = load_episodes(out)
+    except ValueError as err:  # bad arguments, or a dataset directory from other settings: one line
+        sys.exit(f"[lawr] {err}")
     print(f"{out}: {episodes.num_episodes} episodes, {episodes.num_steps} steps, "
           f"success {episodes.success.float().mean():.1%} ({time.perf_counter() - start:.1f} s)")
 

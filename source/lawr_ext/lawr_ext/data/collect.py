@@ -188,12 +188,14 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
     }
 
 
-def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu") -> Path:
-    """Create the task's env and scripted expert and :func:`collect` into ``out_dir`` (resuming what is there)."""
+def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu",
+                 **env_overrides) -> Path:
+    """Create the task's env (``env_overrides``: env cfg fields, as for ``make_env``) and scripted expert
+    and :func:`collect` into ``out_dir``, resuming what is there."""
     from lawr_ext.tasks import make_env
     from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
 
-    env = make_env(task, num_envs, device=device, seed=cfg.seed)
+    env = make_env(task, num_envs, device=device, seed=cfg.seed, **env_overrides)
     try:
         return collect(env, make_expert(task, env), out_dir, cfg, task_metadata(task, env, QUALITY),
                        num_strategies=NUM_STRATEGIES, num_qualities=len(QUALITY))
