@@ -7,11 +7,13 @@ import onnx
 import pytest
 import torch
 
-from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import build_flow_decoder
+from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
+from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.export import METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
-from lawr_ext.modules.mlp import mlp
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.utils.io import FORMAT_VERSION
 
@@ -21,26 +23,20 @@ DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)
 DATA_STD = torch.logspace(-2, 1, OBS_DIM)
 
 
-class SmallLAWRPolicy(ChunkPolicy):
-    """L-AWR's graph at toy size: frozen normalizer -> planner (obs -> latent chunk z) -> frozen one-step flow."""
-
-    def __init__(self):
-        super().__init__()
-        self.horizon, self.action_dim = H, A
-        self.obs_normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
-        self.planner = mlp(OBS_DIM, 32, H * A)
-        self.decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), OBS_DIM, H, A)
-
-    def forward(self, obs):
-        obs_norm = self.obs_normalizer(obs)
-        z = self.planner(obs_norm).view(-1, self.horizon, self.action_dim)
-        return self.decoder.decode(z, obs_norm)
+def small_lawr_policy() -> LAWRPolicy:
+    """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow."""
+    normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
+    decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), OBS_DIM, H, A)
+    critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), OBS_DIM, H, A, normalizer)
+    learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1), OBS_DIM, H, A, decoder.requires_grad_(False),
+                        critic.requires_grad_(False), normalizer)
+    return LAWRPolicy(learner).eval()
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    policy = SmallLAWRPolicy().eval()
+    policy = small_lawr_policy()
     with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros: give every weight a random value
         for p in policy.parameters():
             p.copy_(0.1 * torch.randn_like(p))  # chunks of order 1, like actions in [-1, 1]
@@ -106,7 +102,7 @@ def test_other_format_version_is_rejected_with_a_clear_message(exported, tmp_pat
 
 def test_metadata_must_describe_every_action_dimension():
     with pytest.raises(ValueError, match="joint_names has 13 entries"):
-        build_metadata(SmallLAWRPolicy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0,
+        build_metadata(small_lawr_policy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0,
                        joint_names=["j"] * (A - 1), action_scale=[1.0] * A, action_offset=[0.0] * A,
                        config_hash="x")
 
