@@ -34,8 +34,8 @@ def test_profile_overlay_then_command_line_wins():
     ("data.horizon=0", "DataConfig.horizon"),
     ("data.horizon=-5", "DataConfig.horizon"),
     ("data.gamma=1.5", "DataConfig.gamma"),
-    ("planner.temperature=0", "temperature"),
-    ("planner.temperature=-1", "temperature"),
+    ("planner.weights.temperature=0", "temperature"),
+    ("planner.weights.temperature=-1", "temperature"),
     ("critic.expectile=1.0", "expectile"),
     ("critic.v_max=-1", "v_max"),
     ("flow.num_steps=0", "FlowConfig.num_steps"),
@@ -68,7 +68,8 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
     flow, critic, planner = hashes()
     assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere",
                   "data.path=moved.npz", "device=cuda") == [flow, critic, planner]
-    assert hashes("planner.temperature=3.0") == [flow, critic, hashes("planner.temperature=3.0")[2]] != [flow, critic, planner]
+    new_planner = hashes("planner.weights.temperature=3.0")
+    assert new_planner[:2] == [flow, critic] and new_planner[2] != planner
     new_flow = hashes("flow.lr=1e-3")
     assert all(a != b for a, b in zip(new_flow, [flow, critic, planner]))  # later phases build on the flow
     assert train_config_from_dict(asdict(base)) == base

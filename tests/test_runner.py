@@ -23,7 +23,7 @@ TINY = ["data.horizon=4", "data.gamma=0.9", "progress=false", "log_interval=2", 
         "flow.arch=mlp", "flow.width=32", "flow.depth=1", "flow.time_embed_dim=8", "flow.batch_size=16", "flow.num_steps=8",
         "critic.hidden_dim=32", "critic.num_layers=1", "critic.num_bins=21", "critic.v_min=0", "critic.v_max=2",
         "critic.batch_size=16", "critic.num_steps=8",
-        "planner.batch_size=16", "planner.num_steps=8"]
+        "planner.hidden_dim=32", "planner.num_blocks=1", "planner.batch_size=16", "planner.num_steps=8"]
 
 
 def synthetic_dataset(path: Path, num_episodes: int = 24, length: int = 10, obs_dim: int = OBS_DIM) -> Path:
@@ -79,7 +79,7 @@ def test_flow_is_bit_identical_after_phases_2_and_3(tmp_path, dataset):
     train(cfg, dataset, run, phases=("critic", "planner"))
     after_file = load_frozen_flow(final_path(run, "flow"), cfg, dims)
     # The decoder the planner trained through (saved with the planner) is the same frozen flow, bit for bit.
-    policy_decoder = load_policy(run).planner.decoder
+    policy_decoder = load_policy(run).decoder
     assert (parameter_fingerprint(after_file[0]), parameter_fingerprint(after_file[1])) == before
     assert parameter_fingerprint(policy_decoder) == before[0]
 
