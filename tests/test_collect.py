@@ -93,7 +93,8 @@ def _demos(directory):
     for shard in list_shards(directory):
         with h5py.File(shard) as file:
             for name, demo in file["data"].items():
-                arrays = {key: demo[key][()].tolist() for key in ("obs/policy", "actions", "rewards", "dones", "truncated", "success")}
+                keys = ("obs/policy", "actions", "rewards", "dones", "truncated", "success")
+                arrays = {key: demo[key][()].tolist() for key in keys}
                 demos[name] = (arrays, dict(demo.attrs))
     return demos
 
@@ -121,7 +122,8 @@ def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
 def test_labels_follow_the_quality_mix(tmp_path):
     env = LineEnv(16)
     cfg = CollectCfg(num_episodes=160, quality_mix=(0.0, 0.25, 0.75), strategy_mix=(1.0, 0.0), progress=False)
-    episodes = load_episodes(collect(env, LineExpert(env), tmp_path / "mix", cfg, META, num_strategies=2, num_qualities=3))
+    out = collect(env, LineExpert(env), tmp_path / "mix", cfg, META, num_strategies=2, num_qualities=3)
+    episodes = load_episodes(out)
     assert set(episodes.strategy.tolist()) == {0}
     fraction_failing = (episodes.quality == 2).float().mean().item()
     assert 0.6 < fraction_failing < 0.9 and not (episodes.quality == 0).any()

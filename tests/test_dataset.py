@@ -33,12 +33,19 @@ def _record(length, terminated, strategy=0, quality=0, success=False, first_valu
     )
 
 
+def _toy_records():
+    """(length, terminated, strategy, quality, success, first obs value) of the three toy episodes."""
+    return [_record(3, True, 0, 0, True, 10.0), _record(4, False, 1, 1, False, 20.0),
+            _record(5, True, 1, 2, False, 30.0)]
+
+
 @pytest.fixture
 def toy_dir(tmp_path):
-    """Two shards: episode 0 terminates after 3 steps (success), episode 1 times out after 4, episode 2 terminates after 5."""
+    """Two shards: episode 0 terminates after 3 steps (success), 1 times out after 4, 2 terminates after 5."""
     directory = tmp_path / "toy"
-    write_episodes(shard_path(directory, 0), [_record(3, True, 0, 0, True, 10.0), _record(4, False, 1, 1, False, 20.0)], 0, META)
-    write_episodes(shard_path(directory, 1), [_record(5, True, 1, 2, False, 30.0)], 2, META)
+    first, second, third = _toy_records()
+    write_episodes(shard_path(directory, 0), [first, second], 0, META)
+    write_episodes(shard_path(directory, 1), [third], 2, META)
     return directory
 
 
@@ -82,7 +89,8 @@ def test_chunk_maths_at_episode_ends_matches_hand_computation(toy_dir):
     # episode 1 start 2 (truncated, k=1): a_3 never appears, padding repeats a_2
     assert torch.allclose(batch[keys.ACTIONS][5, :, 0], torch.tensor([0.2, 0.2, 0.2]))
     assert batch[keys.SUCCESS].tolist() == [1, 1, 1] + [0] * 8
-    assert batch[keys.STRATEGY].tolist() == [0] * 3 + [1] * 8 and batch[keys.QUALITY].tolist() == [0] * 3 + [1] * 3 + [2] * 5
+    assert batch[keys.STRATEGY].tolist() == [0] * 3 + [1] * 8
+    assert batch[keys.QUALITY].tolist() == [0] * 3 + [1] * 3 + [2] * 5
     dtypes = {keys.OBS: torch.float32, keys.ACTIONS: torch.float32, keys.MASK: torch.bool, keys.STRATEGY: torch.int64}
     assert all(batch[key].dtype == dtype for key, dtype in dtypes.items())
 
@@ -123,7 +131,7 @@ def test_stats_and_normalizer_observations(toy_dir):
 
 def _plain_arrays():
     """The same three episodes as ``toy_dir`` in the flat plain format."""
-    records = [_record(3, True, 0, 0, True, 10.0), _record(4, False, 1, 1, False, 20.0), _record(5, True, 1, 2, False, 30.0)]
+    records = _toy_records()
     return {
         "observations": torch.cat([r.obs for r in records]).numpy(),
         "actions": torch.cat([r.actions for r in records]).numpy(),
@@ -169,7 +177,7 @@ def _write_plain_with(path, **changes):
 BAD_PLAIN = {
     "missing key": ({"rewards": None}, "missing required array"),
     "integer observations": ({"observations": np.zeros((12, 2), dtype=np.int64)}, "must be a float array"),
-    "NaN reward": ({"rewards": np.where(np.arange(12) == 5, np.nan, 1.0).astype(np.float32)}, "NaN or inf (first at step 5)"),
+    "NaN reward": ({"rewards": np.where(np.arange(12) == 5, np.nan, 1).astype(np.float32)}, "NaN or inf (first at step 5"),
     "inf observation": ({"observations": np.full((12, 2), np.inf, dtype=np.float32)}, "NaN or inf"),
     "short actions": ({"actions": np.zeros((11, 1), dtype=np.float32)}, "has 11 rows"),
     "flat observations": ({"observations": np.zeros(12, dtype=np.float32)}, "2 dims"),

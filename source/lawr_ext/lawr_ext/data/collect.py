@@ -36,7 +36,8 @@ class VecEnv(Protocol):
 
     def reset(self, seed: int | None = None) -> tuple[dict[str, torch.Tensor], dict]: ...
 
-    def step(self, actions: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]: ...
+    def step(self, actions: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """(obs dict with "policy" [N, O], reward [N], terminated [N], truncated [N], extras with "success" [N])"""
 
 
 class Expert(Protocol):
@@ -80,10 +81,12 @@ def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: Collec
     out_dir = Path(out_dir)
     num_envs = env.num_envs
     strategy_mix = cfg.strategy_mix or (1.0,) * num_strategies
-    for name, mix, expected in (("strategy_mix", strategy_mix, num_strategies), ("quality_mix", cfg.quality_mix, num_qualities)):
+    for name, mix, expected in (("strategy_mix", strategy_mix, num_strategies),
+                                ("quality_mix", cfg.quality_mix, num_qualities)):
         if len(mix) != expected:
             raise ValueError(f"CollectCfg.{name}: has {len(mix)} entries but the expert has {expected} labels")
-    settings = {"seed": cfg.seed, "num_envs": num_envs, "quality_mix": list(cfg.quality_mix), "strategy_mix": list(strategy_mix)}
+    settings = {"seed": cfg.seed, "num_envs": num_envs, "quality_mix": list(cfg.quality_mix),
+                "strategy_mix": list(strategy_mix)}
     meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
 
     first_round, done = _resume_point(out_dir, meta, num_envs, cfg.num_episodes)
@@ -109,7 +112,8 @@ def _resume_point(out_dir: Path, meta: dict, num_envs: int, num_episodes: int) -
     counts = []
     for index, shard in enumerate(shards):
         if shard != shard_path(out_dir, index):
-            raise ValueError(f"{out_dir}: shard files are not numbered 0..{len(shards) - 1} ({shard.name}); not resuming")
+            raise ValueError(f"{out_dir}: shard files are not numbered 0..{len(shards) - 1} ({shard.name}); "
+                             "not resuming")
         shard_meta, count = read_shard_info(shard)
         if shard_meta != meta:
             differ = sorted(key for key in meta.keys() | shard_meta.keys() if meta.get(key) != shard_meta.get(key))
@@ -140,7 +144,8 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
     t = 0
     while (last_step[:keep] < 0).any():
         if t > env.max_episode_length:
-            raise RuntimeError(f"envs {(last_step < 0).nonzero().flatten().tolist()} ran past max_episode_length without a done")
+            stuck = (last_step < 0).nonzero().flatten().tolist()
+            raise RuntimeError(f"envs {stuck} ran past max_episode_length without a done")
         # copies: Isaac Lab returns the same buffers every step and overwrites them in place
         steps["obs"].append(obs_dict["policy"].to("cpu", copy=True))
         actions = expert.act().clamp(-1.0, 1.0)  # record exactly what the env executes

@@ -87,7 +87,8 @@ class ChunkDataset:
                 raise DatasetError(source, f"{name} dim is {actual} but the config expects {expected}")
         recorded_horizon = episodes.meta.get("chunk_horizon")
         if recorded_horizon is not None and recorded_horizon != horizon:
-            raise DatasetError(source, f"collected for chunk horizon {recorded_horizon} but the config asks for H={horizon}")
+            raise DatasetError(source, f"collected for chunk horizon {recorded_horizon} "
+                                       f"but the config asks for H={horizon}")
 
         self.horizon, self.gamma, self.source, self.device = horizon, gamma, source, torch.device(device)
         self.episodes = episodes
@@ -192,7 +193,8 @@ class ChunkDataset:
     def stats(self) -> dict[str, float]:
         """Dataset size and success rates overall and per quality / strategy label, for logging."""
         ep = self.episodes
-        returns = torch.zeros(ep.num_episodes).index_add_(0, torch.repeat_interleave(torch.arange(ep.num_episodes), ep.lengths), ep.rewards)
+        episode_of_step = torch.repeat_interleave(torch.arange(ep.num_episodes), ep.lengths)
+        returns = torch.zeros(ep.num_episodes).index_add_(0, episode_of_step, ep.rewards)
         stats = {
             "episodes": float(ep.num_episodes),
             "steps": float(ep.num_steps),

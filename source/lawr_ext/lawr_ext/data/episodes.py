@@ -61,7 +61,8 @@ class Episodes:
             ("rewards", self.rewards, 1, torch.float32),
         ):
             if value.ndim != ndim or value.dtype != dtype:
-                raise DatasetError(source, f"'{name}' must be {dtype} with {ndim} dims, got {value.dtype} {list(value.shape)}")
+                raise DatasetError(source, f"'{name}' must be {dtype} with {ndim} dims, "
+                                           f"got {value.dtype} {list(value.shape)}")
             if len(value) != self.num_steps:
                 raise DatasetError(source, f"'{name}' has {len(value)} rows but the dataset has {self.num_steps} steps")
             if not torch.isfinite(value).all():
@@ -75,7 +76,8 @@ class Episodes:
             raise DatasetError(source, "episode lengths do not add up to the number of steps")
         for name in ("terminated", "success", "strategy", "quality"):
             if len(getattr(self, name)) != self.num_episodes:
-                raise DatasetError(source, f"'{name}' has {len(getattr(self, name))} entries for {self.num_episodes} episodes")
+                raise DatasetError(source, f"'{name}' has {len(getattr(self, name))} entries "
+                                           f"for {self.num_episodes} episodes")
 
 
 def _numeric(source: object, name: str, array) -> torch.Tensor:

@@ -130,7 +130,8 @@ def read_hdf5(path: str | os.PathLike) -> Episodes:
     for shard in shards:
         shard_ids, episodes = _read_file(shard)
         if parts and episodes.meta != parts[0].meta:
-            raise DatasetError(shard, f"metadata differs from {shards[0].name}; shards of different collections were mixed")
+            raise DatasetError(shard, f"metadata differs from {shards[0].name}; "
+                                      "shards of different collections were mixed")
         ids += shard_ids
         parts.append(episodes)
     _check_unique(path, ids)
@@ -167,7 +168,8 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], Episodes]:
         if not DEMO_PATTERN.fullmatch(name):
             raise DatasetError(path, f"unexpected group 'data/{name}' (expected demo_<i>)")
     names.sort(key=lambda name: int(DEMO_PATTERN.fullmatch(name).group(1)))
-    columns = {key: [] for key in ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")}
+    columns = {key: [] for key in
+               ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")}
     for name in names:
         demo = file["data"][name]
         where = f"{path}:data/{name}"
@@ -180,11 +182,13 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], Episodes]:
         if obs.ndim != 2 or actions.ndim != 2 or rewards.ndim != 1:
             raise DatasetError(where, f"expected obs/policy [T, O], actions [T, A], rewards [T], got "
                                f"{list(obs.shape)}, {list(actions.shape)}, {list(rewards.shape)}")
-        if columns["obs"] and (obs.shape[1], actions.shape[1]) != (columns["obs"][0].shape[1], columns["actions"][0].shape[1]):
-            raise DatasetError(where, f"obs/action widths {obs.shape[1]}/{actions.shape[1]} differ from the first episode's")
+        widths = (obs.shape[1], actions.shape[1])
+        if columns["obs"] and widths != (columns["obs"][0].shape[1], columns["actions"][0].shape[1]):
+            raise DatasetError(where, f"obs/action widths {widths} differ from the first episode's")
         length = len(rewards)
         if length == 0 or len(obs) != length or len(actions) != length:
-            raise DatasetError(where, f"obs/actions/rewards lengths differ or are zero ({len(obs)}, {len(actions)}, {length})")
+            raise DatasetError(where, f"obs/actions/rewards lengths differ or are zero "
+                                      f"({len(obs)}, {len(actions)}, {length})")
         flags = {}
         for key in ("dones", "truncated", "success"):
             flags[key] = as_flags(where, key, demo[key][()]) if key in demo else torch.zeros(length, dtype=torch.bool)

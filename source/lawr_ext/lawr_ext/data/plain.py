@@ -86,4 +86,5 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as file:
             return {key: file[key][()] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in file}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise DatasetError(path, f"not a readable {path.suffix or 'data'} file, truncated or corrupt ({error})") from None
+        problem = f"not a readable {path.suffix or 'data'} file, truncated or corrupt ({error})"
+        raise DatasetError(path, problem) from None
