@@ -177,7 +177,8 @@ def _write_plain_with(path, **changes):
 BAD_PLAIN = {
     "missing key": ({"rewards": None}, "missing required array"),
     "integer observations": ({"observations": np.zeros((12, 2), dtype=np.int64)}, "must be a float array"),
-    "NaN reward": ({"rewards": np.where(np.arange(12) == 5, np.nan, 1).astype(np.float32)}, "NaN or inf (first at step 5"),
+    "NaN reward": ({"rewards": np.where(np.arange(12) == 5, np.nan, 1).astype(np.float32)},
+                   "NaN or inf (first at step 5)"),
     "inf observation": ({"observations": np.full((12, 2), np.inf, dtype=np.float32)}, "NaN or inf"),
     "short actions": ({"actions": np.zeros((11, 1), dtype=np.float32)}, "has 11 rows"),
     "flat observations": ({"observations": np.zeros(12, dtype=np.float32)}, "2 dims"),
