@@ -165,6 +165,7 @@ def test_kill_9_mid_collection_then_rerun_gives_the_uninterrupted_dataset(tmp_pa
     on_disk = list_shards(tmp_path / "killed")
     assert 1 <= len(on_disk) < 3  # killed mid-run, after at least one complete shard
     load_episodes(tmp_path / "killed")  # what survived the kill is readable
+    (tmp_path / "killed" / ".shard_000001.hdf5.k9x2.tmp.hdf5").write_bytes(b"half a shard")  # a kill mid-write
 
     _collect(tmp_path / "killed", num_episodes=12)
     _collect(tmp_path / "ref", num_episodes=12)
