@@ -31,7 +31,7 @@ def recording_train_phase(cfg, phase, learner, *args):  # every rank's weights a
     return metrics
 
 pipeline.train_phase = recording_train_phase
-pipeline.train(cfg, sys.argv[1], sys.argv[2], ("flow", "critic"), world)
+pipeline.train(cfg, sys.argv[1], sys.argv[2], world=world)
 if world.is_writer:
     open(sys.argv[2] + "/fingerprints.json", "w").write(json.dumps(fingerprints))
 """
@@ -47,7 +47,7 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
     dataset = synthetic_dataset(tmp_path / "data.npz")
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    overrides = TINY + ["flow.batch_size=16", "critic.batch_size=16"]  # the global batch: 8 chunks per rank
+    overrides = TINY + ["flow.batch_size=16", "critic.batch_size=16", "planner.batch_size=16"]  # 8 chunks per rank
     run = tmp_path / "two_ranks"
     env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
     ranks = [subprocess.Popen([sys.executable, str(worker), str(dataset), str(run), *overrides],
@@ -59,10 +59,13 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
     fingerprints = json.loads((run / "fingerprints.json").read_text())
     assert all(len(set(per_rank)) == 1 for per_rank in fingerprints.values()), fingerprints  # ranks in lockstep
 
-    # One process, same global batches, on top of the same flow (the flow's noise draws differ per rank by design).
-    reference = tmp_path / "one_process"
-    shutil.copytree(run / "flow", reference / "flow")
-    train(load_train_config("Bimanual-Chunk", overrides), dataset, reference, ("critic",))
-    two, one = (read_checkpoint(final_path(r, "critic"))["model"] for r in (run, reference))
-    for name in one:
-        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"critic {name}: {m}")
+    # One process, same global batches, each phase on top of the two-rank run's earlier phases (the flow's
+    # noise draws differ per rank by design; critic and planner updates are deterministic given the batch).
+    for phase, earlier in (("critic", ("flow",)), ("planner", ("flow", "critic"))):
+        reference = tmp_path / f"one_process_{phase}"
+        for done in earlier:
+            shutil.copytree(run / done, reference / done)
+        train(load_train_config("Bimanual-Chunk", overrides), dataset, reference, (phase,))
+        two, one = (read_checkpoint(final_path(r, phase))["model"] for r in (run, reference))
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{phase} {name}: {m}")
