@@ -13,6 +13,11 @@ JVPs (the Mean Flow target) run under ``no_grad`` and never touch the hooks.
 
 Rank 0 alone writes checkpoints, final products, TensorBoard and summaries; checkpoints hold every rank's
 RNG state, so a resumed multi-process run needs the same number of processes.
+
+Several hosts: the same command on each, ``torchrun --nnodes=N --node_rank=i --nproc_per_node=G
+--rdzv_backend=c10d --rdzv_endpoint=HOST0:29500 scripts/train_lawr.py ... --run_dir <shared filesystem>``.
+(Isaac Lab's own ``isaaclab train_multigpu`` is a supervisor that builds such a torchrun command for its RL
+libraries; lawr's training needs no simulator, so plain torchrun is all it takes.)
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def init_world(device: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
+    if device.startswith("cuda"):  # one GPU per rank: "cuda" then means this rank's GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return World(dist.get_rank(), dist.get_world_size())
