@@ -122,10 +122,13 @@ class DiffusionConfig:
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    ema_decay: float = 0.9995        # EMA of the weights the policy samples with (as the flow's)
     batch_size: int = 256
     num_steps: int = 100_000
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"DiffusionConfig.ema_decay: must lie in [0, 1), got {self.ema_decay}")
         _check_positive(self, "num_train_timesteps", "sample_steps", "cosine_offset", "learning_rate",
                         "max_grad_norm", "batch_size", "num_steps")
         if self.sample_steps > self.num_train_timesteps:

@@ -20,6 +20,7 @@ import math
 import torch
 from tensordict import TensorDict
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
@@ -85,13 +86,16 @@ class DiffusionDenoiser(nn.Module):
 
 
 class DiffusionBC(Learner):
-    """Trains the denoiser on dataset chunks (pure behaviour cloning; no critic)."""
+    """Trains the denoiser on dataset chunks (pure behaviour cloning; no critic). The policy samples with the
+    EMA weights: the noise prediction at high noise levels, which decides the mode proportions, jitters from
+    step to step otherwise."""
 
     def __init__(self, cfg: DiffusionConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim)
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
         self.optimizers["denoiser"] = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.learning_rate,
                                                         weight_decay=cfg.weight_decay)
 
@@ -104,10 +108,11 @@ class DiffusionBC(Learner):
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.cfg.max_grad_norm)
         optimizer.step()
+        self.ema.update_parameters(self.denoiser)
         return {"diffusion/loss": loss.item(), "diffusion/grad_norm": grad_norm.item()}
 
     def policy(self) -> DiffusionPolicy:
-        return DiffusionPolicy(self.denoiser, self.obs_normalizer, self.cfg.sample_steps)
+        return DiffusionPolicy(self.ema.module, self.obs_normalizer, self.cfg.sample_steps)
 
 
 class DiffusionPolicy(ChunkPolicy):

@@ -1,0 +1,106 @@
+"""FQL on action chunks (QC-FQL; Park et al. 2025, "Flow Q-Learning"; Li et al. 2025, "Q-chunking").
+
+Three pieces:
+  * a BC flow pi_bc(s, z) sampled in ``bc_flow_steps`` steps: here the FROZEN Phase-1 behaviour flow. FQL trains
+    its BC flow alongside, but that loss depends on nothing else, so a pre-trained one is the same algorithm,
+    and it makes the behaviour model identical to L-AWR's;
+  * a one-step policy mu(s, z) (the flow decoder's architecture, own weights, one forward pass) trained with
+
+        loss = alpha * || mu(s, z) - pi_bc(s, z) ||^2  -  Q(s, mu(s, z)) / mean|Q|
+
+    i.e. distillation keeps mu near the behaviour flow's noise->chunk map while the Q term moves it uphill;
+  * its own HL-Gauss twin-Q critic trained by chunk-level TD bootstrapped with mu (see q_learning.py).
+
+Reuses: the frozen Phase-1 flow (distillation target), the Phase-2 critic networks/loss (new weights).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
+from lawr_ext.configs.baselines import FQLConfig
+from lawr_ext.data import keys
+
+
+@torch.no_grad()
+def sample_from_noise(decoder: FlowDecoder, noise: torch.Tensor, obs_norm: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """The behaviour flow's ``num_steps``-jump sample from GIVEN noise (distillation pairs need the same z).
+
+    The jumps of ``FlowDecoder.sample`` (z_r = (r/t) z_t + (1 - r/t) x_hat), which draws its own noise.
+    """
+    z = noise
+    times = torch.linspace(1.0, 0.0, num_steps + 1, device=noise.device)
+    for t, r in zip(times[:-1], times[1:]):
+        x_hat = decoder(z, t.expand(z.shape[0]), r.expand(z.shape[0]), obs_norm)
+        z = (r / t) * z + (1 - r / t) * x_hat
+    return z
+
+
+class FQL(Learner):
+    def __init__(self, cfg: FQLConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
+                 behavior_flow: FlowDecoder):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_normalizer = obs_normalizer
+        self.behavior_flow = behavior_flow.requires_grad_(False).eval()  # frozen: only read, never trained
+        self.actor = build_flow_decoder(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = actor.decode(z, s)
+        self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
+        self.optimizers["critic"] = self.critic.optimizers["critic"]
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
+
+    def one_step_policy(self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """mu(s, z) [B, H, A], with z ~ N(0, I) unless given."""
+        if noise is None:
+            noise = torch.randn(obs_norm.shape[0], self.actor.horizon, self.actor.action_dim, device=obs_norm.device)
+        return self.actor.decode(noise, obs_norm)
+
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        obs_norm = self.obs_normalizer(batch[keys.OBS])
+        with torch.no_grad():
+            next_actions = self.one_step_policy(self.obs_normalizer(batch[keys.NEXT_OBS])).clamp(-1.0, 1.0)
+        info = td_update(self.critic, batch, obs_norm, next_actions)
+
+        noise = torch.randn_like(batch[keys.ACTIONS])
+        bc_target = sample_from_noise(self.behavior_flow, noise, obs_norm, self.cfg.bc_flow_steps)
+        actions = self.actor.decode(noise, obs_norm)
+        distill_loss = (actions - bc_target).square().mean()
+        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
+        loss = self.cfg.alpha * distill_loss + q_loss
+        if not torch.isfinite(loss):
+            raise ValueError(f"FQL.update: non-finite actor loss (distill={distill_loss.item()}, q={q_loss.item()})")
+
+        optimizer = self.optimizers["actor"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # also leaves gradients on the critic; its optimizer clears them before its next step
+        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
+        optimizer.step()
+        return info | {
+            "fql/actor_loss": loss.item(),
+            "fql/distill_loss": distill_loss.item(),
+            "fql/q_loss": q_loss.item(),
+            "fql/q_mean": q.mean().item(),
+            "fql/actor_grad_norm": grad_norm.item(),
+        }
+
+    def policy(self) -> FQLPolicy:
+        return FQLPolicy(self.actor, self.obs_normalizer)
+
+
+class FQLPolicy(ChunkPolicy):
+    """raw obs -> normalize -> mu(s, z), z ~ N(0, I) from torch's global RNG, clipped to the action box."""
+
+    def __init__(self, actor: FlowDecoder, obs_normalizer: nn.Module):
+        super().__init__()
+        self.actor = actor
+        self.obs_normalizer = obs_normalizer
+        self.horizon, self.action_dim = actor.horizon, actor.action_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(obs.shape[0], self.horizon, self.action_dim, device=obs.device)
+        return self.actor.decode(noise, self.obs_normalizer(obs)).clamp(-1.0, 1.0)

@@ -1,0 +1,218 @@
+"""Each baseline learns what it should on a bimodal chunk toy (CPU, tiny networks).
+
+The toy: chunks [H=2, A=2] whose every entry is +M (the good mode) or -M (the bad mode) plus a little noise;
+observations are irrelevant noise. Where a baseline learns its own critic, a fraction of the chunks is
+uniform over the action box so that Q is learned between and around the modes too (otherwise the critic's
+extrapolation between two data clusters is arbitrary), and the reward 1 - mean((a - M)^2) peaks at the
+good mode with terminal chunks, so Q = reward.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import Learner
+from lawr_ext.algorithms.baselines import BASELINES, BaselineContext, matched_config
+from lawr_ext.algorithms.baselines.best_of_n import BestOfNPolicy
+from lawr_ext.algorithms.baselines.diffusion import DiffusionBC
+from lawr_ext.algorithms.baselines.fql import sample_from_noise
+from lawr_ext.algorithms.baselines.gaussian_awr import GaussianAWR
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow
+from lawr_ext.configs.baselines import AWRWeightConfig, DiffusionConfig, GaussianAWRConfig
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.data import keys
+from lawr_ext.modules.normalizer import fit_obs_normalizer
+
+OBS_DIM, H, A = 2, 2, 2
+M = 0.6                          # the modes sit at +-M in every chunk entry
+TINY_FLOW = FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, lr=1e-3, ema_decay=0.99)
+TINY_CRITIC = CriticConfig(v_min=-1.0, v_max=1.5, num_bins=51, hidden_dim=64, num_layers=2, learning_rate=1e-3)
+
+
+def toy_batch(n: int, good_fraction: float = 0.5, uniform_fraction: float = 0.0) -> TensorDict:
+    sign = torch.where(torch.rand(n) < good_fraction, 1.0, -1.0)
+    actions = sign[:, None, None] * M + 0.05 * torch.randn(n, H, A)
+    uniform = torch.rand(n) < uniform_fraction
+    actions[uniform] = 2 * torch.rand(int(uniform.sum()), H, A) - 1
+    return TensorDict({
+        keys.OBS: torch.randn(n, OBS_DIM),
+        keys.ACTIONS: actions,
+        keys.MASK: torch.ones(n, H, dtype=torch.bool),
+        keys.REWARD: 1 - (actions - M).square().mean(dim=(1, 2)),
+        keys.NEXT_OBS: torch.randn(n, OBS_DIM),
+        keys.TERMINAL: torch.ones(n),
+        keys.DISCOUNT: torch.full((n,), 0.99),
+    }, batch_size=[n])
+
+
+def mode_fractions(chunks: torch.Tensor) -> tuple[float, float, float]:
+    """Fractions of chunks whose mean lies at the good mode, at the bad mode, and between them."""
+    mean = chunks.mean(dim=(1, 2))
+    return ((mean > M / 2).float().mean().item(), (mean < -M / 2).float().mean().item(),
+            (mean.abs() <= M / 2).float().mean().item())
+
+
+class KnownQ(nn.Module):
+    """The toy's true Q = reward, in the Phase-2 critic's interface."""
+
+    def q_value(self, obs_norm: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+        return 1 - (chunks - M).square().mean(dim=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def normalizer() -> nn.Module:
+    torch.manual_seed(0)
+    return fit_obs_normalizer(torch.randn(1000, OBS_DIM))
+
+
+@pytest.fixture(scope="module")
+def behavior_flow(normalizer):
+    """A frozen Phase-1 flow of the toy with exploratory chunks (the behaviour model FQL/OFQL/best-of-N reuse)."""
+    torch.manual_seed(0)
+    mean_flow = MeanFlow(TINY_FLOW, OBS_DIM, H, A, normalizer)
+    for _ in range(500):
+        mean_flow.update(toy_batch(128, uniform_fraction=0.2))
+    return mean_flow.frozen_decoder()
+
+
+def train(learner: Learner, steps: int, **toy) -> None:
+    for _ in range(steps):
+        learner.update(toy_batch(128, **toy))
+
+
+# --- Gaussian AWR -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("temperature", [100.0, 0.1])
+def test_gaussian_awr_averages_modes_unless_temperature_is_small(normalizer, temperature):
+    # A = +1 on the good mode, -1 on the bad one; the modes are equally frequent.
+    advantage = lambda batch: batch[keys.ACTIONS].mean(dim=(1, 2)).sign()  # noqa: E731
+    cfg = GaussianAWRConfig(hidden_dim=64, num_layers=2, learning_rate=1e-3,
+                            weights=AWRWeightConfig(temperature=temperature))
+    learner = GaussianAWR(cfg, OBS_DIM, H, A, normalizer, advantage)
+    train(learner, 300)
+    chunks = learner.policy()(torch.randn(256, OBS_DIM)).detach()
+    if temperature > 1:   # nearly uniform weights: the Gaussian's mean sits between the modes
+        assert chunks.mean().abs().item() < 0.15 * M
+        assert mode_fractions(chunks)[2] == 1.0
+    else:                 # exp(1/0.1) vs exp(-1/0.1): the weighted data is (almost) only the good mode
+        assert (chunks - M).abs().max().item() < 0.15 * M
+
+
+# --- FQL ----------------------------------------------------------------------------------------------------
+
+def test_fql_distills_from_the_behavior_flows_own_sampler(behavior_flow, normalizer):
+    obs_norm = normalizer(torch.randn(16, OBS_DIM))
+    generator = torch.Generator().manual_seed(3)
+    expected = behavior_flow.sample(obs_norm, num_steps=3, generator=generator)
+    noise = torch.randn(16, H, A, generator=torch.Generator().manual_seed(3))  # the noise sample() drew
+    torch.testing.assert_close(sample_from_noise(behavior_flow, noise, obs_norm, 3), expected)
+
+
+def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalizer):
+    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow)
+    cfg = matched_config("fql", TINY_FLOW, TINY_CRITIC, alpha=0.1, learning_rate=1e-3, bc_flow_steps=2)
+    fql = BASELINES["fql"].build(cfg, ctx)
+    behavior_good, _, _ = mode_fractions(FlowBCPolicy(behavior_flow, normalizer)(torch.randn(1000, OBS_DIM)))
+    train(fql, 400, uniform_fraction=0.2)
+    chunks = fql.policy()(torch.randn(1000, OBS_DIM)).detach()
+    good, bad, _ = mode_fractions(chunks)
+    assert behavior_good < 0.6          # the behaviour flow itself is split between the modes ...
+    assert good > 0.95 and bad < 0.01   # ... the one-step policy is not
+    # Distillation still pulls the z's that the flow maps to -M back a little: mu settles just below M.
+    assert abs(chunks.mean().item() - M) < 0.15
+
+
+# --- OFQL ---------------------------------------------------------------------------------------------------
+
+def test_ofql_flow_policy_moves_to_the_higher_q_mode(behavior_flow, normalizer):
+    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow)
+    ofql = BASELINES["ofql"].build(matched_config("ofql", TINY_FLOW, TINY_CRITIC, alpha=1.0), ctx)
+    train(ofql, 200, uniform_fraction=0.2)
+    chunks = ofql.policy()(torch.randn(1000, OBS_DIM))
+    good, bad, _ = mode_fractions(chunks)
+    assert good > 0.95 and bad < 0.01
+    # Near, not on: the Q term deforms the flow itself and typically overshoots M by ~0.1 here.
+    assert abs(chunks.mean().item() - M) < 0.2
+
+
+# --- best-of-N ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_samples", [8, 32])
+def test_best_of_n_picks_the_higher_q_mode(behavior_flow, normalizer, num_samples):
+    obs = torch.randn(500, OBS_DIM)
+    behavior_good, _, _ = mode_fractions(FlowBCPolicy(behavior_flow, normalizer)(obs))
+    chunks = BestOfNPolicy(behavior_flow, KnownQ(), normalizer, num_samples)(obs)
+    good, bad, _ = mode_fractions(chunks)
+    assert behavior_good < 0.6
+    # It fails only when none of the N candidates is at the good mode: probability (1 - behavior_good)^N.
+    assert good > 1 - (1 - behavior_good) ** num_samples - 0.03 and bad < 0.01
+    # The picked chunks are not just on the right side: their true Q is close to the maximum (1 at a = M).
+    assert KnownQ().q_value(None, chunks).mean() > 1 - 0.05
+
+
+# --- diffusion ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def diffusion(normalizer) -> DiffusionBC:
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(network=TINY_FLOW, sample_steps=10, learning_rate=1e-3, ema_decay=0.995)
+    learner = DiffusionBC(cfg, OBS_DIM, H, A, normalizer)
+    for _ in range(1000):
+        learner.update(toy_batch(128, good_fraction=0.7))
+    return learner
+
+
+@pytest.mark.parametrize("num_steps", [10, 50])
+def test_diffusion_recovers_both_modes_in_proportion(diffusion, normalizer, num_steps):
+    obs_norm = normalizer(torch.randn(2000, OBS_DIM))
+    chunks = diffusion.policy().denoiser.sample(obs_norm, torch.randn(2000, H, A), num_steps)
+    good, bad, between = mode_fractions(chunks)
+    assert bad > 0.2                            # both modes, not a collapse onto the frequent one
+    assert abs(good / (good + bad) - 0.7) < 0.07  # in the data's 70/30 proportion
+    assert between < 0.06                       # little mass between them (no mode averaging)
+    at_mode = chunks[chunks.mean(dim=(1, 2)) > M / 2]
+    assert (at_mode.mean() - M).abs() < 0.05
+
+
+def test_ddim_is_deterministic_given_the_noise(diffusion, normalizer):
+    obs_norm = normalizer(torch.randn(64, OBS_DIM))
+    noise = torch.randn(64, H, A)
+    denoiser = diffusion.policy().denoiser
+    first = denoiser.sample(obs_norm, noise, 10)
+    assert torch.equal(first, denoiser.sample(obs_norm, noise.clone(), 10))
+    assert not torch.allclose(first, denoiser.sample(obs_norm, torch.randn(64, H, A), 10))
+
+
+# --- registry -----------------------------------------------------------------------------------------------
+
+def test_registry_builds_every_baseline_into_a_chunk_policy(behavior_flow, normalizer):
+    critic = DistributionalCritic(TINY_CRITIC, OBS_DIM, H, A, normalizer)
+    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow, critic=critic)
+    obs = torch.randn(5, OBS_DIM)
+    for name, baseline in BASELINES.items():
+        built = baseline.build(matched_config(name, TINY_FLOW, TINY_CRITIC), ctx)
+        if isinstance(built, Learner):
+            built.update(toy_batch(8))     # one step runs end to end with the real batch keys
+            built = built.policy()
+        chunks = built(obs)
+        assert chunks.shape == (5, H, A) and (built.horizon, built.action_dim) == (H, A), name
+        assert torch.isfinite(chunks).all(), name
+        for artifact in baseline.needs:    # a missing earlier phase is a clear error, not an AttributeError
+            with pytest.raises(ValueError, match=artifact):
+                baseline.build(matched_config(name, TINY_FLOW, TINY_CRITIC),
+                               BaselineContext(OBS_DIM, H, A, normalizer, **{
+                                   a: getattr(ctx, a) for a in ("behavior_flow", "critic") if a != artifact}))
+
+
+def test_bad_configs_fail_with_the_field_name():
+    with pytest.raises(ValueError, match="sample_steps"):
+        DiffusionConfig(num_train_timesteps=20, sample_steps=50)
+    with pytest.raises(ValueError, match="temperature"):
+        AWRWeightConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        matched_config("gail", TINY_FLOW, TINY_CRITIC)
