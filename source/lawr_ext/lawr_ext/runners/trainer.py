@@ -81,6 +81,8 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
     if path.exists():
         ckpt = read_checkpoint(path, phase)
         check_compatible(path, ckpt, cfg, dims)
+        if not isinstance(ckpt["rng"], list):
+            raise CheckpointError(path, "has no per-rank RNG states (written by an older lawr); use a new run_dir")
         if len(ckpt["rng"]) != world.size:
             raise CheckpointError(path, f"was written by {len(ckpt['rng'])} process(es); resume it with as many, not {world.size}")
         load_into(path, learner, ckpt["learner"])
