@@ -50,8 +50,8 @@ def _robot_cfg() -> ArticulationCfg:
             # stiff position servos with armature: stable at 100 Hz and small gravity sag (< 1 cm)
             "arms": ImplicitActuatorCfg(joint_names_expr=[".*_(waist|shoulder|elbow|forearm_roll|wrist_angle|wrist_rotate)"],
                                         stiffness=600.0, damping=40.0, armature=0.1, effort_limit_sim=60.0),
-            # soft enough that a closed gripper squeezes with ~2 N (not 10 N) -> small contact penetration
-            "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=200.0, damping=10.0,
+            # soft enough that a closed gripper squeezes with ~4 N (not 10 N) -> small contact penetration
+            "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=400.0, damping=20.0,
                                            armature=0.05, effort_limit_sim=10.0),
         },
     )
@@ -88,7 +88,7 @@ class HandoverSceneCfg(InteractiveSceneCfg):
 
     robot: ArticulationCfg = _robot_cfg()
     table: AssetBaseCfg = _table_cfg()
-    block: RigidObjectCfg = _box_object(BLOCK_SIZE, 0.05, (0.8, 0.1, 0.1))
+    block: RigidObjectCfg = _box_object(BLOCK_SIZE, 0.03, (0.8, 0.1, 0.1))
 
 
 @configclass
@@ -156,10 +156,10 @@ class BimanualChunkEnvCfg(DirectRLEnvCfg):
         dt=1 / 100,
         device="cpu",
         physics=NewtonCfg(
-            # few solver iterations suffice for stiff servos + light objects; pyramidal cone + implicitfast
-            # are the fast, stable MuJoCo defaults for manipulation
-            solver_cfg=MJWarpSolverCfg(njmax=120, nconmax=40, iterations=20, ls_iterations=10,
-                                       integrator="implicitfast", cone="pyramidal", impratio=1.0),
+            # per-world constraint/contact capacity with headroom (overflowing drops contacts: grasps slip);
+            # impratio 10 makes friction stiff relative to normal forces, so held objects do not creep out
+            solver_cfg=MJWarpSolverCfg(njmax=200, nconmax=48, iterations=50, ls_iterations=20,
+                                       integrator="implicitfast", cone="pyramidal", impratio=10.0),
             num_substeps=1,
             use_cuda_graph=False,  # CPU default; make_env turns it on for CUDA devices
         ),

@@ -18,6 +18,7 @@ poses (closed loop), so the insertion corrects for how the peg actually sits in 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,21 +36,28 @@ ARM_SIGN = (-1.0, 1.0)  # left arm sits at -x, right arm at +x
 class ExpertCfg:
     """Motion and noise parameters of the scripted experts."""
 
-    max_speed: float = 0.4  # cap on the commanded grasp-point speed [m/s]
+    max_speed: float = 0.25  # cap on the commanded grasp-point speed [m/s]
     insert_speed: float = 0.1  # slower cap while inserting [m/s]
     approach_height: float = 0.08  # pre-grasp height above the grasp point [m]
-    grasp_end_offset: float = 0.03  # hand-over: each arm grasps this far from the block centre [m]
+    receiver_offset: float = 0.035  # hand-over: the giver grasps the block centre (no pivoting torque), the
+    # receiver this far from it on its own side [m]
     noisy_target_std: float = 0.004  # noisy expert: per-step target jitter [m]
     noisy_joint_std: float = 0.01  # noisy expert: joint command noise [rad]
     miss_offset: float = 0.03  # suboptimal expert: grasp offset across the fingers [m]
     ik_iterations: int = 4  # warm-started DLS iterations per control step
+    tilt: float = 0.5  # approach axis tilted this far from vertical, away from the arm's base [rad]
 
 
-def _top_down_rotation(finger_axis: torch.Tensor) -> torch.Tensor:
-    """Tool rotation [...,3,3] pointing straight down with the fingers closing along ``finger_axis`` (horizontal)."""
-    down = torch.zeros_like(finger_axis)
-    down[..., 2] = -1.0
-    return torch.stack([down, finger_axis, torch.linalg.cross(down, finger_axis, dim=-1)], dim=-1)
+def _grasp_rotation(finger_axis: torch.Tensor, arm: torch.Tensor, tilt: float) -> torch.Tensor:
+    """Tool rotation [N,3,3]: fingers close along ``finger_axis`` (horizontal); the approach axis points down,
+    tilted by ``tilt`` rad away from the arm's own base, so two grippers on one object keep their wrists apart."""
+    sign = torch.tensor(ARM_SIGN, device=finger_axis.device)[arm].unsqueeze(-1)
+    away = torch.linalg.cross(finger_axis, torch.tensor([0.0, 0.0, 1.0], device=finger_axis.device).expand_as(
+        finger_axis), dim=-1)
+    away = away * torch.where((away[:, :1] * sign) > 0, -1.0, 1.0)  # horizontal, pointing away from the base
+    approach = math.sin(tilt) * away
+    approach[:, 2] = -math.cos(tilt)
+    return torch.stack([approach, finger_axis, torch.linalg.cross(approach, finger_axis, dim=-1)], dim=-1)
 
 
 def _horizontal_axis(quat: torch.Tensor) -> torch.Tensor:
@@ -112,9 +120,8 @@ class BimanualExpert:
         self.cmd_pos += step * (max_step / step.norm(dim=-1, keepdim=True).clamp_min(1e-9)).clamp(max=1.0)
         self.q_cmd = self.kin.solve_ik(self.q_cmd, self.cmd_pos, rot, iterations=self.cfg.ik_iterations)
         q = self.q_cmd + noisy * self.cfg.noisy_joint_std * torch.randn_like(self.q_cmd)
-        arm = 2.0 * (q - self.kin.limits[:, 0]) / (self.kin.limits[:, 1] - self.kin.limits[:, 0]) - 1.0
         self.t += 1
-        return torch.cat([arm, grip.unsqueeze(-1)], dim=-1).clamp(-1.0, 1.0).view(self.n, 14)
+        return self.env.action_from_targets(q, grip)
 
     def targets(self, phase: torch.Tensor):
         """Per-arm target grasp point [N,2,3], tool rotation [N,2,3,3], gripper command [N,2], speed cap [N,2]."""
@@ -148,8 +155,8 @@ class HandoverExpert(BimanualExpert):
         giver = self.strategy % 2
         receiver = 1 - giver
         high = (self.strategy // 2 == 1).float().unsqueeze(-1)
-        handover_point = torch.tensor([0.0, 0.0, 0.15], device=self.device) + high * torch.tensor(
-            [0.0, 0.08, 0.10], device=self.device)
+        handover_point = torch.tensor([0.0, 0.0, 0.2], device=self.device) + high * torch.tensor(
+            [0.0, 0.08, 0.08], device=self.device)
         axis = _horizontal_axis(pose[:, 3:])
         giver_sign = torch.tensor(ARM_SIGN, device=self.device)[giver].unsqueeze(-1)
         giver_fingers = _finger_axis(axis, giver)
@@ -157,9 +164,9 @@ class HandoverExpert(BimanualExpert):
         up = torch.tensor([0.0, 0.0, 1.0], device=self.device)
         lift_z = cfg.approach_height * up
 
-        # giver: grasp its own end of the block
-        giver_grasp = pose[:, :3] + giver_sign * cfg.grasp_end_offset * axis + self._miss(giver_fingers)
-        carried = handover_point + giver_sign * cfg.grasp_end_offset * axis
+        # giver: grasp the block at its centre
+        giver_grasp = pose[:, :3] + self._miss(giver_fingers)
+        carried = handover_point
         giver_target = torch.where((phase == 0).unsqueeze(-1), giver_grasp + lift_z, giver_grasp)
         giver_target = torch.where((phase >= 3).unsqueeze(-1), carried, giver_target)
         giver_now = self.cmd_pos[torch.arange(self.n), giver]
@@ -170,7 +177,7 @@ class HandoverExpert(BimanualExpert):
         giver_closed &= ~early_release
 
         # receiver: waits at home above the table, then grasps the other end in the air
-        receiver_grasp = pose[:, :3] - giver_sign * cfg.grasp_end_offset * axis + self._miss(receiver_fingers)
+        receiver_grasp = pose[:, :3] - giver_sign * cfg.receiver_offset * axis + self._miss(receiver_fingers)
         receiver_now = self.cmd_pos[torch.arange(self.n), receiver]
         # rise above the hand-over height first so the open gripper never sweeps through the block
         raised = torch.cat([receiver_now[:, :2], handover_point[:, 2:] + cfg.approach_height], dim=-1)
@@ -180,7 +187,8 @@ class HandoverExpert(BimanualExpert):
         receiver_closed = phase >= 6
 
         target = self._by_arm(giver, giver_target, receiver_target)
-        rot = self._by_arm(giver, _top_down_rotation(giver_fingers), _top_down_rotation(receiver_fingers))
+        rot = self._by_arm(giver, _grasp_rotation(giver_fingers, giver, cfg.tilt),
+                           _grasp_rotation(receiver_fingers, receiver, cfg.tilt))
         grip = self._by_arm(giver, self._grip(giver_closed), self._grip(receiver_closed))
         speed = torch.full((self.n, 2), cfg.max_speed, device=self.device)
         return target, rot, grip, speed
@@ -239,7 +247,8 @@ class InsertionExpert(BimanualExpert):
         closed = (phase >= 2)
         early_release = (self.quality == 2) & (self.t >= self.release_step)
         target = self._by_arm(peg_arm, peg_target, sock_target)
-        rot = self._by_arm(peg_arm, _top_down_rotation(peg_fingers), _top_down_rotation(sock_fingers))
+        rot = self._by_arm(peg_arm, _grasp_rotation(peg_fingers, peg_arm, cfg.tilt),
+                           _grasp_rotation(sock_fingers, sock_arm, cfg.tilt))
         grip = self._by_arm(peg_arm, self._grip(closed & ~early_release), self._grip(closed))
         peg_speed = torch.where(phase >= 5, cfg.insert_speed, cfg.max_speed)
         speed = self._by_arm(peg_arm, peg_speed, torch.full_like(peg_speed, cfg.max_speed))

@@ -7,7 +7,7 @@ Tensors cross into Warp without copies (``wp.from_torch``). Inputs, all in the e
     pose  [N, 7]    object position + quaternion (x, y, z, w)
 
 An object is *held* by a gripper when its grasp point lies inside the object's box (a little slack across the
-fingers) and the fingers are closed onto the object's width, not on air: ``half_width - 6 mm < gap < half_width + 8 mm``.
+fingers) and the fingers are closed onto the object's width, not on air: ``half_width - 8 mm < gap < half_width + 8 mm``.
 
 Hand-over stages: reach (the arm that has not held the block yet approaches it), grasp, lift, transfer (both
 arms have held it: a per-env bit flag latched over the episode), success = transferred + lifted + held by
@@ -24,7 +24,7 @@ import torch
 import warp as wp
 
 HOLD_SLACK = 0.01  # grasp point may sit this far outside the object's box across the fingers [m]
-GAP_BELOW = 0.006  # fingers may squeeze this far into the object's half width (soft contacts) [m]
+GAP_BELOW = 0.008  # fingers may squeeze this far into the object's half width (soft contacts) [m]
 GAP_ABOVE = 0.008  # ... and stay this far open [m]
 LATERAL_TOL = 0.002  # extra lateral slack of the peg in the hole for success [m]
 

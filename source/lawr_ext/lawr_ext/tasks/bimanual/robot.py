@@ -56,7 +56,7 @@ class RobotSpec:
         ArmLink("waist", (0.0, 0.0, 0.079), "Z", -math.pi, math.pi, 0.8, None),
         ArmLink("shoulder", (0.0, 0.0, 0.04805), "Y", -1.85, 1.26, 0.8, None),
         ArmLink("elbow", (0.05955, 0.0, 0.3), "Y", -1.76, 1.61, 0.6, (0.025, 0.2)),
-        ArmLink("forearm_roll", (0.2, 0.0, 0.0), "X", -math.pi, math.pi, 0.4, (0.022, 0.1)),
+        ArmLink("forearm_roll", (0.2, 0.0, 0.0), "X", -math.pi, math.pi, 0.4, (0.02, 0.06)),
         ArmLink("wrist_angle", (0.1, 0.0, 0.0), "Y", -1.87, 2.23, 0.2, None),
         ArmLink("wrist_rotate", (0.069744, 0.0, 0.0), "X", -math.pi, math.pi, 0.3, None),
     )
@@ -67,6 +67,8 @@ class RobotSpec:
     finger_mass: float = 0.04  # [kg]
     pad_size: tuple[float, float, float] = (0.05, 0.01, 0.022)  # finger pad box (x along the tool, thickness, z) [m]
     pad_solimp: tuple[float, ...] = (0.95, 0.99, 0.001, 0.5, 2.0)  # MuJoCo solimp of the pad contacts
+    limit_solref: tuple[float, float] = (0.02, 1.0)  # MuJoCo solreflimit (time constant, damping ratio) of all joints
+    limit_solimp: tuple[float, ...] = (0.95, 0.99, 0.001, 0.5, 2.0)  # MuJoCo solimplimit: hard joint limits
 
 
 SPEC = RobotSpec()
@@ -150,6 +152,14 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
         j.CreateLocalRot1Attr(Gf.Quatf(1.0))
         return j
 
+    def stiff_limits(j) -> None:
+        # Newton's default limit gains (ke 1e4, kd 10) become a ~0.2 s, underdamped MuJoCo limit: fingers and
+        # joints then leave their range under load. MuJoCo's own default impedance keeps them inside.
+        prim = j.GetPrim()
+        prim.AddAppliedSchema("MjcJointAPI")
+        prim.CreateAttribute("mjc:solreflimit", Sdf.ValueTypeNames.DoubleArray).Set(list(spec.limit_solref))
+        prim.CreateAttribute("mjc:solimplimit", Sdf.ValueTypeNames.DoubleArray).Set(list(spec.limit_solimp))
+
     def drive(j, kind: str) -> None:
         # gains are placeholders: Isaac Lab's actuator config sets the real stiffness/damping
         d = UsdPhysics.DriveAPI.Apply(j.GetPrim(), kind)
@@ -179,6 +189,7 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
             j.CreateLowerLimitAttr(math.degrees(link.lower))
             j.CreateUpperLimitAttr(math.degrees(link.upper))
             drive(j, "angular")
+            stiff_limits(j)
             parent = child
         box(parent, "palm", (spec.grasp_offset - spec.pad_size[0] - spec.palm_size[0] / 2, 0.0, 0.0), spec.palm_size)
         grasp_pos = arm_pos + yaw.TransformDir(Gf.Vec3d(spec.grasp_offset, 0.0, 0.0))
@@ -190,12 +201,15 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
             # stiffer contact impedance than MuJoCo's default on the pads: millimetre, not centimetre, squeeze
             pad = stage.GetPrimAtPath(child.GetPath().AppendChild("pad"))
             pad.CreateAttribute("mjc:solimp", Sdf.ValueTypeNames.DoubleArray).Set(list(spec.pad_solimp))
+            # condim 4 adds torsional friction: a block held near one end must not pivot about the finger axis
+            pad.CreateAttribute("mjc:condim", Sdf.ValueTypeNames.Int).Set(4)
             j = joint(UsdPhysics.PrismaticJoint, f"{side}_finger_{finger}", parent, child,
                       (spec.grasp_offset, 0.0, 0.0), Gf.Quatf(flip_rot))
             j.CreateAxisAttr("Y")
             j.CreateLowerLimitAttr(spec.finger_lower)
             j.CreateUpperLimitAttr(spec.finger_upper)
             drive(j, "linear")
+            stiff_limits(j)
     tmp = path.with_suffix(".tmp.usda")
     stage.GetRootLayer().Export(str(tmp))
     tmp.replace(path)
