@@ -95,7 +95,7 @@ class DiffusionBC(Learner):
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim)
-        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)).requires_grad_(False)
         self.optimizers["denoiser"] = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.learning_rate,
                                                         weight_decay=cfg.weight_decay)
 
