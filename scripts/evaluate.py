@@ -6,7 +6,8 @@
     python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy
 
 ``--checkpoint`` is a run directory or one of its ``<phase>/final.pt`` files. Writes ``eval.json`` and
-``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``).
+``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``). For L-AWR it also runs Phase 3's support
+check (typical-set fraction, distance of its chunks to the data) on the run's dataset.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from lawr_ext.configs.eval import EvalCfg
-from lawr_ext.eval import evaluate_policy, write_report
+from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import read_checkpoint
-from lawr_ext.runners.pipeline import final_path, load_policy
+from lawr_ext.runners.pipeline import final_path, load_policy, read_summary
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="dataset for the Phase-3 support check (default: the run's own dataset)")
+    parser.add_argument("--support_samples", type=int, default=1024, help="dataset chunks it uses; 0 skips it")
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="output folder for eval.json / eval.md")
     return parser.parse_args()
@@ -45,19 +50,27 @@ def main() -> None:
     args = parse_args()
     path = Path(args.checkpoint)
     run_dir = path.parent.parent if path.is_file() else path
-    task = args.task or read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]["task"]
+    train_cfg = read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]
+    task = args.task or train_cfg["task"]
     cfg_fields = {f.name for f in fields(EvalCfg)}
     cfg = EvalCfg(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
                   task=task, progress=not args.no_progress)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
     policy = load_policy(path, kind=args.policy)
+    dataset_path = args.dataset or read_summary(run_dir).get("dataset", {}).get("path")
+    support = None
+    if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
+        dataset = ChunkDataset.from_path(dataset_path, policy.horizon, train_cfg["data"]["gamma"])
+        support = support_check(policy, dataset, args.support_samples, args.seed)
     report = evaluate_policy(policy, cfg, **overrides)
-    report["checkpoint"] = str(path)
+    report |= {"checkpoint": str(path), "support": support}
     json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
     s = report["summary"]
     print(f"success {s['success_rate']:.3f}  95% CI [{s['success_ci95'][0]:.3f}, {s['success_ci95'][1]:.3f}]  "
           f"return {s['return_mean']:.2f} ± {s['return_std']:.2f}  ({s['episodes']} episodes)")
+    if support:
+        print("support check: " + ", ".join(f"{k} = {v:.4g}" for k, v in support.items()))
     print(f"wrote {json_path} and {md_path}")
 
 

@@ -7,7 +7,10 @@ from dataclasses import asdict
 import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.planner import LAWRPolicy, support_metrics
 from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.data import keys
+from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval.metrics import summarize
 from lawr_ext.eval.rollout import rollout
 
@@ -31,3 +34,16 @@ def evaluate_policy(policy: ChunkPolicy, cfg: EvalCfg, **env_overrides) -> dict:
             "context": {"policy": type(policy).__name__, "horizon": policy.horizon, "exec_horizon": cfg.exec_horizon,
                         "temporal_ensemble": cfg.temporal_ensemble, "num_envs": num_envs, "seed": cfg.seed},
             "config": asdict(cfg), "summary": summarize(episodes), "timing": timing}
+
+
+@torch.no_grad()
+def support_check(policy: LAWRPolicy, dataset: ChunkDataset, num_samples: int, seed: int = 0) -> dict[str, float]:
+    """Phase 3's support check on dataset states: do L-AWR's chunks stay on the data manifold?
+
+    ``num_samples`` distinct dataset chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
+    device = next(policy.parameters()).device
+    obs_norm = policy.obs_normalizer(batch[keys.OBS].to(device))
+    return support_metrics(policy.decoder, policy.planner, obs_norm, batch[keys.ACTIONS].to(device))
