@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -68,6 +69,11 @@ def main() -> None:
     meta = policy.meta
     print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
           f"{meta['control_rate_hz']:.0f} Hz, joints {meta['joint_names']}")
+
+    policy.session.run(None, {meta["input"]: np.zeros((1, meta["obs_dim"]), np.float32)})  # the file runs ...
+    loaded = [m for m in sys.modules if m.split(".")[0] in ("lawr_ext", "torch")]
+    if loaded:  # ... with nothing of lawr (or torch) loaded: a robot needs only numpy + onnxruntime
+        raise RuntimeError(f"the policy side imported {loaded[:3]}; it must stay self-contained")
 
     # --- the simulated robot (the only lawr import; torch lives on the simulator side) ---
     import torch
