@@ -7,8 +7,9 @@ Both policies are built at the project's default sizes with the same network (``
 diffusion denoiser IS the flow's architecture), with random weights: latency does not depend on
 training. L-AWR runs as exported (ONNX via onnxruntime, TorchScript) and eagerly; diffusion runs eagerly,
 as the evaluation harness runs it. Every figure is the median of repeated calls, all measured in this one
-run; the ratios divide diffusion's latency by L-AWR's. One diffusion call at batch 256 costs K full
-network passes over 256 x 50 tokens (minutes on a small CPU), so there it is timed at least once.
+run, round-robin; the ratios divide diffusion's latency by L-AWR's. One diffusion call at batch 256 costs
+K full network passes over 256 x 50 tokens (minutes on a small CPU), so above batch 1 every policy is timed
+``--repeats_large`` times (default once).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import torch
 
 from lawr_ext.algorithms.baselines.diffusion import DiffusionDenoiser, DiffusionPolicy
 from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import build_flow_decoder
 from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.configs.train import TrainConfig
-from lawr_ext.algorithms.flow import build_flow_decoder
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
 from lawr_ext.export.action_spec import action_spec
 from lawr_ext.modules.normalizer import fit_obs_normalizer
