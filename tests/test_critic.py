@@ -81,7 +81,9 @@ def chain_dataset(horizon: int, num_episodes: int, generator: torch.Generator) -
         while not done:
             a = 1 if torch.rand((), generator=generator) < P_RIGHT else -1
             s, reward, done = step(s, a)
-            states.append(s), actions.append(a), rewards.append(reward)
+            states.append(s)
+            actions.append(a)
+            rewards.append(reward)
         T = len(actions)
         for t in range(T):
             k = min(horizon, T - t)

@@ -1,0 +1,199 @@
+"""Phase 3 of L-AWR: a deterministic latent planner trained by advantage-weighted regression through the frozen flow.
+
+    z = pi_phi(s)                      latent chunk [B, H, A], squashed into the prior's typical radius
+    a_hat = T_theta(z; s)              Phase 1's one-step map (frozen: requires_grad False, eval mode)
+    loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
+    w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
+
+The gradient reaches phi only through the flow's Jacobian dT/dz ("gradient flow"): no inverse flow is needed
+and nothing here can change the flow or the critic. Whether the planner lands ON a mode rather than between
+modes is decided by the weights: the minimiser of a weighted squared error is the weighted mean of the
+targets, so the weights must concentrate on one mode (small tau) for the planner to pick it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.baselines.gaussian_awr import awr_weights
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import FlowDecoder
+from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.data import keys
+from lawr_ext.modules.mlp import ResidualMLP
+
+
+class LatentPlanner(nn.Module):
+    """pi_phi(obs_norm [B, O]) -> z [B, H, A], a deterministic latent inside the ball ||z|| <= max_radius.
+
+    The prior N(0, I_d) (d = H * A) concentrates on the shell ||z|| ~ sqrt(d); latents far outside it were
+    never decoded during Phase 1, so T(z) is unconstrained there. The radial squash
+        z = max_radius * tanh(||z_raw|| / max_radius) * z_raw / ||z_raw||,   max_radius = sqrt(d) (1 + margin)
+    keeps z's direction, is the identity near the origin, and is smooth everywhere (no clipping kink).
+    It bounds ||z|| from above only; the latent norm metrics show whether z drifts toward the origin.
+    """
+
+    def __init__(self, obs_dim: int, horizon: int, action_dim: int, hidden_dim: int, num_blocks: int,
+                 typical_set_margin: float):
+        super().__init__()
+        self.horizon, self.action_dim = horizon, action_dim
+        self.max_radius = math.sqrt(horizon * action_dim) * (1.0 + typical_set_margin)
+        self.net = ResidualMLP(obs_dim, hidden_dim, horizon * action_dim, num_blocks)
+
+    def raw_latent(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        """The network's output before the squash, [B, d]."""
+        return self.net(obs_norm)
+
+    def squash(self, z_raw: torch.Tensor) -> torch.Tensor:
+        """[B, d] -> [B, H, A] with norm < max_radius (branch-free, so it traces and exports)."""
+        radius = torch.linalg.vector_norm(z_raw, dim=-1, keepdim=True).clamp_min(1e-6)
+        z = z_raw * (self.max_radius * torch.tanh(radius / self.max_radius) / radius)
+        return z.view(-1, self.horizon, self.action_dim)
+
+    def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        return self.squash(self.raw_latent(obs_norm))
+
+
+def _require_frozen(module: nn.Module, what: str) -> None:
+    if any(p.requires_grad for p in module.parameters()):
+        raise ValueError(f"LatentAWR: the {what} must be frozen (requires_grad_(False)) before Phase 3; "
+                         "the planner may not change it")
+
+
+class LatentAWR(Learner):
+    """The planner, the frozen decoder and the frozen normaliser it runs with, and its optimizer.
+
+    The decoder and normaliser are submodules, so a planner checkpoint carries the exact flow it was trained
+    through; the critic is not (only its ``advantage`` method is kept): it is needed for training, not acting.
+    """
+
+    def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
+                 critic: DistributionalCritic, obs_normalizer: nn.Module):
+        super().__init__()
+        _require_frozen(decoder, "flow decoder")
+        _require_frozen(critic, "critic")
+        self.cfg = cfg
+        self.decoder = decoder.eval()
+        self.obs_normalizer = obs_normalizer.eval()
+        self.advantage_fn = critic.advantage  # runs under no_grad
+        self.planner = LatentPlanner(obs_dim, horizon, action_dim, cfg.hidden_dim, cfg.num_blocks,
+                                     cfg.typical_set_margin)
+        self.optimizers["planner"] = torch.optim.Adam(self.planner.parameters(), lr=cfg.learning_rate)
+
+    def train(self, mode: bool = True) -> LatentAWR:
+        """Only the planner has a training mode; the frozen flow and normaliser always stay in eval mode."""
+        super().train(mode)
+        self.decoder.eval()
+        self.obs_normalizer.eval()
+        return self
+
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        with torch.no_grad():
+            advantage = self.advantage_fn(batch)
+            weight = awr_weights(advantage, self.cfg.weights)
+        obs_norm = self.obs_normalizer(batch[keys.OBS])
+        z_raw = self.planner.raw_latent(obs_norm)
+        z = self.planner.squash(z_raw)
+        chunk = self.decoder.decode(z, obs_norm)
+
+        # Squared error per real action step, averaged over each chunk's real steps (padding has no target).
+        valid = batch[keys.MASK].to(chunk.dtype)
+        step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
+        sq_error = (step_error * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+        loss = (weight * sq_error).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"LatentAWR: non-finite planner loss ({loss.item()}); "
+                                     f"advantages finite: {bool(torch.isfinite(advantage).all())}")
+
+        optimizer = self.optimizers["planner"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.planner.parameters(), self.cfg.max_grad_norm)
+        optimizer.step()
+
+        with torch.no_grad():
+            raw_norm = z_raw.norm(dim=-1)
+            typical_radius = math.sqrt(z_raw.shape[-1])
+            return {
+                "planner/loss": loss.item(),
+                "planner/action_mse": sq_error.mean().item(),
+                "planner/advantage_mean": advantage.mean().item(),
+                "planner/advantage_std": advantage.std().item(),
+                "planner/weight_mean": weight.mean().item(),
+                "planner/weight_max": weight.max().item(),
+                "planner/weight_ess": effective_sample_fraction(weight).item(),
+                "planner/latent_norm": (z.flatten(1).norm(dim=-1) / typical_radius).mean().item(),  # 1 = prior's
+                "planner/raw_latent_norm": (raw_norm / typical_radius).mean().item(),
+                "planner/outside_typical_set": (raw_norm > self.planner.max_radius).float().mean().item(),
+                "planner/grad_norm": grad_norm.item(),
+            }
+
+    def policy(self) -> LAWRPolicy:
+        return LAWRPolicy(self)
+
+
+def effective_sample_fraction(weight: torch.Tensor) -> torch.Tensor:
+    """Kish's effective sample size over the batch size, (sum w)^2 / (N sum w^2): 1 = uniform, 1/N = one sample."""
+    return weight.sum().square() / (weight.numel() * weight.square().sum()).clamp_min(1e-12)
+
+
+class LAWRPolicy(ChunkPolicy):
+    """The L-AWR policy: raw obs -> frozen normaliser -> planner -> frozen one-step flow -> chunk. Deterministic."""
+
+    def __init__(self, learner: LatentAWR):
+        super().__init__()
+        self.obs_normalizer = learner.obs_normalizer
+        self.planner = learner.planner
+        self.decoder = learner.decoder
+        self.horizon, self.action_dim = learner.planner.horizon, learner.planner.action_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs_norm = self.obs_normalizer(obs)
+        return self.decoder.decode(self.planner(obs_norm), obs_norm)
+
+
+def _nearest_neighbour_distance(query: torch.Tensor, reference: torch.Tensor, exclude_same_index: bool,
+                                block_size: int = 1024) -> torch.Tensor:
+    """Euclidean distance from each query row to its nearest reference row, [N]; memory O(block_size * M)."""
+    distances = []
+    for start in range(0, query.shape[0], block_size):
+        d = torch.cdist(query[start:start + block_size], reference)
+        if exclude_same_index:  # query is reference: a point is not its own neighbour (duplicates still are)
+            rows = torch.arange(d.shape[0], device=d.device)
+            d[rows, start + rows] = float("inf")
+        distances.append(d.min(dim=1).values)
+    return torch.cat(distances)
+
+
+@torch.no_grad()
+def support_metrics(decoder: FlowDecoder, planner: LatentPlanner, obs_norm: torch.Tensor,
+                    data_chunks: torch.Tensor) -> dict[str, float]:
+    """How far the planner's chunks T(pi(s); s) lie from the data, relative to the data's own spread.
+
+    ``obs_norm`` [N, O] are normalised observations and ``data_chunks`` [M, H, A] dataset chunks (M >= 2;
+    subsample both: the cost is O(N M)). ``nn_ratio`` = mean nearest-neighbour distance of the planner's chunks
+    to the data over the data's mean leave-one-out nearest-neighbour distance: ~1 means the planner's chunks
+    are as close to the data as data chunks are to each other, >> 1 means they left the data's support.
+    The comparison is unconditional (any state's chunk counts as a neighbour), so it detects off-manifold
+    chunks, not chunks that are wrong for their state.
+    """
+    if data_chunks.shape[0] < 2:
+        raise ValueError(f"support_metrics: need at least 2 data chunks, got {data_chunks.shape[0]}")
+    z_raw = planner.raw_latent(obs_norm)
+    z = planner.squash(z_raw)
+    chunks = decoder.decode(z, obs_norm).flatten(1)
+    data = data_chunks.flatten(1).to(chunks.dtype)
+    planner_nn = _nearest_neighbour_distance(chunks, data, exclude_same_index=False).mean()
+    data_nn = _nearest_neighbour_distance(data, data, exclude_same_index=True).mean()
+    return {
+        "support/nn_distance": planner_nn.item(),
+        "support/data_nn_distance": data_nn.item(),
+        "support/nn_ratio": (planner_nn / data_nn.clamp_min(1e-12)).item(),
+        "support/outside_typical_set": (z_raw.norm(dim=-1) > planner.max_radius).float().mean().item(),
+        "support/latent_norm": (z.flatten(1).norm(dim=-1) / math.sqrt(z_raw.shape[-1])).mean().item(),
+    }
