@@ -100,7 +100,7 @@ class DistributionalCritic(Learner):
         loss = q_loss + v_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"critic: non-finite loss (q_loss={float(q_loss)}, v_loss={float(v_loss)}); "
+                f"critic: non-finite loss (q_loss={q_loss.item()}, v_loss={v_loss.item()}); "
                 "check the batch for NaN/inf observations or rewards"
             )
         optimizer = self.optimizers["critic"]
