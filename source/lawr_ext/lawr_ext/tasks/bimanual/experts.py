@@ -200,8 +200,9 @@ class InsertionExpert(BimanualExpert):
 
     # approach, descend, close, carry to meeting point, align, insert
     schedule = (40, 65, 80, 140, 170, 230)
-    peg_grasp_offset = 0.025  # peg grasped this far from its centre, towards its arm [m]
-    socket_grasp_offset = 0.015  # socket grasped this far from its centre, towards its arm [m]
+    peg_grasp_offset = 0.015  # peg grasped this far from its centre, towards its arm (leaves its tip free) [m]
+    socket_grasp_offset = 0.0  # socket grasped at its centre: no pivoting torque, both mouths free [m]
+    grasp_height = 0.006  # grasp the thin peg above its centre so the finger tips clear the table [m]
     standoff = 0.02  # peg tip to socket mouth before inserting [m]
     insertion = 0.04  # final overlap of peg and socket [m]
 
@@ -213,8 +214,8 @@ class InsertionExpert(BimanualExpert):
         signs = torch.tensor(ARM_SIGN, device=self.device)
         peg_sign, sock_sign = signs[peg_arm].unsqueeze(-1), signs[sock_arm].unsqueeze(-1)
         high = (self.strategy // 2 == 1).float().unsqueeze(-1)
-        meet = torch.tensor([0.0, 0.0, 0.15], device=self.device) + high * torch.tensor([0.0, 0.08, 0.08],
-                                                                                       device=self.device)
+        meet = torch.tensor([0.0, 0.0, 0.2], device=self.device) + high * torch.tensor([0.0, 0.08, 0.08],
+                                                                                      device=self.device)
         x_axis = torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(self.n, 3)
         peg_axis, sock_axis = _horizontal_axis(peg[:, 3:]), _horizontal_axis(sock[:, 3:])
         lift_z = torch.tensor([0.0, 0.0, cfg.approach_height], device=self.device)
@@ -230,6 +231,7 @@ class InsertionExpert(BimanualExpert):
                                   sock_target)
 
         peg_grasp = peg[:, :3] + peg_sign * self.peg_grasp_offset * peg_axis + self._miss(peg_fingers)
+        peg_grasp[:, 2] += self.grasp_height
         peg_target = torch.where((phase == 0).unsqueeze(-1), peg_grasp + lift_z, peg_grasp)
         reach = 0.5 * (SOCKET.length + PEG_SIZE[0])
         pre_insert = sock_center_goal + peg_sign * (reach + self.standoff)
