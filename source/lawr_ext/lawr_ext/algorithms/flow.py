@@ -1,0 +1,244 @@
+"""Phase 1: the action manifold. A Mean Flow over action chunks with JiT x-prediction, trained, then frozen.
+
+Time convention (defined here and nowhere else): noise at t = 1, data at t = 0,
+
+    z_t = (1 - t) x + t eps,        v = dz_t/dt = eps - x,
+
+and the average velocity over [r, t] (r <= t) carries z_t to z_r = z_t - (t - r) u(z_t, t, r).
+The network predicts the clean chunk x_hat (JiT); the average velocity is derived from it in fp32,
+u = (z_t - x_hat) / max(t, time_eps). Mean Flow trains u toward stopgrad(v - (t - r) du/dt), where
+du/dt = d/dt u(z_t, t, r) along the path, i.e. the JVP of u with tangent (dz_t, dt, dr) = (v, 1, 0).
+
+The one-step map T(z; s) = x_hat(z, t=1, r=0, s) is a single forward pass from noise to a chunk; the
+planner (Phase 3) backpropagates through it into z while the flow's weights stay frozen.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.data import keys
+from lawr_ext.modules.chunk_mlp import ChunkMLP
+from lawr_ext.modules.chunk_transformer import ChunkTransformer
+
+
+def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """z_t = (1 - t) x + t noise for chunks [B, H, A] and times t [B]."""
+    t = t[:, None, None]
+    return (1 - t) * x + t * noise
+
+
+def average_velocity_from_x(z_t: torch.Tensor, x_hat: torch.Tensor, t: torch.Tensor, time_eps: float) -> torch.Tensor:
+    """u = (z_t - x_hat) / max(t, eps) in (at least) fp32: the division amplifies x_hat's (bf16?) error by 1/t."""
+    dtype = torch.promote_types(x_hat.dtype, torch.float32)
+    return (z_t.to(dtype) - x_hat.to(dtype)) / t.to(dtype).clamp_min(time_eps)[:, None, None]
+
+
+class FlowDecoder(nn.Module):
+    """The network of Phase 1: predicts the clean chunk from (z_t, t, r, obs_norm), plus its samplers."""
+
+    def __init__(self, net: nn.Module, obs_dim: int, horizon: int, action_dim: int, time_eps: float):
+        super().__init__()
+        self.net = net
+        self.obs_dim = obs_dim
+        self.horizon = horizon
+        self.action_dim = action_dim
+        self.time_eps = time_eps
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
+        """x_hat [B, H, A]."""
+        return self.net(z_t, t, r, obs_norm)
+
+    def average_velocity(self, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
+                         obs_norm: torch.Tensor) -> torch.Tensor:
+        """u(z_t, t, r) [B, H, A] in fp32."""
+        return average_velocity_from_x(z_t, self(z_t, t, r, obs_norm), t, self.time_eps)
+
+    def decode(self, z: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
+        """The one-step map T(z; s): one forward pass at (t=1, r=0), where z_0 = z_1 - u = x_hat exactly.
+
+        Differentiable w.r.t. z (and w.r.t. the weights unless they are frozen)."""
+        ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
+        return self(z, ones, torch.zeros_like(ones), obs_norm)
+
+    @torch.no_grad()
+    def sample(self, obs_norm: torch.Tensor, num_steps: int = 1,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Chunks [B, H, A] from z ~ N(0, I) by ``num_steps`` equal mean-flow jumps 1 -> 0 (1 = ``decode``)."""
+        if num_steps < 1:
+            raise ValueError(f"FlowDecoder.sample: num_steps must be >= 1, got {num_steps}")
+        z = torch.randn(obs_norm.shape[0], self.horizon, self.action_dim, device=obs_norm.device,
+                        dtype=obs_norm.dtype, generator=generator)
+        times = torch.linspace(1.0, 0.0, num_steps + 1, device=obs_norm.device)
+        for t, r in zip(times[:-1], times[1:]):
+            t_batch, r_batch = t.expand(z.shape[0]), r.expand(z.shape[0])
+            x_hat = self(z, t_batch, r_batch, obs_norm).to(z.dtype)
+            # z_r = z_t - (t - r) u with u = (z_t - x_hat) / t, written so that the last jump (r = 0) is x_hat exactly.
+            z = (r / t) * z + (1 - r / t) * x_hat
+        return z
+
+
+def build_flow_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int) -> FlowDecoder:
+    if cfg.arch == "transformer":
+        net = ChunkTransformer(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
+                               cfg.time_embed_dim)
+    else:
+        net = ChunkMLP(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.time_embed_dim)
+    return FlowDecoder(net, obs_dim, horizon, action_dim, cfg.time_eps)
+
+
+class MeanFlow(Learner):
+    """Trains a FlowDecoder with the Mean Flow identity; ``frozen_decoder()`` hands the EMA weights to Phase 2/3."""
+
+    def __init__(self, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.obs_normalizer = obs_normalizer
+        self.decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
+        self.ema_decoder = copy.deepcopy(self.decoder).requires_grad_(False)
+        # Counts updates for the EMA warm-up; a buffer, so a resumed run continues the same schedule.
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.lr,
+                                                    weight_decay=cfg.weight_decay)
+
+    def sample_times(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t, r) with t >= r from two sorted logit-normal draws; a ``ratio_r_equals_t`` fraction gets r = t."""
+        draws = torch.sigmoid(self.cfg.time_mu + self.cfg.time_sigma * torch.randn(2, batch_size, device=device))
+        t, r = draws.max(dim=0).values, draws.min(dim=0).values
+        r = torch.where(torch.rand(batch_size, device=device) < self.cfg.ratio_r_equals_t, t, r)
+        return t, r
+
+    @staticmethod
+    def mean_flow_target(decoder: FlowDecoder, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
+                         obs_norm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """u_tgt = v - (t - r) du/dt, no grad. Runs on the bare (unwrapped) decoder: a forward-mode pass that
+        must not touch DDP's gradient hooks."""
+        with torch.no_grad():
+            _, du_dt = torch.func.jvp(lambda z, tt, rr: decoder.average_velocity(z, tt, rr, obs_norm),
+                                      (z_t, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
+            return v.to(du_dt.dtype) - (t - r).to(du_dt.dtype)[:, None, None] * du_dt
+
+    def loss(self, batch: TensorDict,
+             decoder_forward: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The Mean Flow loss of one batch. ``decoder_forward`` is the module the gradient flows through:
+        ``self.decoder`` by default, or its DDP wrapper (the target is always computed on ``self.decoder``)."""
+        decoder_forward = self.decoder if decoder_forward is None else decoder_forward
+        obs, x, mask = batch[keys.OBS], batch[keys.ACTIONS], batch[keys.MASK]
+        expected = (self.decoder.horizon, self.decoder.action_dim)
+        if tuple(x.shape[1:]) != expected or obs.shape[1] != self.decoder.obs_dim:
+            raise ValueError(f"MeanFlow: batch has obs {tuple(obs.shape)} / actions {tuple(x.shape)}, "
+                             f"expected obs [B, {self.decoder.obs_dim}] and actions [B, {expected[0]}, {expected[1]}]")
+        obs_norm = self.obs_normalizer(obs)
+
+        noise = torch.randn_like(x)
+        t, r = self.sample_times(x.shape[0], x.device)
+        z_t = interpolate(x, noise, t)
+        v = noise - x
+        u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
+
+        u = average_velocity_from_x(z_t, decoder_forward(z_t, t, r, obs_norm), t, self.cfg.time_eps)
+        valid = mask[:, :, None].to(u.dtype).expand_as(u)  # padded steps after an episode end carry no target
+        sq_error = ((u - u_target).square() * valid).sum(dim=(1, 2))
+        # MeanFlow's adaptive weighting w = 1 / (||delta||^2 + c)^p (detached); p = 0 (default) is plain L2,
+        # the only choice whose minimizer is the conditional mean the flow needs (see FlowConfig).
+        weight = (sq_error.detach() + self.cfg.adaptive_weight_eps).pow(-self.cfg.adaptive_weight_power)
+        loss = (weight * sq_error).mean()
+        return loss, {"flow/loss": loss.item(), "flow/u_mse": sq_error.mean().item()}
+
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        loss, info = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise ValueError(f"MeanFlow.update: non-finite flow loss ({loss.item()}) at update {int(self.num_updates)}")
+        optimizer = self.optimizers["flow"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        info["flow/grad_norm"] = nn.utils.clip_grad_norm_(self.decoder.parameters(), self.cfg.grad_clip_norm).item()
+        optimizer.step()
+        self.update_ema()
+        return info
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        # Warm-up (1 + n) / (10 + n): the EMA tracks early weights closely instead of averaging in the random init.
+        n = int(self.num_updates)
+        decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))
+        for ema, p in zip(self.ema_decoder.parameters(), self.decoder.parameters()):
+            ema.lerp_(p, 1 - decay)
+        self.num_updates += 1
+
+    def frozen_decoder(self) -> FlowDecoder:
+        """A detached copy of the EMA weights: requires_grad False, eval mode. Nothing later may change it."""
+        return freeze(copy.deepcopy(self.ema_decoder))
+
+
+def freeze(decoder: FlowDecoder) -> FlowDecoder:
+    """The action manifold's hard constraint: no parameter takes a gradient, no layer is in train mode."""
+    return decoder.requires_grad_(False).eval()
+
+
+def load_frozen_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int,
+                        state_dict: dict[str, torch.Tensor]) -> FlowDecoder:
+    """Rebuild a saved ``frozen_decoder().state_dict()`` for Phases 2/3, evaluation and export."""
+    decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
+    decoder.load_state_dict(state_dict)
+    return freeze(decoder)
+
+
+class FlowBCPolicy(ChunkPolicy):
+    """The Flow BC baseline (and the behavior policy): raw obs -> normalize -> chunk from z ~ N(0, I)."""
+
+    def __init__(self, decoder: FlowDecoder, obs_normalizer: nn.Module, num_steps: int = 1):
+        super().__init__()
+        self.decoder = decoder
+        self.obs_normalizer = obs_normalizer
+        self.num_steps = num_steps
+        self.horizon = decoder.horizon
+        self.action_dim = decoder.action_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.decoder.sample(self.obs_normalizer(obs), self.num_steps)
+
+
+def parameter_fingerprint(module: nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, dtypes, shapes, raw bytes): equal iff bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, num_projections: int, generator: torch.Generator) -> float:
+    """Sliced 2-Wasserstein distance between two equally sized point clouds [N, D]."""
+    directions = torch.randn(a.shape[1], num_projections, device=a.device, generator=generator)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    proj_a, proj_b = (a @ directions).sort(dim=0).values, (b @ directions).sort(dim=0).values
+    return (proj_a - proj_b).square().mean().sqrt().item()
+
+
+@torch.no_grad()
+def sample_quality(decoder: FlowDecoder, obs_norm: torch.Tensor, data_chunks: torch.Tensor,
+                   num_steps_list: tuple[int, ...] = (1, 2, 4, 8), num_projections: int = 256,
+                   seed: int = 0) -> dict[str, float]:
+    """How far k-step samples are from held-out data, for each k: {"swd_{k}step": distance}.
+
+    One sample per held-out (obs, chunk) pair; the distance is the sliced Wasserstein distance between the
+    joint point clouds [obs_norm, flat chunk], so a sampler that ignores the observation is penalized too.
+    Seeded and independent of the global RNG, so numbers are comparable across models and calls.
+    """
+    data = torch.cat([obs_norm, data_chunks.flatten(1)], dim=1).float()
+    result = {}
+    for k in num_steps_list:
+        generator = torch.Generator(device=obs_norm.device).manual_seed(seed)
+        chunks = decoder.sample(obs_norm, k, generator=generator)
+        samples = torch.cat([obs_norm, chunks.flatten(1)], dim=1).float()
+        result[f"swd_{k}step"] = sliced_wasserstein(samples, data, num_projections, generator)
+    return result
