@@ -238,6 +238,7 @@ class InsertionExpert(BimanualExpert):
         peg_target = torch.where(carrying, pre_insert + peg_sign * self.peg_grasp_offset * x_axis, peg_target)
         # closed loop on the measured poses: move the gripper by the peg's error w.r.t. the socket's real axis
         socket_axis_3d = quat_rotate(sock[:, 3:], x_axis)
+        socket_axis_3d = socket_axis_3d * torch.sign(socket_axis_3d[:, :1])  # the tube is symmetric: pick +x
         depth = torch.where((phase >= 5).unsqueeze(-1), torch.full_like(peg_sign, reach - self.insertion),
                             torch.full_like(peg_sign, reach + self.standoff))
         peg_goal = sock[:, :3] + peg_sign * depth * socket_axis_3d
