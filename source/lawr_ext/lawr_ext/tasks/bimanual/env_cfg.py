@@ -48,7 +48,7 @@ def _robot_cfg() -> ArticulationCfg:
         init_state=ArticulationCfg.InitialStateCfg(pos=(0.0, 0.0, 0.0), joint_pos=home),
         actuators={
             # stiff position servos with armature: stable at 100 Hz and small gravity sag (< 1 cm)
-            "arms": ImplicitActuatorCfg(joint_names_expr=[".*_(waist|shoulder|elbow|forearm_roll|wrist_angle|wrist_rotate)"],
+            "arms": ImplicitActuatorCfg(joint_names_expr=[f".*_{joint}" for joint in HOME_ARM_POSE],
                                         stiffness=600.0, damping=40.0, armature=0.1, effort_limit_sim=60.0),
             # soft enough that a closed gripper squeezes with ~4 N (not 10 N) -> small contact penetration
             "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=400.0, damping=20.0,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET
+from .env_cfg import PEG_SIZE, SOCKET
 from .kernels import quat_rotate
 from .robot import SPEC, BimanualKinematics
 

@@ -222,7 +222,8 @@ def handover_reward_reference(grasp, gap, pose, half, held_flags, params: Reward
     transferred = (flags == 3).float()
     success = (flags == 3) & (lifted >= 1.0) & (held_l + held_r == 1.0)
     reward = (params.w_reach * (1.0 - torch.tanh(params.reach_scale * d)) + params.w_grasp * held_any
-              + params.w_lift * lifted * held_any + params.w_transfer * transferred + params.w_success * success.float())
+              + params.w_lift * lifted * held_any + params.w_transfer * transferred
+              + params.w_success * success.float())
     return reward, success, flags
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -291,8 +291,8 @@ class BimanualKinematics:
         self.spec = spec
         self.device = torch.device(device)
         yaws = torch.tensor([0.0, math.pi], device=self.device)
-        self.base_pos = torch.tensor([[-spec.arm_base_x, 0.0, spec.arm_base_z], [spec.arm_base_x, 0.0, spec.arm_base_z]],
-                                     device=self.device)
+        self.base_pos = torch.tensor([[-spec.arm_base_x, 0.0, spec.arm_base_z],
+                                      [spec.arm_base_x, 0.0, spec.arm_base_z]], device=self.device)
         self.base_rot = _axis_rotation("Z", yaws)  # [2, 3, 3]
         self.offsets = torch.tensor([link.offset for link in spec.links], device=self.device)  # [6, 3]
         self.axes = [link.axis for link in spec.links]
