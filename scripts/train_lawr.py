@@ -69,15 +69,25 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 
-def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> None:
-    """Roll out L-AWR and its own behavior policy (flow BC) in the vectorized env; log and summarize."""
+def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> list[str]:
+    """Roll out L-AWR and its own behavior policy (flow BC) in the vectorized env; log and summarize.
+
+    A failing rollout (e.g. the simulator returns NaN observations) is recorded in the summary and does not
+    prevent the other policy's evaluation; returns the failures.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     from lawr_ext.eval import evaluate_policy, write_report
 
+    failures = []
     with SummaryWriter(run_dir / "tensorboard" / "eval") as writer:
         for kind in ("lawr", "flow_bc"):
-            report = evaluate_policy(load_policy(run_dir, kind), cfg.eval)
+            try:
+                report = evaluate_policy(load_policy(run_dir, kind), cfg.eval)
+            except ValueError as err:
+                summary[f"eval_{kind}"] = {"error": str(err)}
+                failures.append(f"evaluation of {kind} failed: {err}")
+                continue
             write_report(report, run_dir / "eval" / kind)
             s = report["summary"]
             writer.add_scalar(f"eval/{kind}/success_rate", s["success_rate"], cfg.planner.num_steps)
@@ -85,6 +95,7 @@ def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> None:
             summary[f"eval_{kind}"] = {"success_rate": s["success_rate"], "success_ci95": s["success_ci95"],
                                        "return_mean": s["return_mean"], "episodes": s["episodes"]}
     write_summary(run_dir, summary)
+    return failures
 
 
 def main() -> None:
@@ -107,14 +118,17 @@ def main() -> None:
         dataset = world.gather(dataset_path(cfg, run_dir) if world.is_writer else None)[0]
     else:  # a later phase alone: the dataset the earlier phases were trained on
         dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
+    failures = []
     try:
         summary = train(cfg, dataset, run_dir, phases, world)
         if world.is_writer and cfg.evaluate and "planner" in phases:
-            evaluate(cfg, run_dir, summary)
+            failures = evaluate(cfg, run_dir, summary)
     except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
         sys.exit(f"[lawr] {err}")
     if world.is_writer:
         print((run_dir / "summary.md").read_text())
+    if failures:
+        sys.exit("[lawr] " + "; ".join(failures))
 
 
 if __name__ == "__main__":
