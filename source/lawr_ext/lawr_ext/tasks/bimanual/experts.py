@@ -6,8 +6,9 @@ Each env gets a *strategy* (the mode of the demonstration) and a *quality* label
                strategy // 2: hand-over point 0 = low and central, 1 = high and towards +y
     insertion  strategy % 2: 0 = left arm holds the socket and the right arm inserts the peg, 1 = the reverse
                strategy // 2: meeting point 0 = low and central, 1 = high and towards +y
-    quality    0 = clean, 1 = noisy (jittered targets + joint noise, still mostly succeeds),
-               2 = suboptimal (grasps off-centre by ``miss_offset`` and lets go early: mostly fails)
+    quality    0 = clean, 1 = noisy (jittered targets + joint noise: shakier motions, still succeeds),
+               2 = suboptimal (grasps off-centre by ``miss_offset``, half of them also let go early: fails)
+               measured on the hand-over, 8 envs each: clean 8/8, noisy 8/8, suboptimal 0/8 successes
 
 The expert follows a fixed phase schedule (in control steps). Within a phase each arm's commanded grasp point
 moves towards that phase's target at a capped speed; targets are recomputed every step from the current object
@@ -41,8 +42,8 @@ class ExpertCfg:
     approach_height: float = 0.08  # pre-grasp height above the grasp point [m]
     receiver_offset: float = 0.035  # hand-over: the giver grasps the block centre (no pivoting torque), the
     # receiver this far from it on its own side [m]
-    noisy_target_std: float = 0.004  # noisy expert: per-step target jitter [m]
-    noisy_joint_std: float = 0.01  # noisy expert: joint command noise [rad]
+    noisy_target_std: float = 0.002  # noisy expert: per-step target jitter [m]
+    noisy_joint_std: float = 0.004  # noisy expert: joint command noise [rad]
     miss_offset: float = 0.03  # suboptimal expert: grasp offset across the fingers [m]
     ik_iterations: int = 4  # warm-started DLS iterations per control step
     tilt: float = 0.5  # approach axis tilted this far from vertical, away from the arm's base [rad]
