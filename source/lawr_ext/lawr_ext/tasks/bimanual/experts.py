@@ -201,11 +201,11 @@ class InsertionExpert(BimanualExpert):
 
     # approach, descend, close, carry to meeting point, align, insert
     schedule = (40, 65, 80, 140, 170, 230)
-    peg_grasp_offset = 0.015  # peg grasped this far from its centre, towards its arm (leaves its tip free) [m]
+    peg_grasp_offset = 0.0  # peg grasped at its centre too; its far half (5 cm) goes into the socket [m]
     socket_grasp_offset = 0.0  # socket grasped at its centre: no pivoting torque, both mouths free [m]
     grasp_height = 0.006  # grasp the thin peg above its centre so the finger tips clear the table [m]
     standoff = 0.02  # peg tip to socket mouth before inserting [m]
-    insertion = 0.04  # final overlap of peg and socket [m]
+    insertion = 0.03  # final overlap of peg and socket [m]
 
     def targets(self, phase):
         env, cfg = self.env, self.cfg
