@@ -15,7 +15,7 @@ from tensordict import TensorDict
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import MeanFlow, parameter_fingerprint
 from lawr_ext.algorithms.planner import LatentAWR, support_metrics
-from lawr_ext.configs.baselines import AWRWeightConfig
+from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig

@@ -20,7 +20,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.algorithms.baselines.gaussian_awr import awr_weights
+from lawr_ext.algorithms.awr import awr_weights, effective_sample_fraction
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import FlowDecoder
 from lawr_ext.configs.planner import PlannerConfig
@@ -135,11 +135,6 @@ class LatentAWR(Learner):
 
     def policy(self) -> LAWRPolicy:
         return LAWRPolicy(self)
-
-
-def effective_sample_fraction(weight: torch.Tensor) -> torch.Tensor:
-    """Kish's effective sample size over the batch size, (sum w)^2 / (N sum w^2): 1 = uniform, 1/N = one sample."""
-    return weight.sum().square() / (weight.numel() * weight.square().sum()).clamp_min(1e-12)
 
 
 class LAWRPolicy(ChunkPolicy):

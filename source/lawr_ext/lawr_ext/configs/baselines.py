@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lawr_ext.configs.awr import AWRWeightConfig  # noqa: F401  (re-exported: Gaussian AWR shares it)
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 
@@ -17,18 +18,6 @@ def _check_positive(owner: object, *names: str) -> None:
     for name in names:
         if not getattr(owner, name) > 0:
             raise ValueError(f"{type(owner).__name__}.{name}: must be > 0, got {getattr(owner, name)}")
-
-
-@dataclass
-class AWRWeightConfig:
-    """How advantages become regression weights, w = min(exp(A / temperature), max_weight)."""
-
-    temperature: float = 1.0         # tau: large -> plain (mode-averaging) BC, small -> greedy on the advantage
-    max_weight: float = 100.0        # clip of exp(A / tau) (IQL's choice): one lucky chunk cannot dominate a batch
-    standardize: bool = False        # divide A by its batch std first, so tau is in units of the advantage's spread
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "temperature", "max_weight")
 
 
 @dataclass

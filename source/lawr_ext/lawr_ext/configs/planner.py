@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lawr_ext.configs.baselines import AWRWeightConfig
+from lawr_ext.configs.awr import AWRWeightConfig
 
 
 @dataclass

@@ -19,19 +19,13 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.configs.baselines import AWRWeightConfig, GaussianAWRConfig
+from lawr_ext.algorithms.awr import awr_weights
+from lawr_ext.configs.baselines import GaussianAWRConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import mlp
 
 #: batch (raw observations) -> advantages [B] of its dataset chunks, e.g. ``DistributionalCritic.advantage``.
 AdvantageFn = Callable[[TensorDict], torch.Tensor]
-
-
-def awr_weights(advantage: torch.Tensor, cfg: AWRWeightConfig) -> torch.Tensor:
-    """w = min(exp(A / tau), max_weight), optionally with A divided by its batch std first."""
-    if cfg.standardize:
-        advantage = advantage / advantage.std().clamp_min(1e-6)
-    return torch.exp(advantage / cfg.temperature).clamp(max=cfg.max_weight)
 
 
 class GaussianChunkActor(nn.Module):
