@@ -83,6 +83,9 @@ class Episode:
 
 
 def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(obs).all():  # blame the simulator, not the checkpoint, when the state itself is broken
+        bad = (~torch.isfinite(obs)).any(dim=-1).nonzero().flatten().tolist()
+        raise ValueError(f"the simulator returned non-finite observations in env(s) {bad[:8]}: physics blew up")
     chunk = policy(obs)
     if chunk.shape != (obs.shape[0], policy.horizon, policy.action_dim):
         raise ValueError(f"policy returned a chunk of shape {tuple(chunk.shape)}, expected "
