@@ -7,15 +7,34 @@
 Writes a directory of HDF5 shards in Isaac Lab's layout (see source/lawr_ext/lawr_ext/data/FORMAT.md), by
 default runs/datasets/<task>-seed<S>. Rerunning the same command skips what is on disk; a larger
 --num_episodes appends, and the result equals one uninterrupted run.
+
+Scaling out: more envs per process (--num_envs), then one process per GPU (or per CPU core group) with
+torchrun. Every rank collects its own rounds (seeds and demo ids) into the same --out directory, each round
+one atomic shard file; rank 0 prints the report of the merged dataset. The dataset is the one a single
+process with the same --num_envs/--seed/--num_episodes writes (data/collect.py says what is guaranteed), and
+a killed run can be finished with any number of processes:
+
+    # one host, 4 GPUs: rank r simulates on cuda:<LOCAL_RANK>
+    torchrun --nproc_per_node=4 scripts/collect.py --task Bimanual-Chunk --num_envs 1024 --num_episodes 100000 \
+        --device cuda --out /data/bimanual
+    # CPU only: 2 processes (gloo)
+    torchrun --nproc_per_node=2 scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --out D
+    # several hosts, --out on a filesystem they share; the same command on each host, node_rank 0..N-1
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST0:29500 \
+        scripts/collect.py --task Bimanual-Chunk --num_envs 1024 --num_episodes 1000000 --device cuda --out /shared/d
+
+The ranks only meet at the end (a barrier before the report), so a slow rank delays only the report.
 """
 
 import argparse
+import os
 import sys
 import time
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.data.collect import CollectCfg, collect_task
 from lawr_ext.data.dataset import load_episodes
+from lawr_ext.runners.distributed import init_world
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
     parser.add_argument("--out", default=None, help="dataset directory (default runs/datasets/<task>-seed<S>)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default="cpu", help="physics device: cpu or cuda:N")
+    parser.add_argument("--device", default="cpu", help="physics device: cpu or cuda:N (under torchrun: cuda)")
     parser.add_argument("--quality_mix", type=float, nargs="+", default=list(defaults.quality_mix),
                         help="probability of each quality id (clean noisy suboptimal)")
     parser.add_argument("--strategy_mix", type=float, nargs="+", default=None,
@@ -40,17 +59,26 @@ def main() -> None:
     args = parse_args()
     out = args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}"
     env_overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
+    world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
+    device = args.device
+    if world.size > 1 and device.startswith("cuda"):  # one GPU per rank
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     start = time.perf_counter()
     try:
         cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
                          strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
-                         progress=not args.no_progress)
-        out = collect_task(args.task, out, args.num_envs, cfg, device=args.device, **env_overrides)
+                         progress=not args.no_progress and world.is_writer)
+        out = collect_task(args.task, out, args.num_envs, cfg, device=device, rank=world.rank, world_size=world.size,
+                           **env_overrides)
+        world.barrier()  # the dataset is complete once every rank has written its rounds
+        if not world.is_writer:
+            return
         episodes = load_episodes(out)
     except ValueError as err:  # bad arguments, or a dataset directory from other settings: one line
         sys.exit(f"[lawr] {err}")
     print(f"{out}: {episodes.num_episodes} episodes, {episodes.num_steps} steps, "
-          f"success {episodes.success.float().mean():.1%} ({time.perf_counter() - start:.1f} s)")
+          f"success {episodes.success.float().mean():.1%} ({time.perf_counter() - start:.1f} s, "
+          f"{world.size} process(es))")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,16 @@ Why rounds: an episode's content then depends only on (seed, r, env index), neve
 before, so a rerun after ``kill -9`` skips the complete shards on disk, redoes the round in flight and
 yields exactly the dataset an uninterrupted run writes. A kill loses at most the one round in flight
 (at most N episodes). The price is idle stepping of envs that finished early in a round.
+
+Scaling out: more envs per process (N), and more processes. Under ``torchrun`` every rank calls
+:func:`collect` with the same arguments plus its ``rank`` and ``world_size``; rank k collects rounds
+k, k+W, k+2W, ... (seeds ``round_seed(seed, r)`` of those rounds, demo ids ``r*N ..``) into its own shard
+files ``shard_<r>.hdf5`` of the SAME directory. Ranks never write the same file and need no communication;
+the merged directory *is* the dataset. Guaranteed: every round is collected exactly once, seeds and demo
+ids are disjoint across ranks, and the dataset equals a single process's run with the same N, seed and
+episode count, whatever the number of processes (bit-identical on the CPU; on GPUs as deterministic as the
+simulator is). Resuming works per round, so a killed multi-process run may be finished by any number of
+processes. Commands: ``scripts/collect.py``.
 """
 
 from __future__ import annotations
@@ -71,13 +81,17 @@ def round_seed(seed: int, round_index: int) -> int:
 
 
 def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict, *,
-            num_strategies: int, num_qualities: int) -> Path:
+            num_strategies: int, num_qualities: int, rank: int = 0, world_size: int = 1) -> Path:
     """Collect ``cfg.num_episodes`` episodes into the shard directory ``out_dir``, resuming what is there.
 
     Strategy ids are drawn from ``range(num_strategies)``, quality ids from ``range(num_qualities)``.
     ``meta`` (task, obs/action dims, control rate, ...) is stored in every shard together with the
     collection settings; resuming into a directory collected with other settings is refused.
+    With ``world_size`` > 1 this process collects only the rounds ``rank, rank + world_size, ...``
+    (see the module docstring); the dataset is complete once every rank has returned.
     """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in range(world_size={world_size})")
     out_dir = Path(out_dir)
     num_envs = env.num_envs
     strategy_mix = cfg.strategy_mix or (1.0,) * num_strategies
@@ -89,42 +103,42 @@ def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: Collec
                 "strategy_mix": list(strategy_mix)}
     meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
 
-    first_round, done = _resume_point(out_dir, meta, num_envs, cfg.num_episodes)
-    num_rounds = math.ceil(cfg.num_episodes / num_envs)
-    progress = tqdm(total=cfg.num_episodes, initial=min(done, cfg.num_episodes), unit="episode",
-                    desc=f"collect {out_dir.name}", disable=not cfg.progress, dynamic_ncols=True)
-    for r in range(first_round, num_rounds):
-        keep = min(num_envs, cfg.num_episodes - r * num_envs)
-        records = _run_round(env, expert, round_seed(cfg.seed, r), keep, cfg.quality_mix, strategy_mix, progress)
+    _check_settings(out_dir, meta)
+    my_rounds = range(rank, math.ceil(cfg.num_episodes / num_envs), world_size)
+    round_size = {r: min(num_envs, cfg.num_episodes - r * num_envs) for r in my_rounds}
+    todo = [r for r in my_rounds if not _round_on_disk(out_dir, r, round_size[r])]
+    total = sum(round_size.values())
+    progress = tqdm(total=total, initial=total - sum(round_size[r] for r in todo), unit="episode",
+                    desc=f"collect {out_dir.name}" + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""),
+                    disable=not cfg.progress, dynamic_ncols=True)
+    for r in todo:
+        records = _run_round(env, expert, round_seed(cfg.seed, r), round_size[r], cfg.quality_mix, strategy_mix,
+                             progress)
         write_episodes(shard_path(out_dir, r), records, first_id=r * num_envs, meta=meta)
     progress.close()
     return out_dir
 
 
-def _resume_point(out_dir: Path, meta: dict, num_envs: int, num_episodes: int) -> tuple[int, int]:
-    """(first round to collect, episodes kept on disk). Complete shards are kept; a last shard that is
-    shorter than this run wants (the final round of a smaller run, same seeds) is redone whole."""
+def _check_settings(out_dir: Path, meta: dict) -> None:
+    """Refuse to add to a directory whose shards were collected with other settings (any rank's shards)."""
     if not out_dir.exists():
-        return 0, 0
-    for stale in out_dir.glob(".shard_*.tmp*"):  # temporary file of a write that was killed
-        stale.unlink()
-    shards = list_shards(out_dir)
-    counts = []
-    for index, shard in enumerate(shards):
-        if shard != shard_path(out_dir, index):
-            raise ValueError(f"{out_dir}: shard files are not numbered 0..{len(shards) - 1} ({shard.name}); "
-                             "not resuming")
-        shard_meta, count = read_shard_info(shard)
+        return
+    for shard in list_shards(out_dir):
+        shard_meta, _ = read_shard_info(shard)
         if shard_meta != meta:
             differ = sorted(key for key in meta.keys() | shard_meta.keys() if meta.get(key) != shard_meta.get(key))
             raise ValueError(f"{shard}: collected with other settings ({', '.join(differ)} differ); "
                              "use another --out or the same arguments")
-        if count != num_envs and index < len(shards) - 1:
-            raise ValueError(f"{shard}: holds {count} episodes, expected {num_envs}; not resuming")
-        counts.append(count)
-    if counts and counts[-1] < min(num_envs, num_episodes - (len(counts) - 1) * num_envs):
-        counts.pop()
-    return len(counts), sum(counts)
+
+
+def _round_on_disk(out_dir: Path, round_index: int, size: int) -> bool:
+    """Whether round ``round_index`` is complete on disk. A shorter shard (the last round of a smaller run,
+    same seeds) is redone whole. Only this round's temporary files of a killed write are removed: other
+    ranks may be writing theirs right now."""
+    path = shard_path(out_dir, round_index)
+    for stale in out_dir.glob(f".{path.name}.*"):
+        stale.unlink()
+    return path.is_file() and read_shard_info(path)[1] >= size
 
 
 def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> list[EpisodeRecord]:
@@ -193,16 +207,16 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
     }
 
 
-def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu",
-                 **env_overrides) -> Path:
+def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu", *,
+                 rank: int = 0, world_size: int = 1, **env_overrides) -> Path:
     """Create the task's env (``env_overrides``: env cfg fields, as for ``make_env``) and scripted expert
-    and :func:`collect` into ``out_dir``, resuming what is there."""
+    and :func:`collect` into ``out_dir`` (this rank's rounds), resuming what is there."""
     from lawr_ext.tasks import make_env
     from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
 
     env = make_env(task, num_envs, device=device, seed=cfg.seed, **env_overrides)
     try:
         return collect(env, make_expert(task, env), out_dir, cfg, task_metadata(task, env, QUALITY),
-                       num_strategies=NUM_STRATEGIES, num_qualities=len(QUALITY))
+                       num_strategies=NUM_STRATEGIES, num_qualities=len(QUALITY), rank=rank, world_size=world_size)
     finally:
         env.close()
