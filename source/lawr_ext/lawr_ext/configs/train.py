@@ -9,7 +9,7 @@ itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +20,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lawr_ext import REPO_ROOT
+from lawr_ext.algorithms.baselines import BASELINES, matched_config
+from lawr_ext.configs.baselines import (BestOfNConfig, DiffusionConfig, FlowBCConfig, FQLConfig, GaussianAWRConfig,
+                                        OFQLConfig)
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.data import DataConfig
 from lawr_ext.configs.eval import EvalCfg
@@ -33,6 +36,12 @@ PRESET_DIR = REPO_ROOT / "tasks"
 SCHEMA_NAME = "lawr_train"
 #: The phases in training order; each trains from the saved (frozen) outputs of the ones before it.
 PHASES = ("flow", "critic", "planner")
+#: The baselines the runner trains from the frozen products of phases 1-2 (algorithms/baselines: BASELINES).
+BASELINE_NAMES = tuple(BASELINES)
+#: Everything the runner trains, in seed order: stage i starts from seed + i (a new baseline goes last).
+STAGES = PHASES + BASELINE_NAMES
+#: The phase products a baseline's BaselineContext artifact comes from.
+ARTIFACT_PHASES = {"behavior_flow": "flow", "critic": "critic"}
 
 
 @dataclass
@@ -50,9 +59,24 @@ class GuardConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    """The baselines L-AWR is compared against, trained by the same runner on the same frozen phases 1-2."""
+
+    match_lawr: bool = True          # True: flow-shaped networks take `flow`'s architecture, own critics take
+                                     # `critic`'s, and every trained baseline takes Phase 1's num_steps and
+                                     # batch_size (equal capacity, equal budget); False: the configs below as given
+    flow_bc: FlowBCConfig = field(default_factory=FlowBCConfig)
+    gaussian_awr: GaussianAWRConfig = field(default_factory=GaussianAWRConfig)
+    fql: FQLConfig = field(default_factory=FQLConfig)
+    ofql: OFQLConfig = field(default_factory=OFQLConfig)
+    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+
+@dataclass
 class TrainConfig:
     task: str = "Bimanual-Chunk"     # registered task id (collection and evaluation env)
-    seed: int = 0                    # torch seed; phase i starts from seed + i so a phase rerun alone matches a full run
+    seed: int = 0                    # torch seed; stage i of STAGES starts from seed + i (a rerun alone matches)
     device: str = "cpu"              # training device ("cpu", "cuda", "cuda:N")
     run_dir: str | None = None       # output folder; None -> runs/<task>/<UTC timestamp>
     data: DataConfig = field(default_factory=DataConfig)
@@ -61,6 +85,7 @@ class TrainConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eval: EvalCfg = field(default_factory=EvalCfg)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: bool = True            # roll out L-AWR and flow BC in the env after training
     log_interval: int = 50           # gradient steps between TensorBoard scalars
     checkpoint_interval: int = 1000  # gradient steps between resumable checkpoints (one is always written at the end)
@@ -73,18 +98,41 @@ class TrainConfig:
         if self.eval.task != self.task:  # the policy is evaluated in the task it was trained for
             self.eval.task = self.task
 
-    def phase_config(self, phase: str) -> dict:
-        """The settings a phase's result depends on: what its checkpoint's config hash covers.
+    def baseline_config(self, name: str):
+        """The config baseline ``name`` is built and trained with (``baselines.match_lawr`` applied)."""
+        if name not in BASELINE_NAMES:
+            raise ValueError(f"unknown baseline {name!r}: expected one of {BASELINE_NAMES}")
+        cfg = getattr(self.baselines, name)
+        if not self.baselines.match_lawr:
+            return cfg
+        matched = matched_config(name, self.flow, self.critic)
+        networks = {f.name: getattr(matched, f.name) for f in fields(cfg)
+                    if isinstance(getattr(cfg, f.name), (FlowConfig, CriticConfig))}
+        budget = {f.name: getattr(self.flow, f.name) for f in fields(cfg) if f.name in ("num_steps", "batch_size")}
+        return replace(cfg, **networks, **budget)
+
+    def phase_config(self, stage: str) -> dict:
+        """The settings a phase's (or baseline's) result depends on: what its checkpoint's config hash covers.
 
         Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size
         instead), device and evaluation are left out, so changing them never invalidates a checkpoint; the
-        configs of earlier phases are in, since a phase builds on their output.
+        configs of earlier phases are in, since a phase builds on their output. A baseline depends on its
+        own config and on the phases whose products it is built from (Phase 1 always: the obs normalizer).
         """
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}: expected one of {PHASES}")
-        upto = PHASES[: PHASES.index(phase) + 1]
+        if stage not in STAGES:
+            raise ValueError(f"unknown phase {stage!r}: expected one of {STAGES}")
         data = {k: v for k, v in asdict(self.data).items() if k != "path"}
-        return {"task": self.task, "seed": self.seed, "data": data} | {p: asdict(getattr(self, p)) for p in upto}
+        common = {"task": self.task, "seed": self.seed, "data": data}
+        if stage in PHASES:
+            return common | {p: asdict(getattr(self, p)) for p in PHASES[: PHASES.index(stage) + 1]}
+        upto = self.baseline_phases(stage)
+        return common | {p: asdict(getattr(self, p)) for p in upto} | {stage: asdict(self.baseline_config(stage))}
+
+    @staticmethod
+    def baseline_phases(name: str) -> tuple[str, ...]:
+        """The L-AWR phases whose frozen products baseline ``name`` is built from, in training order."""
+        needed = {"flow"} | {ARTIFACT_PHASES[a] for a in BASELINES[name].needs}
+        return tuple(p for p in PHASES if p in needed)
 
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

@@ -10,6 +10,7 @@ A checkpoint is a plain dict of tensors and plain Python values, so it loads wit
     learner         Learner.training_state(): modules and optimizers
     rng             torch's global RNG state of every rank, in rank order (CPU, and CUDA when present)
     sampler         the batch sampler's generator state
+    train_seconds   wall-clock seconds of training up to ``step``, summed over resumes
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, cfg: TrainConfig, phase: str, step: int, dims: dict, learner: Learner,
-                    sampler_state: dict, rng_states: list[dict]) -> None:
+                    sampler_state: dict, rng_states: list[dict], train_seconds: float = 0.0) -> None:
     atomic_torch_save({
         "format_version": FORMAT_VERSION,
         "phase": phase,
@@ -60,6 +61,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, phase: str, step: int, d
         "learner": learner.training_state(),
         "rng": rng_states,
         "sampler": sampler_state,
+        "train_seconds": float(train_seconds),
     }, path)
 
 
@@ -82,7 +84,8 @@ def read_checkpoint(path: str | Path, phase: str | None = None) -> dict:
 
 
 def check_compatible(path: str | Path, ckpt: dict, cfg: TrainConfig, dims: dict) -> None:
-    """A checkpoint may only continue (or feed) a run with the same phase settings and dataset shapes."""
+    """A checkpoint may only continue (or feed) a run with the same phase (or baseline) settings and dataset
+    shapes."""
     expected = config_hash(cfg.phase_config(ckpt["phase"]))
     if ckpt["config_hash"] != expected:
         raise CheckpointError(path, f"config hash {ckpt['config_hash']} != {expected} of the current config: "

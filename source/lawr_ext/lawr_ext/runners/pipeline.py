@@ -1,4 +1,5 @@
-"""L-AWR end to end: flow -> critic -> planner, each phase trained from the saved output of the one before.
+"""L-AWR end to end: flow -> critic -> planner, each phase trained from the saved output of the one before;
+then, optionally, the baselines (algorithms/baselines) from the same frozen products of phases 1-2.
 
 The phases are strictly decoupled through files in ``run_dir``::
 
@@ -8,6 +9,7 @@ The phases are strictly decoupled through files in ``run_dir``::
                                flow:    the FROZEN one-step decoder (EMA weights) + observation normalizer
                                critic:  V and Q networks (frozen when the planner loads them)
                                planner: the planner's networks
+                               <baseline>: its learner's weights (empty for flow_bc/best_of_n: nothing to train)
     tensorboard/<phase>/     TensorBoard scalars
     summary.json / .md       final metrics of each phase (and evaluation results)
 
@@ -25,11 +27,12 @@ import torch
 from rsl_rl.modules import EmpiricalNormalization
 from torch import nn
 
-from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.baselines import BASELINES, BaselineContext
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow, build_flow_decoder
+from lawr_ext.algorithms.flow import FlowDecoder, MeanFlow, build_flow_decoder
 from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
-from lawr_ext.configs.train import PHASES, TrainConfig, train_config_from_dict
+from lawr_ext.configs.train import BASELINE_NAMES, PHASES, TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
@@ -119,9 +122,40 @@ def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str 
     return metrics
 
 
+# --- the baselines, from the same frozen products -------------------------------------------------------
+def baseline_context(run_dir: str | Path, cfg: TrainConfig, dims: dict, name: str,
+                     device: str = "cpu") -> BaselineContext:
+    """The frozen Phase-1/2 products baseline ``name`` is built from (the registry's ``needs``)."""
+    decoder, normalizer = load_frozen_flow(final_path(run_dir, "flow"), cfg, dims)
+    critic = None
+    if "critic" in BASELINES[name].needs:
+        critic = load_frozen_critic(final_path(run_dir, "critic"), cfg, dims, normalizer).to(device)
+    return BaselineContext(dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer.to(device),
+                           behavior_flow=decoder.to(device), critic=critic)
+
+
+def run_baseline(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str | Path,
+                 world: World = World()) -> dict[str, float]:
+    """Train baseline ``name`` (resuming if interrupted) from the frozen phases in ``run_dir`` and write its
+    product ``<name>/final.pt``; a baseline with nothing to train only records its config there."""
+    dims = dataset_dims(dataset)
+    context = baseline_context(run_dir, cfg, dims, name, cfg.device)
+    torch.manual_seed(phase_seed(cfg, name))  # network initialisation is part of the baseline's seeded result
+    built = BASELINES[name].build(cfg.baseline_config(name), context).to(cfg.device)
+    metrics: dict[str, float] = {}
+    if isinstance(built, Learner):
+        budget = cfg.baseline_config(name)
+        metrics = train_phase(cfg, name, built, dataset, run_dir, budget.num_steps, budget.batch_size, world)
+    if world.is_writer:
+        _save_final(run_dir, cfg, name, dims, built if isinstance(built, Learner) else nn.Module())
+    world.barrier()
+    return metrics
+
+
 def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phases: tuple[str, ...] = PHASES,
-          world: World = World()) -> dict:
-    """Train ``phases`` in order on the dataset at ``dataset_path``; writes config.json and summary.json/.md.
+          world: World = World(), baselines: tuple[str, ...] = ()) -> dict:
+    """Train ``phases`` in order, then ``baselines`` (from the frozen phases 1-2 in ``run_dir``), on the dataset
+    at ``dataset_path``; writes config.json and summary.json/.md.
 
     Under torchrun pass ``world=init_world(cfg.device)``: every rank calls this, rank 0 writes.
     """
@@ -129,6 +163,9 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phase
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}: expected some of {PHASES}")
+    unknown = [b for b in baselines if b not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}: expected some of {BASELINE_NAMES}")
     if world.is_writer:
         atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
     dataset = open_dataset(cfg, dataset_path)
@@ -141,6 +178,12 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phase
                 summary.setdefault("phases", {})[phase] = metrics
             if world.is_writer:
                 write_summary(run_dir, summary)
+    for name in baselines:
+        metrics = run_baseline(cfg, name, dataset, run_dir, world)
+        if metrics:
+            summary.setdefault("baselines", {})[name] = metrics
+        if world.is_writer:
+            write_summary(run_dir, summary)
     return summary
 
 
@@ -174,20 +217,28 @@ def load_policy(path: str | Path, kind: str = "lawr") -> ChunkPolicy:
     """A ChunkPolicy from a run directory or one of its ``final.pt`` files, on the CPU, in eval mode.
 
     ``kind="lawr"``: the L-AWR planner decoded through the frozen flow (needs planner/final.pt);
-    ``kind="flow_bc"``: the frozen flow sampled from the prior (the behavior-cloning baseline).
+    any baseline name (``BASELINE_NAMES``: ``"flow_bc"``, ``"fql"``, ``"diffusion"``, ...): that baseline,
+    built around the run's frozen phases; the ones with nothing to train need only the phases (flow_bc:
+    the frozen flow sampled from the prior), the others ``<kind>/final.pt``.
     A ``final.pt`` path selects its run directory (the file's grandparent).
     """
     path = Path(path)
     run_dir = path.parent.parent if path.is_file() else path
-    if kind not in ("lawr", "flow_bc"):
-        raise ValueError(f"load_policy: kind must be 'lawr' or 'flow_bc', got {kind!r}")
-    product = final_path(run_dir, "planner" if kind == "lawr" else "flow")
-    meta = read_checkpoint(product, "planner" if kind == "lawr" else "flow")
+    if kind != "lawr" and kind not in BASELINE_NAMES:
+        raise ValueError(f"load_policy: kind must be 'lawr' or one of {BASELINE_NAMES}, got {kind!r}")
+    product = final_path(run_dir, "planner" if kind == "lawr" else kind)
+    if kind != "lawr" and not product.is_file():
+        product = final_path(run_dir, "flow")  # not run here: built around the phases (a trained one fails below)
+    meta = read_checkpoint(product)
     cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
+    if kind != "lawr":
+        built = BASELINES[kind].build(cfg.baseline_config(kind), baseline_context(run_dir, cfg, dims, kind))
+        if isinstance(built, Learner):
+            _load_final(final_path(run_dir, kind), kind, built, cfg, dims)
+            built = built.policy()
+        return built.eval()
     # Checked against the product's config: the flow must be the one the planner was trained through.
     decoder, normalizer = load_frozen_flow(final_path(run_dir, "flow"), cfg, dims)
-    if kind == "flow_bc":
-        return FlowBCPolicy(decoder, normalizer, cfg.flow.sample_steps).eval()
     critic = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer)
     planner = build_planner(cfg, dims, decoder, _frozen(critic), normalizer)
     _load_final(product, "planner", planner, cfg, dims)

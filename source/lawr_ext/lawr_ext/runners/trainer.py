@@ -8,6 +8,7 @@ the same weights as step n+1 of an uninterrupted run.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from lawr_ext.algorithms.base import Learner
-from lawr_ext.configs.train import PHASES, TrainConfig
+from lawr_ext.configs.train import STAGES, TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
                                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
@@ -32,8 +33,9 @@ class TrainingError(RuntimeError):
 
 
 def phase_seed(cfg: TrainConfig, phase: str) -> int:
-    """Each phase starts from its own seed, so running it alone (--phase) reproduces it inside a full run."""
-    return cfg.seed + PHASES.index(phase)
+    """Each phase (and baseline) starts from its own seed, so running it alone (--phase) reproduces it inside
+    a full run."""
+    return cfg.seed + STAGES.index(phase)
 
 
 def dataset_dims(dataset: ChunkDataset) -> dict:
@@ -89,10 +91,11 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
         set_rng_state(ckpt["rng"][world.rank])
         dataset.load_state_dict(ckpt["sampler"])
         start, last_saved = ckpt["step"], ckpt["step"]
+        seconds_before = ckpt.get("train_seconds", 0.0)
     else:
         torch.manual_seed(phase_seed(cfg, phase) + world.rank * RANK_SEED_STRIDE)  # own noise per rank
         dataset.generator.manual_seed(phase_seed(cfg, phase))  # the same global batches on every rank
-        start, last_saved = 0, None
+        start, last_saved, seconds_before = 0, None, 0.0
     average_gradients(learner, world)
 
     # purge_step: after a resume, TensorBoard drops the events the killed run logged past the checkpoint
@@ -100,6 +103,7 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
     bar = tqdm(total=num_steps, initial=start, desc=phase, disable=not (cfg.progress and world.is_writer),
                dynamic_ncols=True)
     metrics: dict[str, float] = {}
+    started = time.perf_counter()
     try:
         for step in range(start + 1, num_steps + 1):
             batch = sample_shard(dataset, batch_size, world)
@@ -118,7 +122,8 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
             if step % cfg.checkpoint_interval == 0 or step == num_steps:
                 rng_states = world.gather(rng_state())
                 if world.is_writer:
-                    save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict(), rng_states)
+                    seconds = seconds_before + time.perf_counter() - started
+                    save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict(), rng_states, seconds)
                 last_saved = step
             bar.update(1)
     finally:
