@@ -5,6 +5,7 @@
     python scripts/train_lawr.py --task Bimanual-Chunk --dataset runs/datasets/Bimanual-Chunk-seed0 \
         flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
     python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.temperature=0.5
+    python scripts/train_lawr.py --task Bimanual-Chunk --baselines fql diffusion         # + baselines, same phases
     ./isaaclab.sh -p scripts/train_lawr.py --task Bimanual-Chunk ...                    # via Isaac Lab's launcher
     torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D  # multi-process (gloo/NCCL)
 
@@ -28,6 +29,9 @@ parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id
 parser.add_argument("--phase", default="all", choices=("flow", "critic", "planner", "all"), help="which phase(s) to train")
 parser.add_argument("--dataset", default=None, help="dataset (shard directory, .hdf5 or .npz); default: collect one")
 parser.add_argument("--run_dir", default=None, help="output folder (default runs/<task>/<UTC time>); reuse it to resume")
+parser.add_argument("--baselines", nargs="*", default=[], metavar="NAME",
+                    help="baselines to train (after the phases, from the same frozen flow/critic) and evaluate: "
+                         "flow_bc gaussian_awr fql ofql best_of_n diffusion")
 parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
 parser.add_argument("--no_eval", action="store_true", help="skip the rollouts after training")
 add_launcher_args(parser)
@@ -69,8 +73,8 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 
-def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> list[str]:
-    """Roll out L-AWR and its own behavior policy (flow BC) in the vectorized env; log and summarize.
+def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict, kinds: tuple[str, ...]) -> list[str]:
+    """Roll out each policy of ``kinds`` (L-AWR, flow BC, baselines) in the vectorized env; log and summarize.
 
     A failing rollout (e.g. the simulator returns NaN observations) is recorded in the summary and does not
     prevent the other policy's evaluation; returns the failures.
@@ -81,7 +85,7 @@ def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict) -> list[str]:
 
     failures = []
     with SummaryWriter(run_dir / "tensorboard" / "eval") as writer:
-        for kind in ("lawr", "flow_bc"):
+        for kind in kinds:
             try:
                 report = evaluate_policy(load_policy(run_dir, kind), cfg.eval)
             except ValueError as err:
@@ -120,9 +124,10 @@ def main() -> None:
         dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
     failures = []
     try:
-        summary = train(cfg, dataset, run_dir, phases, world)
+        summary = train(cfg, dataset, run_dir, phases, world, baselines=tuple(args_cli.baselines))
         if world.is_writer and cfg.evaluate and "planner" in phases:
-            failures = evaluate(cfg, run_dir, summary)
+            kinds = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
+            failures = evaluate(cfg, run_dir, summary, kinds)
     except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
         sys.exit(f"[lawr] {err}")
     if world.is_writer:
