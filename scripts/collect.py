@@ -23,7 +23,9 @@ a killed run can be finished with any number of processes:
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST0:29500 \
         scripts/collect.py --task Bimanual-Chunk --num_envs 1024 --num_episodes 1000000 --device cuda --out /shared/d
 
-The ranks only meet at the end (a barrier before the report), so a slow rank delays only the report.
+The ranks only meet at the end (a barrier before the report); if one rank fails, torchrun stops the others.
+Isaac Lab's own multi-GPU scripts are launched the same way (torchrun + ``--distributed``, which makes each
+rank simulate on cuda:<LOCAL_RANK>); here ``--device cuda`` under torchrun does that.
 """
 
 import argparse
