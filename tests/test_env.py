@@ -96,3 +96,31 @@ def test_joint_limits_hold_when_grippers_slam(env):
         # MuJoCo limits are stiff but soft constraints: when a wrist is whipped through its +-pi range the light
         # fingers transiently overshoot by a few mm (seen: 3 mm; an early kit-less probe saw 116 mm)
         assert (fingers >= SPEC.finger_lower - 5e-3).all() and (fingers <= SPEC.finger_upper + 5e-3).all()
+
+
+def test_blown_up_env_is_reset_as_truncated(env):
+    """A non-finite simulator state (as a learned policy once produced) never reaches the policy: the env is flagged,
+    truncated with reward 0 and reset, and the other envs step on untouched."""
+    env.reseed(5)
+    env.reset()
+    velocity = env.robot.data.joint_vel.torch.clone()
+    velocity[0] = float("nan")
+    env.robot.write_joint_velocity_to_sim_index(velocity=velocity[:1], env_ids=torch.tensor([0]))
+    obs, reward, terminated, truncated, extras = env.step(_hold_home(env))
+    assert extras["physics_failure"].tolist() == [True] + [False] * (NUM_ENVS - 1)
+    assert truncated[0] and not truncated[1:].any() and reward[0] == 0.0
+    assert torch.isfinite(obs["policy"]).all() and torch.isfinite(reward).all()
+    obs, *_, extras = env.step(_hold_home(env))  # the reset env simulates normally again
+    assert torch.isfinite(obs["policy"]).all() and not extras["physics_failure"].any()
+
+
+def test_violent_actions_never_give_non_finite_observations(env):
+    """Bang-bang actions at the corners of [-1, 1]^14 (arms slammed into each other, the table and their limits)."""
+    env.reseed(6)
+    env.reset()
+    generator = torch.Generator().manual_seed(0)
+    for step in range(100):
+        if step % 5 == 0:
+            action = torch.where(torch.rand(NUM_ENVS, 14, generator=generator) < 0.5, -1.0, 1.0)
+        obs, reward, *_ = env.step(action)
+        assert torch.isfinite(obs["policy"]).all() and torch.isfinite(reward).all()

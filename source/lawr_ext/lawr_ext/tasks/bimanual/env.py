@@ -2,7 +2,8 @@
 
 Privileged state for scripted experts (env frame, i.e. relative to each env origin):
 ``arm_joint_pos`` [N,2,6], ``finger_gap`` [N,2], ``grasp_points`` [N,2,3], ``object_pose(name)`` [N,7] (xyzw).
-``extras["success"]`` (bool [N]) is the success flag of the last step, computed before auto-resets.
+``extras["success"]`` (bool [N]) is the success flag of the last step, computed before auto-resets;
+``extras["physics_failure"]`` (bool [N]) marks envs whose physics blew up this step (reset, truncated, reward 0).
 """
 
 from __future__ import annotations
@@ -113,12 +114,27 @@ class BimanualChunkEnv(DirectRLEnv):
             _half((SOCKET.length, SOCKET.outer, SOCKET.outer)), SOCKET.hole / 2, self.cfg.insert_depth,
             self.cfg.align_cos, self.reward_params)
 
+    def _physics_failed(self) -> torch.Tensor:
+        """[N] bool: the env's state is non-finite or far outside anything physical (a simulator blow-up)."""
+        joint_pos, joint_vel = self.robot.data.joint_pos.torch, self.robot.data.joint_vel.torch
+        failed = ~(torch.isfinite(joint_pos).all(-1) & torch.isfinite(joint_vel).all(-1))
+        failed |= joint_vel.abs().amax(-1) > self.cfg.max_joint_speed
+        for name in self.object_names:
+            pose = self.object_pose(name)
+            failed |= ~torch.isfinite(pose).all(-1) | (pose[:, :3].norm(dim=-1) > self.cfg.max_object_distance)
+        return failed
+
     def _get_dones(self) -> tuple[torch.Tensor, torch.Tensor]:
         # reward and success come from one kernel launch; DirectRLEnv asks for dones first, then rewards
-        self._step_reward, self.success = self._compute_reward_and_success()
+        failed = self._physics_failed()
+        reward, success = self._compute_reward_and_success()
+        # a blown-up env earns nothing and cannot succeed; it is reset right after this step, as truncated
+        self._step_reward = torch.where(failed, torch.zeros_like(reward), reward)
+        self.success = success & ~failed
         self.extras["success"] = self.success.clone()
+        self.extras["physics_failure"] = failed
         time_out = self.episode_length_buf >= self.max_episode_length
-        return self.success.clone(), time_out
+        return self.success.clone(), time_out | failed
 
     def _get_rewards(self) -> torch.Tensor:
         return self._step_reward
