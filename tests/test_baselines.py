@@ -18,7 +18,6 @@ from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.baselines import BASELINES, BaselineContext, matched_config
 from lawr_ext.algorithms.baselines.best_of_n import BestOfNPolicy
 from lawr_ext.algorithms.baselines.diffusion import DiffusionBC
-from lawr_ext.algorithms.baselines.fql import sample_from_noise
 from lawr_ext.algorithms.baselines.gaussian_awr import GaussianAWR
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow
@@ -110,7 +109,7 @@ def test_fql_distills_from_the_behavior_flows_own_sampler(behavior_flow, normali
     generator = torch.Generator().manual_seed(3)
     expected = behavior_flow.sample(obs_norm, num_steps=3, generator=generator)
     noise = torch.randn(16, H, A, generator=torch.Generator().manual_seed(3))  # the noise sample() drew
-    torch.testing.assert_close(sample_from_noise(behavior_flow, noise, obs_norm, 3), expected)
+    torch.testing.assert_close(behavior_flow.sample(obs_norm, num_steps=3, noise=noise), expected)
 
 
 def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalizer):

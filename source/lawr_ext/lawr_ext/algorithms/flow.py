@@ -70,12 +70,16 @@ class FlowDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, obs_norm: torch.Tensor, num_steps: int = 1,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Chunks [B, H, A] from z ~ N(0, I) by ``num_steps`` equal mean-flow jumps 1 -> 0 (1 = ``decode``)."""
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Chunks [B, H, A] from z ~ N(0, I) by ``num_steps`` equal mean-flow jumps 1 -> 0 (1 = ``decode``).
+
+        ``noise`` gives z instead of drawing it (FQL distils pairs that must share the same z).
+        """
         if num_steps < 1:
             raise ValueError(f"FlowDecoder.sample: num_steps must be >= 1, got {num_steps}")
-        z = torch.randn(obs_norm.shape[0], self.horizon, self.action_dim, device=obs_norm.device,
-                        dtype=obs_norm.dtype, generator=generator)
+        z = noise if noise is not None else torch.randn(
+            obs_norm.shape[0], self.horizon, self.action_dim, device=obs_norm.device, dtype=obs_norm.dtype,
+            generator=generator)
         times = torch.linspace(1.0, 0.0, num_steps + 1, device=obs_norm.device)
         for t, r in zip(times[:-1], times[1:]):
             t_batch, r_batch = t.expand(z.shape[0]), r.expand(z.shape[0])

@@ -28,20 +28,6 @@ from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
 
 
-@torch.no_grad()
-def sample_from_noise(decoder: FlowDecoder, noise: torch.Tensor, obs_norm: torch.Tensor, num_steps: int) -> torch.Tensor:
-    """The behaviour flow's ``num_steps``-jump sample from GIVEN noise (distillation pairs need the same z).
-
-    The jumps of ``FlowDecoder.sample`` (z_r = (r/t) z_t + (1 - r/t) x_hat), which draws its own noise.
-    """
-    z = noise
-    times = torch.linspace(1.0, 0.0, num_steps + 1, device=noise.device)
-    for t, r in zip(times[:-1], times[1:]):
-        x_hat = decoder(z, t.expand(z.shape[0]), r.expand(z.shape[0]), obs_norm)
-        z = (r / t) * z + (1 - r / t) * x_hat
-    return z
-
-
 class FQL(Learner):
     def __init__(self, cfg: FQLConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
                  behavior_flow: FlowDecoder):
@@ -67,7 +53,8 @@ class FQL(Learner):
         info = td_update(self.critic, batch, obs_norm, next_actions)
 
         noise = torch.randn_like(batch[keys.ACTIONS])
-        bc_target = sample_from_noise(self.behavior_flow, noise, obs_norm, self.cfg.bc_flow_steps)
+        with torch.no_grad():  # the behaviour flow's multi-step sample from the SAME z the actor decodes
+            bc_target = self.behavior_flow.sample(obs_norm, self.cfg.bc_flow_steps, noise=noise)
         actions = self.actor.decode(noise, obs_norm)
         distill_loss = (actions - bc_target).square().mean()
         q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
