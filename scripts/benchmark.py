@@ -150,6 +150,7 @@ def collect_results(out: Path, tasks: list[str], seeds: list[int], methods: list
 
 
 def markdown_table(results: dict, command: str) -> str:
+    """One section per task, one row per method; the failed cells of this invocation listed at the end."""
     lines = ["# Benchmark", "", f"`{command}`", "",
              "Success: pooled over seeds (successes / episodes) with its Wilson 95% CI; per seed in brackets. "
              "Return: mean over seeds. Train: wall seconds of the method's training, including the shared "
@@ -161,7 +162,7 @@ def markdown_table(results: dict, command: str) -> str:
         for method in results["methods"]:
             agg = results["aggregate"].get(task, {}).get(method)
             if agg is None:
-                lines.append(f"| {method} | not run | | | | | |")
+                lines.append(f"| {method} | no finished cell | | | | | |")
                 continue
             low, high = agg["success_ci95"]
             per_seed = ", ".join(f"{r:.2f}" for r in agg["per_seed_success"])
@@ -169,6 +170,9 @@ def markdown_table(results: dict, command: str) -> str:
                          f"[{low:.2f}, {high:.2f}] | [{per_seed}] (sd {agg['success_seed_std']:.2f}) | "
                          f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |")
         lines.append("")
+    if results["failures"]:
+        lines += ["## Failures (rerun the command to retry these cells)", ""]
+        lines += [f"- {failure}" for failure in results["failures"]] + [""]
     return "\n".join(lines)
 
 
