@@ -200,11 +200,12 @@ class InsertionExpert(BimanualExpert):
     the peg with the socket's actual axis and pushes it in, correcting from the measured peg pose."""
 
     # approach, descend, close, carry to meeting point, align, insert
-    schedule = (40, 65, 80, 140, 170, 230)
+    schedule = (40, 65, 80, 140, 185, 245)
     peg_grasp_offset = 0.0  # peg grasped at its centre too; its far half (5 cm) goes into the socket [m]
     socket_grasp_offset = 0.0  # socket grasped at its centre: no pivoting torque, both mouths free [m]
     grasp_height = 0.006  # grasp the thin peg above its centre so the finger tips clear the table [m]
     standoff = 0.02  # peg tip to socket mouth before inserting [m]
+    carry_standoff = 0.05  # peg tip to socket mouth while both are carried: their paths must not cross [m]
     insertion = 0.03  # final overlap of peg and socket [m]
 
     def targets(self, phase):
@@ -235,7 +236,7 @@ class InsertionExpert(BimanualExpert):
         peg_grasp[:, 2] += self.grasp_height
         peg_target = torch.where((phase == 0).unsqueeze(-1), peg_grasp + lift_z, peg_grasp)
         reach = 0.5 * (SOCKET.length + PEG_SIZE[0])
-        pre_insert = sock_center_goal + peg_sign * (reach + self.standoff)
+        pre_insert = sock_center_goal + peg_sign * (reach + self.carry_standoff)
         peg_target = torch.where(carrying, pre_insert + peg_sign * self.peg_grasp_offset * x_axis, peg_target)
         # closed loop on the measured poses: move the gripper by the peg's error w.r.t. the socket's real axis
         socket_axis_3d = quat_rotate(sock[:, 3:], x_axis)
