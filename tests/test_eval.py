@@ -61,8 +61,9 @@ class CountingEnv:
     Finished envs auto-reset inside ``step`` like an Isaac Lab DirectRLEnv.
     """
 
-    def __init__(self, lengths, succeed=(), strategy=None):
+    def __init__(self, lengths, succeed=(), strategy=None, blow_up=()):
         self.num_envs = len(lengths)
+        self.blow_up = torch.tensor([e in blow_up for e in range(self.num_envs)])  # envs whose episodes end in a physics failure
         self.lengths = torch.tensor(lengths)
         self.succeed = torch.tensor([e in succeed for e in range(self.num_envs)])
         self.strategy = strategy
@@ -85,6 +86,8 @@ class CountingEnv:
         extras = {"success": done & self.succeed}  # success shows on the last step only
         if self.strategy is not None:
             extras["strategy"] = torch.tensor(self.strategy)
+        if self.blow_up.any():
+            extras["physics_failure"] = done & self.blow_up
         terminated, truncated = done & self.succeed, done & ~self.succeed
         self.t[done] = 0
         self.episode[done] += 1
@@ -138,6 +141,15 @@ def test_rollout_runs_each_env_its_quota_and_records_success_return_length_strat
     assert summary["per_strategy"]["0"]["episodes"] == 3 and summary["per_strategy"]["0"]["successes"] == 0
     assert summary["per_strategy"]["1"]["success_rate"] == pytest.approx(0.5)
     assert stats["env_steps"] > 0
+
+
+def test_rollout_counts_episodes_the_env_ended_with_a_physics_failure():
+    env = CountingEnv(lengths=[2, 3], blow_up={1})
+    episodes, _ = rollout(env, StampPolicy(4), _cfg(num_episodes=4, exec_horizon=4))
+    assert [e.physics_failure for e in episodes if e.env_id == 1] == [True, True]
+    assert not any(e.physics_failure for e in episodes if e.env_id == 0)
+    summary = summarize(episodes)
+    assert summary["physics_failures"] == 2 and summary["success_rate"] == 0.0
 
 
 def test_temporal_ensembling_weights_favor_older_predictions_and_drop_expired_ones():

@@ -44,6 +44,7 @@ def _rates(episodes: Sequence[Episode]) -> dict:
         "success_ci95": list(wilson_interval(successes, len(episodes))),
         "return_mean": ret_mean, "return_std": ret_std,
         "length_mean": len_mean, "length_std": len_std,
+        "physics_failures": sum(e.physics_failure for e in episodes),
     }
 
 
@@ -66,6 +67,8 @@ def markdown_summary(report: dict) -> str:
     lines += ["", "| episodes | success | 95% CI (Wilson) | return | length |", "|---|---|---|---|---|",
               f"| {s['episodes']} | {s['success_rate']:.3f} | [{lo:.3f}, {hi:.3f}] | "
               f"{s['return_mean']:.2f} ± {s['return_std']:.2f} | {s['length_mean']:.1f} ± {s['length_std']:.1f} |"]
+    if s["physics_failures"]:
+        lines += ["", f"{s['physics_failures']} episode(s) ended in a simulator blow-up (reset by the env, counted as failures)."]
     if s["per_strategy"]:
         lines += ["", "| strategy | episodes | success | 95% CI | return |", "|---|---|---|---|---|"]
         for name, r in s["per_strategy"].items():

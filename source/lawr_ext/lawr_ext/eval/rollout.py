@@ -80,6 +80,7 @@ class Episode:
     ret: float
     length: int
     strategy: int | None = None  # what the episode did, if the env reports it
+    physics_failure: bool = False  # the env reset it after a simulator blow-up (counted as a failure)
 
 
 def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
@@ -144,8 +145,10 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict
             if ids.numel():  # one device->host copy per column, not per episode (4096 envs end together)
                 strategy = extras.get(cfg.strategy_key)
                 strategies = strategy[ids].tolist() if strategy is not None else [None] * ids.numel()
+                blew_up = extras.get("physics_failure")
+                failures = blew_up[ids].tolist() if blew_up is not None else [False] * ids.numel()
                 episodes += map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
-                                ep_length[ids].tolist(), strategies)
+                                ep_length[ids].tolist(), strategies, failures)
                 bar.update(ids.numel())
             finished += (done & active).long()
             # The env auto-reset the finished envs: their obs is the new episode's first observation.
