@@ -165,8 +165,9 @@ class BimanualChunkEnvCfg(DirectRLEnvCfg):
             # per-world constraint/contact capacity with headroom (overflowing drops contacts: grasps slip);
             # elliptic friction cones with impratio 10: friction stiff relative to normal forces, so held objects
             # do not creep out (pyramidal cones let the socket slide ~2 cm down the pads while carried: 0/8
-            # insertions; elliptic: 11/16)
-            solver_cfg=MJWarpSolverCfg(njmax=200, nconmax=48, iterations=50, ls_iterations=20,
+            # insertions; elliptic: 11/16); ls_iterations 50 (MuJoCo's default): 20 ran out on contact-rich
+            # steps and MuJoCo-Warp printed "linesearch iterations limit reached" thousands of times per collect
+            solver_cfg=MJWarpSolverCfg(njmax=200, nconmax=48, iterations=50, ls_iterations=50,
                                        integrator="implicitfast", cone="elliptic", impratio=10.0),
             num_substeps=1,
             use_cuda_graph=False,  # CPU default; make_env turns it on for CUDA devices
