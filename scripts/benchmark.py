@@ -205,8 +205,8 @@ def plot(results: dict, out: Path) -> list[Path]:
     for ax, task in zip(axes[0], tasks):
         aggs = [results["aggregate"].get(task, {}).get(m) for m in methods]
         rates = [a["success_rate"] if a else 0.0 for a in aggs]
-        errors = [[a["success_rate"] - a["success_ci95"][0] if a else 0.0 for a in aggs],
-                  [a["success_ci95"][1] - a["success_rate"] if a else 0.0 for a in aggs]]
+        errors = [[max(0.0, a["success_rate"] - a["success_ci95"][0]) if a else 0.0 for a in aggs],  # float noise
+                  [max(0.0, a["success_ci95"][1] - a["success_rate"]) if a else 0.0 for a in aggs]]
         ax.bar(methods, rates, yerr=errors, capsize=3, color="tab:blue")
         ax.set(title=task, ylabel="success rate (pooled, Wilson 95% CI)", ylim=(0, 1))
         ax.tick_params(axis="x", rotation=45)
