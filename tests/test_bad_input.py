@@ -261,8 +261,6 @@ def test_bad_dataset_through_the_library_leaves_checkpoints_and_dataset_alone(go
     assert file_hashes(dataset, *products) == before
 
 
-@pytest.mark.xfail(strict=True, reason="runners/pipeline.py train() writes config.json before open_dataset(); "
-                                       "writing it after the dataset opened would keep a good run's config")
 def test_bad_dataset_leaves_the_run_config_alone(good_run, tmp_path):
     dataset, run = good_run
     before = file_hashes(run / "config.json")
@@ -270,6 +268,15 @@ def test_bad_dataset_leaves_the_run_config_alone(good_run, tmp_path):
     with pytest.raises(DatasetError):  # as scripts/train_lawr.py --dataset BAD calls it
         train(load_train_config("Bimanual-Chunk", TINY + [f"data.path='{bad}'"]), bad, run)
     assert file_hashes(run / "config.json") == before
+
+
+def test_dataset_collected_on_another_task_is_refused_before_anything_is_written(tmp_path):
+    dataset = collected(tmp_path / "shards", META | {"task": "Bimanual-Chunk-Insertion", "chunk_horizon": 4})
+    run = tmp_path / "run"
+    with pytest.raises(DatasetError) as error:
+        train(load_train_config("Bimanual-Chunk", TINY + ["data.horizon=4"]), dataset, run)
+    assert_one_line(error.value, str(dataset), "Bimanual-Chunk-Insertion", "Bimanual-Chunk")
+    assert not run.exists()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

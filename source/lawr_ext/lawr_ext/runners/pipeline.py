@@ -34,6 +34,7 @@ from lawr_ext.algorithms.flow import FlowDecoder, MeanFlow, build_flow_decoder
 from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
 from lawr_ext.configs.train import BASELINE_NAMES, PHASES, TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.data.episodes import DatasetError
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
 from lawr_ext.runners.distributed import World
@@ -46,7 +47,11 @@ def final_path(run_dir: str | Path, phase: str) -> Path:
 
 
 def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
-    return ChunkDataset.from_path(path, cfg.data.horizon, cfg.data.gamma, device=cfg.device, seed=cfg.seed)
+    dataset = ChunkDataset.from_path(path, cfg.data.horizon, cfg.data.gamma, device=cfg.device, seed=cfg.seed)
+    recorded = dataset.episodes.meta.get("task")  # collected datasets know their task; plain files do not
+    if recorded is not None and recorded != cfg.task:
+        raise DatasetError(path, f"collected on task {recorded!r}, but this run trains {cfg.task!r}")
+    return dataset
 
 
 # --- the frozen products of each phase ----------------------------------------------------------------
@@ -166,9 +171,9 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path, phase
     unknown = [b for b in baselines if b not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}: expected some of {BASELINE_NAMES}")
+    dataset = open_dataset(cfg, dataset_path)  # first: a bad dataset must not touch an existing run's files
     if world.is_writer:
         atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
-    dataset = open_dataset(cfg, dataset_path)
     summary = read_summary(run_dir)
     summary["dataset"] = {"path": str(dataset_path)} | dataset.stats()
     for phase in PHASES:  # always in training order, whatever order they were given in
