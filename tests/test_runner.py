@@ -1,5 +1,6 @@
 """The phase runner end to end on a small synthetic dataset (no simulator): outputs, frozen flow, stops."""
 
+import math
 import os
 import subprocess
 import sys
@@ -56,6 +57,9 @@ def test_three_phases_write_checkpoints_logs_summary_and_a_policy(tmp_path, data
         assert final_path(run, phase).is_file()
         assert list((run / "tensorboard" / phase).glob("events.out.tfevents.*")), phase
         assert summary["phases"][phase], phase  # the last step's metrics
+    quality = {k: v for k, v in summary["phases"]["flow"].items() if k.startswith("flow/quality_swd_")}
+    assert sorted(quality) == [f"flow/quality_swd_{k}step" for k in (1, 2, 4, 8)]  # the O(1) claim, measured
+    assert all(math.isfinite(v) and v > 0 for v in quality.values())
     assert (run / "summary.md").read_text().count("## ") >= 2 and (run / "config.json").is_file()
 
     obs = torch.randn(7, OBS_DIM)
