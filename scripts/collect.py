@@ -29,14 +29,13 @@ rank simulate on cuda:<LOCAL_RANK>); here ``--device cuda`` under torchrun does 
 """
 
 import argparse
-import os
 import sys
 import time
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.data.collect import CollectCfg, collect_task
 from lawr_ext.data.dataset import load_episodes
-from lawr_ext.runners.distributed import init_world
+from lawr_ext.runners.distributed import init_world, rank_device
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,9 +61,7 @@ def main() -> None:
     out = args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}"
     env_overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
-    device = args.device
-    if world.size > 1 and device.startswith("cuda"):  # one GPU per rank
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    device = rank_device(args.device, world)  # one GPU per rank
     start = time.perf_counter()
     try:
         cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),

@@ -4,6 +4,8 @@
     python scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --num_episodes 4096 --device cuda
     python scripts/evaluate.py --checkpoint runs/<run> --exec_horizon 10 --temporal_ensemble
     python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy
+    torchrun --nproc_per_node=4 scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --device cuda
+        # one process per GPU, each with its own envs and seed range; rank 0 writes the merged report
 
 ``--checkpoint`` is a run directory or one of its ``<phase>/final.pt`` files. Writes ``eval.json`` and
 ``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``). For L-AWR it also runs Phase 3's support
@@ -20,6 +22,7 @@ from lawr_ext.configs.eval import EvalCfg
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import read_checkpoint
+from lawr_ext.runners.distributed import init_world, rank_device
 from lawr_ext.runners.pipeline import final_path, load_policy, read_summary
 
 
@@ -52,18 +55,22 @@ def main() -> None:
     run_dir = path.parent.parent if path.is_file() else path
     train_cfg = read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]
     task = args.task or train_cfg["task"]
+    world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
+    args.device = rank_device(args.device, world)
     cfg_fields = {f.name for f in fields(EvalCfg)}
     cfg = EvalCfg(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
-                  task=task, progress=not args.no_progress)
+                  task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
     policy = load_policy(path, kind=args.policy)
     dataset_path = args.dataset or read_summary(run_dir).get("dataset", {}).get("path")
     support = None
+    report = evaluate_policy(policy.to(cfg.device), cfg, world, **overrides)
+    if not world.is_writer:
+        return
     if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
         dataset = ChunkDataset.from_path(dataset_path, policy.horizon, train_cfg["data"]["gamma"])
         support = support_check(policy, dataset, args.support_samples, args.seed)
-    report = evaluate_policy(policy, cfg, **overrides)
     report |= {"checkpoint": str(path), "support": support}
     json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
     s = report["summary"]

@@ -70,6 +70,13 @@ def init_world(device: str) -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def rank_device(device: str, world: World) -> str:
+    """Under torchrun with several processes, ``cuda`` means this rank's GPU ``cuda:<LOCAL_RANK>``."""
+    if world.size > 1 and device.startswith("cuda"):
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
+
+
 def average_gradients(learner: Learner, world: World) -> None:
     """After each parameter's gradient is accumulated in ``backward``, replace it by its mean over ranks."""
     if world.size == 1:
