@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from lawr_ext import REPO_ROOT
+from lawr_ext.utils.io import atomic_write_text
 
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 SIDES = ("left", "right")
@@ -90,8 +91,27 @@ def arm_limits(spec: RobotSpec = SPEC) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------- USD
 
 
-def spec_hash(spec: RobotSpec = SPEC) -> str:
+def spec_hash(spec=SPEC) -> str:
+    """Short hash of a spec dataclass: the cache key of the USD written from it."""
     return hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _new_stage(root_path: str):
+    """An in-memory Z-up, metre stage whose default prim is an Xform at ``root_path``."""
+    from pxr import Usd, UsdGeom
+
+    stage = Usd.Stage.CreateInMemory()
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    root = UsdGeom.Xform.Define(stage, root_path)
+    stage.SetDefaultPrim(root.GetPrim())
+    return stage, root
+
+
+def _save_stage(stage, path: Path) -> Path:
+    # atomic: parallel processes (torchrun ranks, test workers) may write the same cached asset at once
+    atomic_write_text(stage.GetRootLayer().ExportToString(), path)
+    return path
 
 
 def _box_inertia(mass: float, size: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -107,12 +127,7 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
         return path
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Usd.Stage.CreateInMemory()
-    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
-    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
-    root = UsdGeom.Xform.Define(stage, "/Robot")
-    stage.SetDefaultPrim(root.GetPrim())
+    stage, root = _new_stage("/Robot")
     UsdPhysics.ArticulationRootAPI.Apply(root.GetPrim())
 
     def body(name: str, pos: Gf.Vec3d, rot: Gf.Quatd, mass: float, inertia_size) -> Usd.Prim:
@@ -210,10 +225,7 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
             j.CreateUpperLimitAttr(spec.finger_upper)
             drive(j, "linear")
             stiff_limits(j)
-    tmp = path.with_suffix(".tmp.usda")
-    stage.GetRootLayer().Export(str(tmp))
-    tmp.replace(path)
-    return path
+    return _save_stage(stage, path)
 
 
 @dataclass(frozen=True)
@@ -229,18 +241,12 @@ class SocketSpec:
 def write_socket_usd(spec: SocketSpec = SocketSpec(), out_dir: Path | None = None) -> Path:
     """Write the socket (one rigid body of four box walls) as USD, cached by a hash of its parameters."""
     out_dir = out_dir or REPO_ROOT / "build" / "assets"
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
-    path = out_dir / f"socket_{digest}.usda"
+    path = out_dir / f"socket_{spec_hash(spec)}.usda"
     if path.exists():
         return path
-    from pxr import Gf, Usd, UsdGeom, UsdPhysics
+    from pxr import Gf, UsdGeom, UsdPhysics
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Usd.Stage.CreateInMemory()
-    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
-    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
-    root = UsdGeom.Xform.Define(stage, "/Socket")
-    stage.SetDefaultPrim(root.GetPrim())
+    stage, root = _new_stage("/Socket")
     UsdPhysics.RigidBodyAPI.Apply(root.GetPrim())
     mass_api = UsdPhysics.MassAPI.Apply(root.GetPrim())
     mass_api.CreateMassAttr(spec.mass)
@@ -260,10 +266,7 @@ def write_socket_usd(spec: SocketSpec = SocketSpec(), out_dir: Path | None = Non
         cube.AddTranslateOp().Set(Gf.Vec3d(*center))
         cube.AddScaleOp().Set(Gf.Vec3f(*size))
         UsdPhysics.CollisionAPI.Apply(cube.GetPrim())
-    tmp = path.with_suffix(".tmp.usda")
-    stage.GetRootLayer().Export(str(tmp))
-    tmp.replace(path)
-    return path
+    return _save_stage(stage, path)
 
 
 # ------------------------------------------------------------------------------------- torch FK / IK
