@@ -12,7 +12,9 @@ Each env gets a *strategy* (the mode of the demonstration) and a *quality* label
 
 The expert follows a fixed phase schedule (in control steps). Within a phase each arm's commanded grasp point
 moves towards that phase's target at a capped speed; targets are recomputed every step from the current object
-poses (closed loop), so the insertion corrects for how the peg actually sits in the gripper.
+poses (closed loop), so the insertion corrects for how the peg actually sits in the gripper: its position error and,
+by turning the peg arm's wrist, its axis error w.r.t. the socket (a peg grasped ~10 deg askew otherwise meets the
+rim, pivots in its grasp and jams).
 
     expert = make_expert(task, env); expert.reset(env_ids, strategy, quality); actions = expert.act()
 """
@@ -59,6 +61,14 @@ def _grasp_rotation(finger_axis: torch.Tensor, arm: torch.Tensor, tilt: float) -
     approach = math.sin(tilt) * away
     approach[:, 2] = -math.cos(tilt)
     return torch.stack([approach, finger_axis, torch.linalg.cross(approach, finger_axis, dim=-1)], dim=-1)
+
+
+def _rotation_from_vector(rotvec: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [N,3,3] of rotation vectors [N,3] (axis * angle)."""
+    x, y, z = rotvec.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)
+    return torch.linalg.matrix_exp(skew)
 
 
 def _horizontal_axis(quat: torch.Tensor) -> torch.Tensor:
@@ -196,23 +206,30 @@ class HandoverExpert(BimanualExpert):
 
 
 class InsertionExpert(BimanualExpert):
-    """Both arms grasp their object at once and lift them to a meeting point on the x axis; the peg arm then aligns
-    the peg with the socket's actual axis and pushes it in, correcting from the measured peg pose."""
+    """Both arms grasp their object at once, lift them apart along x (so the two never cross paths), carry them to a
+    meeting point on the x axis; the peg arm then aligns the peg with the socket's measured axis and pushes it in."""
 
-    # approach, descend, close, carry to meeting point, align, insert
-    schedule = (40, 65, 80, 140, 185, 245)
+    APPROACH, DESCEND, CLOSE, SEPARATE, CARRY, ALIGN, INSERT = range(7)
+    schedule = (40, 65, 80, 110, 150, 195, 255)  # end of each phase above [control steps]
     peg_grasp_offset = 0.0  # peg grasped at its centre too; its far half (5 cm) goes into the socket [m]
     socket_grasp_offset = 0.0  # socket grasped at its centre: no pivoting torque, both mouths free [m]
     grasp_height = 0.006  # grasp the thin peg above its centre so the finger tips clear the table [m]
+    separate_height = 0.1  # both objects are lifted to this height while they move apart along x [m]
     standoff = 0.02  # peg tip to socket mouth before inserting [m]
     carry_standoff = 0.05  # peg tip to socket mouth while both are carried: their paths must not cross [m]
     insertion = 0.03  # final overlap of peg and socket [m]
+    align_gain = 0.1  # fraction of the peg's axis error turned away per control step while aligning/inserting
+
+    def __init__(self, env, cfg: ExpertCfg | None = None):
+        super().__init__(env, cfg)
+        self.peg_rot = torch.eye(3, device=self.device).repeat(self.n, 1, 1)  # commanded peg-arm tool rotation
 
     def targets(self, phase):
         env, cfg = self.env, self.cfg
         peg, sock = env.object_pose("peg"), env.object_pose("socket")
         peg_arm = 1 - self.strategy % 2
         sock_arm = 1 - peg_arm
+        rows = torch.arange(self.n, device=self.device)
         signs = torch.tensor(ARM_SIGN, device=self.device)
         peg_sign, sock_sign = signs[peg_arm].unsqueeze(-1), signs[sock_arm].unsqueeze(-1)
         high = (self.strategy // 2 == 1).float().unsqueeze(-1)
@@ -221,41 +238,60 @@ class InsertionExpert(BimanualExpert):
         x_axis = torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(self.n, 3)
         peg_axis, sock_axis = _horizontal_axis(peg[:, 3:]), _horizontal_axis(sock[:, 3:])
         lift_z = torch.tensor([0.0, 0.0, cfg.approach_height], device=self.device)
-        carrying = (phase >= 3).unsqueeze(-1)
-        # fingers across the object while picking it up; across the x axis once carried (aligns both objects)
-        peg_fingers = torch.where(carrying, _finger_axis(x_axis, peg_arm), _finger_axis(peg_axis, peg_arm))
-        sock_fingers = torch.where(carrying, _finger_axis(x_axis, sock_arm), _finger_axis(sock_axis, sock_arm))
+
+        def during(*phases: int) -> torch.Tensor:
+            return torch.isin(phase, torch.tensor(phases, device=self.device)).unsqueeze(-1)
+
+        def from_(first: int) -> torch.Tensor:
+            return (phase >= first).unsqueeze(-1)
+
+        # fingers across the object while picking it up; across the x axis once lifted (aligns both objects)
+        lifted = from_(self.SEPARATE)
+        peg_fingers = torch.where(lifted, _finger_axis(x_axis, peg_arm), _finger_axis(peg_axis, peg_arm))
+        sock_fingers = torch.where(lifted, _finger_axis(x_axis, sock_arm), _finger_axis(sock_axis, sock_arm))
+
+        def pick_then_carry(grasp: torch.Tensor, carried: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+            """Above the grasp, down to it, then apart along x at a common height, then to the carry pose."""
+            target = torch.where(during(self.APPROACH), grasp + lift_z, grasp)
+            apart = torch.cat([carried[:, :1], now[:, 1:2], torch.full_like(now[:, 2:], self.separate_height)], -1)
+            target = torch.where(during(self.SEPARATE), apart, target)
+            return torch.where(from_(self.CARRY), carried, target)
 
         sock_grasp = sock[:, :3] + sock_sign * self.socket_grasp_offset * sock_axis + self._miss(sock_fingers)
         sock_center_goal = meet + sock_sign * 0.5 * SOCKET.length
-        sock_target = torch.where((phase == 0).unsqueeze(-1), sock_grasp + lift_z, sock_grasp)
-        sock_target = torch.where(carrying, sock_center_goal + sock_sign * self.socket_grasp_offset * x_axis,
-                                  sock_target)
+        sock_now = self.cmd_pos[rows, sock_arm]
+        sock_target = pick_then_carry(sock_grasp, sock_center_goal + sock_sign * self.socket_grasp_offset * x_axis,
+                                      sock_now)
+        sock_target = torch.where(from_(self.ALIGN), sock_now, sock_target)  # the socket holds still from here
 
         peg_grasp = peg[:, :3] + peg_sign * self.peg_grasp_offset * peg_axis + self._miss(peg_fingers)
         peg_grasp[:, 2] += self.grasp_height
-        peg_target = torch.where((phase == 0).unsqueeze(-1), peg_grasp + lift_z, peg_grasp)
         reach = 0.5 * (SOCKET.length + PEG_SIZE[0])
         pre_insert = sock_center_goal + peg_sign * (reach + self.carry_standoff)
-        peg_target = torch.where(carrying, pre_insert + peg_sign * self.peg_grasp_offset * x_axis, peg_target)
+        peg_now = self.cmd_pos[rows, peg_arm]
+        peg_target = pick_then_carry(peg_grasp, pre_insert + peg_sign * self.peg_grasp_offset * x_axis, peg_now)
         # closed loop on the measured poses: move the gripper by the peg's error w.r.t. the socket's real axis
         socket_axis_3d = quat_rotate(sock[:, 3:], x_axis)
         socket_axis_3d = socket_axis_3d * torch.sign(socket_axis_3d[:, :1])  # the tube is symmetric: pick +x
-        depth = torch.where((phase >= 5).unsqueeze(-1), torch.full_like(peg_sign, reach - self.insertion),
+        depth = torch.where(from_(self.INSERT), torch.full_like(peg_sign, reach - self.insertion),
                             torch.full_like(peg_sign, reach + self.standoff))
         peg_goal = sock[:, :3] + peg_sign * depth * socket_axis_3d
-        peg_current = self.cmd_pos[torch.arange(self.n), peg_arm]
-        peg_target = torch.where((phase >= 4).unsqueeze(-1), peg_current + (peg_goal - peg[:, :3]), peg_target)
-        sock_target = torch.where((phase >= 4).unsqueeze(-1), self.cmd_pos[torch.arange(self.n), sock_arm],
-                                  sock_target)
+        peg_target = torch.where(from_(self.ALIGN), peg_now + (peg_goal - peg[:, :3]), peg_target)
 
-        closed = (phase >= 2)
+        # a peg that sits tilted in its grasp is turned until its axis matches the socket's measured axis (integral
+        # action on the commanded tool rotation: no steady error however askew the peg was grasped)
+        peg_axis_3d = quat_rotate(peg[:, 3:], x_axis)
+        peg_axis_3d = peg_axis_3d * torch.sign((peg_axis_3d * socket_axis_3d).sum(-1, keepdim=True))
+        turn = _rotation_from_vector(self.align_gain * torch.linalg.cross(peg_axis_3d, socket_axis_3d, dim=-1))
+        self.peg_rot = torch.where(from_(self.ALIGN).unsqueeze(-1), turn @ self.peg_rot,
+                                   _grasp_rotation(peg_fingers, peg_arm, cfg.tilt))
+
+        closed = phase >= self.CLOSE
         early_release = (self.quality == 2) & (self.t >= self.release_step)
         target = self._by_arm(peg_arm, peg_target, sock_target)
-        rot = self._by_arm(peg_arm, _grasp_rotation(peg_fingers, peg_arm, cfg.tilt),
-                           _grasp_rotation(sock_fingers, sock_arm, cfg.tilt))
+        rot = self._by_arm(peg_arm, self.peg_rot, _grasp_rotation(sock_fingers, sock_arm, cfg.tilt))
         grip = self._by_arm(peg_arm, self._grip(closed & ~early_release), self._grip(closed))
-        peg_speed = torch.where(phase >= 5, cfg.insert_speed, cfg.max_speed)
+        peg_speed = torch.where(phase >= self.INSERT, cfg.insert_speed, cfg.max_speed)
         speed = self._by_arm(peg_arm, peg_speed, torch.full_like(peg_speed, cfg.max_speed))
         return target, rot, grip, speed
 
