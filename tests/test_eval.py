@@ -9,6 +9,7 @@ import torch
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalCfg
 from lawr_ext.eval import ChunkScheduler, rollout, summarize, wilson_interval, write_report
+from lawr_ext.eval.metrics import markdown_summary
 
 
 # ---------------------------------------------------------------- Wilson interval
@@ -61,9 +62,10 @@ class CountingEnv:
     Finished envs auto-reset inside ``step`` like an Isaac Lab DirectRLEnv.
     """
 
-    def __init__(self, lengths, succeed=(), strategy=None, blow_up=()):
+    def __init__(self, lengths, succeed=(), strategy=None, blow_up=(), drop=()):
         self.num_envs = len(lengths)
         self.blow_up = torch.tensor([e in blow_up for e in range(self.num_envs)])  # envs whose episodes end in a physics failure
+        self.drop = torch.tensor([e in drop for e in range(self.num_envs)])  # ... or with an object knocked off the table
         self.lengths = torch.tensor(lengths)
         self.succeed = torch.tensor([e in succeed for e in range(self.num_envs)])
         self.strategy = strategy
@@ -88,7 +90,9 @@ class CountingEnv:
             extras["strategy"] = torch.tensor(self.strategy)
         if self.blow_up.any():
             extras["physics_failure"] = done & self.blow_up
-        terminated, truncated = done & self.succeed, done & ~self.succeed
+        if self.drop.any():
+            extras["object_dropped"] = done & self.drop
+        terminated, truncated = done & (self.succeed | self.drop), done & ~(self.succeed | self.drop)
         self.t[done] = 0
         self.episode[done] += 1
         return self._obs(), torch.ones(self.num_envs), terminated, truncated, extras
@@ -143,13 +147,16 @@ def test_rollout_runs_each_env_its_quota_and_records_success_return_length_strat
     assert stats["env_steps"] > 0
 
 
-def test_rollout_counts_episodes_the_env_ended_with_a_physics_failure():
-    env = CountingEnv(lengths=[2, 3], blow_up={1})
-    episodes, _ = rollout(env, StampPolicy(4), _cfg(num_episodes=4, exec_horizon=4))
+def test_rollout_counts_episodes_the_env_ended_with_a_physics_failure_or_a_dropped_object():
+    env = CountingEnv(lengths=[2, 3, 4], blow_up={1}, drop={2})
+    episodes, _ = rollout(env, StampPolicy(4), _cfg(num_episodes=6, exec_horizon=4))
     assert [e.physics_failure for e in episodes if e.env_id == 1] == [True, True]
-    assert not any(e.physics_failure for e in episodes if e.env_id == 0)
+    assert [e.object_dropped for e in episodes if e.env_id == 2] == [True, True]
+    assert not any(e.physics_failure or e.object_dropped for e in episodes if e.env_id == 0)
     summary = summarize(episodes)
-    assert summary["physics_failures"] == 2 and summary["success_rate"] == 0.0
+    assert summary["physics_failures"] == 2 and summary["objects_dropped"] == 2 and summary["success_rate"] == 0.0
+    report = markdown_summary({"summary": summary})
+    assert "2 episode(s) ended in a simulator blow-up" in report and "2 episode(s) ended with an object knocked" in report
 
 
 def test_temporal_ensembling_weights_favor_older_predictions_and_drop_expired_ones():

@@ -45,6 +45,7 @@ def _rates(episodes: Sequence[Episode]) -> dict:
         "return_mean": ret_mean, "return_std": ret_std,
         "length_mean": len_mean, "length_std": len_std,
         "physics_failures": sum(e.physics_failure for e in episodes),
+        "objects_dropped": sum(e.object_dropped for e in episodes),
     }
 
 
@@ -69,6 +70,8 @@ def markdown_summary(report: dict) -> str:
               f"{s['return_mean']:.2f} ± {s['return_std']:.2f} | {s['length_mean']:.1f} ± {s['length_std']:.1f} |"]
     if s["physics_failures"]:
         lines += ["", f"{s['physics_failures']} episode(s) ended in a simulator blow-up (reset by the env, counted as failures)."]
+    if s.get("objects_dropped"):  # reports written before this field existed lack it
+        lines += ["", f"{s['objects_dropped']} episode(s) ended with an object knocked off the table."]
     if s["per_strategy"]:
         lines += ["", "| strategy | episodes | success | 95% CI | return |", "|---|---|---|---|---|"]
         for name, r in s["per_strategy"].items():

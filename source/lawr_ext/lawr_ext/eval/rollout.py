@@ -81,6 +81,7 @@ class Episode:
     length: int
     strategy: int | None = None  # what the episode did, if the env reports it
     physics_failure: bool = False  # the env reset it after a simulator blow-up (counted as a failure)
+    object_dropped: bool = False  # it ended because the policy knocked an object off the table
 
 
 def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
@@ -145,10 +146,10 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict
             if ids.numel():  # one device->host copy per column, not per episode (4096 envs end together)
                 strategy = extras.get(cfg.strategy_key)
                 strategies = strategy[ids].tolist() if strategy is not None else [None] * ids.numel()
-                blew_up = extras.get("physics_failure")
-                failures = blew_up[ids].tolist() if blew_up is not None else [False] * ids.numel()
+                failures, drops = ([False] * ids.numel() if extras.get(key) is None else extras[key][ids].tolist()
+                                   for key in ("physics_failure", "object_dropped"))
                 episodes += map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
-                                ep_length[ids].tolist(), strategies, failures)
+                                ep_length[ids].tolist(), strategies, failures, drops)
                 bar.update(ids.numel())
             finished += (done & active).long()
             # The env auto-reset the finished envs: their obs is the new episode's first observation.

@@ -3,7 +3,8 @@
 Privileged state for scripted experts (env frame, i.e. relative to each env origin):
 ``arm_joint_pos`` [N,2,6], ``finger_gap`` [N,2], ``grasp_points`` [N,2,3], ``object_pose(name)`` [N,7] (xyzw).
 ``extras["success"]`` (bool [N]) is the success flag of the last step, computed before auto-resets;
-``extras["physics_failure"]`` (bool [N]) marks envs whose physics blew up this step (reset, truncated, reward 0).
+``extras["physics_failure"]`` (bool [N]) marks envs whose physics blew up this step (reset, truncated, reward 0);
+``extras["object_dropped"]`` (bool [N]) marks episodes that ended because an object was knocked off the table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from isaaclab.envs import DirectRLEnv
 
 from . import kernels
-from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET, BimanualChunkEnvCfg
+from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET, TABLE_SIZE, BimanualChunkEnvCfg
 from .robot import ALL_JOINT_NAMES, SPEC, arm_limits
 
 
@@ -39,7 +40,11 @@ class BimanualChunkEnv(DirectRLEnv):
             device=self.device).view(2, 2)
         limits = arm_limits(SPEC).to(self.device)
         self.arm_lower, self.arm_range = limits[:, 0], limits[:, 1] - limits[:, 0]
-        self.joint_targets = self.robot.data.default_joint_pos.torch.clone()
+        self.joint_targets = self.robot.data.default_joint_pos.torch.clone()  # commanded by the last action
+        self.servo_targets = self.joint_targets.clone()  # what the drives track: rate-limited towards the above
+        self.max_target_step = torch.zeros(self.joint_targets.shape[1], device=self.device)
+        self.max_target_step[self.arm_ids.flatten()] = cfg.arm_target_speed * cfg.sim.dt
+        self.max_target_step[self.finger_ids.flatten()] = cfg.finger_target_speed * cfg.sim.dt
         self.held_flags = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
         self.success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self.reset_generator = torch.Generator(device=self.device)
@@ -96,7 +101,10 @@ class BimanualChunkEnv(DirectRLEnv):
         self.joint_targets[:, self.finger_ids] = finger.expand(-1, 2, 2)
 
     def _apply_action(self) -> None:
-        self.robot.set_joint_position_target_index(target=self.joint_targets)
+        # once per physics step: the servo targets follow the commanded ones at the profile velocity
+        step = self.joint_targets - self.servo_targets
+        self.servo_targets += torch.maximum(torch.minimum(step, self.max_target_step), -self.max_target_step)
+        self.robot.set_joint_position_target_index(target=self.servo_targets)
 
     def _get_observations(self) -> dict:
         parts = [self.robot.data.joint_pos.torch[:, self.joint_ids], self.robot.data.joint_vel.torch[:, self.joint_ids]]
@@ -124,6 +132,16 @@ class BimanualChunkEnv(DirectRLEnv):
             failed |= ~torch.isfinite(pose).all(-1) | (pose[:, :3].norm(dim=-1) > self.cfg.max_object_distance)
         return failed
 
+    def _object_dropped(self) -> torch.Tensor:
+        """[N] bool: an object has been knocked off the table (fallen below its top or gone past its edges)."""
+        margin = self.cfg.drop_margin
+        half = torch.tensor([TABLE_SIZE[0] / 2 + margin, TABLE_SIZE[1] / 2 + margin], device=self.device)
+        dropped = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        for name in self.object_names:
+            pos = self.object_pose(name)[:, :3]
+            dropped |= (pos[:, 2] < -margin) | (pos[:, :2].abs() > half).any(-1)
+        return dropped
+
     def _get_dones(self) -> tuple[torch.Tensor, torch.Tensor]:
         # reward and success come from one kernel launch; DirectRLEnv asks for dones first, then rewards
         failed = self._physics_failed()
@@ -133,8 +151,10 @@ class BimanualChunkEnv(DirectRLEnv):
         self.success = success & ~failed
         self.extras["success"] = self.success.clone()
         self.extras["physics_failure"] = failed
+        dropped = self._object_dropped() & ~failed & ~self.success
+        self.extras["object_dropped"] = dropped
         time_out = self.episode_length_buf >= self.max_episode_length
-        return self.success.clone(), time_out | failed
+        return self.success | dropped, time_out | failed
 
     def _get_rewards(self) -> torch.Tensor:
         return self._step_reward
@@ -155,6 +175,7 @@ class BimanualChunkEnv(DirectRLEnv):
         self.robot.write_joint_position_to_sim_index(position=joint_pos, env_ids=env_ids)
         self.robot.write_joint_velocity_to_sim_index(velocity=torch.zeros_like(joint_pos), env_ids=env_ids)
         self.joint_targets[env_ids] = joint_pos
+        self.servo_targets[env_ids] = joint_pos
 
         regions = {"block": (spawn.block_x, spawn.block_y, spawn.block_yaw),
                    "peg": (spawn.peg_x, spawn.peg_y, spawn.object_yaw),

@@ -10,6 +10,12 @@ limits, then 1 gripper command (-1 closed .. +1 open) that drives both fingers o
 Episode end: success ends the episode as ``terminated`` (the task is done; no reward can follow), the time
 limit ends it as ``truncated``. ``extras["success"]`` holds the per-step success flag.
 
+An object knocked off the table (below its top or beyond its edges by ``drop_margin``) ends the episode as ``terminated`` too (a real terminal state: the task can no
+longer be done), without success; ``extras["object_dropped"]`` flags it.
+
+Servo targets: the drives' position targets move towards the commanded ones at most ``arm_target_speed`` /
+``finger_target_speed`` (like the real servos' profile velocity), so a jumpy policy cannot whip the joints.
+
 Physics failure: should an env's state still blow up (non-finite, or an object/joint far outside anything
 physical), that env is reset at once and ends as ``truncated`` with reward 0; ``extras["physics_failure"]`` flags
 it, so no NaN ever reaches a policy or a dataset.
@@ -38,6 +44,7 @@ HOME_ARM_POSE = {"waist": 0.0, "shoulder": -0.29, "elbow": 0.67, "forearm_roll":
                  "wrist_rotate": 0.0}
 
 OBJECT_FRICTION = 1.5  # MuJoCo takes the larger friction of two touching geoms, so this sets the grasp friction
+TABLE_SIZE = (1.2, 0.8, 0.04)  # its top is the env frame's z = 0 [m]
 PEG_SIZE = (0.10, 0.02, 0.02)  # [m]
 BLOCK_SIZE = (0.12, 0.03, 0.03)  # the hand-over "cube": long enough for two grippers side by side [m]
 SOCKET = SocketSpec()
@@ -51,12 +58,16 @@ def _robot_cfg() -> ArticulationCfg:
         spawn=sim_utils.UsdFileCfg(usd_path=str(write_robot_usd())),
         init_state=ArticulationCfg.InitialStateCfg(pos=(0.0, 0.0, 0.0), joint_pos=home),
         actuators={
-            # stiff position servos with armature: stable at 100 Hz and small gravity sag (< 1 cm)
+            # stiff position servos, stable at 100 Hz with small gravity sag (< 1 cm). The armature stands for the
+            # geared servos' reflected rotor inertia, and it matters beyond realism: MuJoCo's soft joint limits
+            # push back in proportion to a joint's effective mass, so with light joints the arms' contacts shoved
+            # fingers 5 cm and wrists 0.5 rad past their limits under violent actions (now ~1 cm / < 0.05 rad; a
+            # heavier finger flicks the light peg away as it closes)
             "arms": ImplicitActuatorCfg(joint_names_expr=[f".*_{joint}" for joint in HOME_ARM_POSE],
-                                        stiffness=600.0, damping=40.0, armature=0.1, effort_limit_sim=60.0),
+                                        stiffness=600.0, damping=60.0, armature=0.3, effort_limit_sim=60.0),
             # soft enough that a closed gripper squeezes with ~4 N (not 10 N) -> small contact penetration
-            "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=400.0, damping=20.0,
-                                           armature=0.05, effort_limit_sim=10.0),
+            "fingers": ImplicitActuatorCfg(joint_names_expr=[".*_finger_.*"], stiffness=400.0, damping=40.0,
+                                           armature=1.0, effort_limit_sim=10.0),
         },
     )
 
@@ -80,9 +91,9 @@ def _box_object(size: tuple[float, float, float], mass: float, color: tuple[floa
 def _table_cfg() -> AssetBaseCfg:
     return AssetBaseCfg(
         prim_path="{ENV_REGEX_NS}/Table",
-        spawn=sim_utils.CuboidCfg(size=(1.2, 0.8, 0.04), collision_props=sim_utils.UsdPhysicsCollisionCfg(),
+        spawn=sim_utils.CuboidCfg(size=TABLE_SIZE, collision_props=sim_utils.UsdPhysicsCollisionCfg(),
                                   visual_material=sim_utils.PreviewSurfaceCfg(diffuse_color=(0.6, 0.5, 0.4))),
-        init_state=AssetBaseCfg.InitialStateCfg(pos=(0.0, 0.0, -0.02)),
+        init_state=AssetBaseCfg.InitialStateCfg(pos=(0.0, 0.0, -TABLE_SIZE[2] / 2)),
     )
 
 
@@ -154,6 +165,12 @@ class BimanualChunkEnvCfg(DirectRLEnvCfg):
     observation_space = 16 + 16 + 7 + 6  # joint pos, joint vel, block pose (pos + xyzw quat), 2 grasp points
     state_space = 0
     seed: int | None = 0
+    # servo profile velocity: the drives' position targets move towards the commanded ones at most this fast, as
+    # the real arms' servos do (ViperX/ALOHA Dynamixels: ~3-5 rad/s unloaded); inf = jump at once
+    arm_target_speed: float = 4.0  # [rad/s]
+    finger_target_speed: float = 0.25  # [m/s]
+    # an object this far below the table top, or this far beyond its edges, has been knocked off the table [m]
+    drop_margin: float = 0.05
     max_object_distance: float = 1.5  # an object this far from its env origin has blown up (physics failure) [m]
     max_joint_speed: float = 100.0  # a joint faster than this has blown up (physics failure) [rad/s or m/s]
     spawn: SpawnCfg = SpawnCfg()
