@@ -1,4 +1,5 @@
-"""The clean scripted experts solve both tasks: >= 90 % of 64 seeded episodes each (one batched episode per task).
+"""The clean scripted experts solve both tasks: >= 90 % of 64 seeded episodes each (one batched episode per task),
+and the env reads the strategy each successful episode followed back off its motion.
 
 Measured (seed 0): hand-over 64/64, insertion 63/64 (the miss is a failed pick-up).
 Each task runs in its own subprocess: Isaac Lab keeps one simulation per process.
@@ -27,14 +28,19 @@ ids = torch.arange(n)
 expert.reset(ids, strategy=ids % NUM_STRATEGIES, quality=torch.zeros(n, dtype=torch.long))
 succeeded = torch.zeros(n, dtype=torch.bool)
 done = torch.zeros(n, dtype=torch.bool)
+classified = torch.full((n,), -2)  # the strategy the env read off each first episode's motion
 for _ in range(env.max_episode_length):
     _, _, terminated, truncated, extras = env.step(expert.act())
     succeeded |= extras["success"] & ~done  # count each env's first episode only
+    ending = (terminated | truncated) & ~done
+    classified[ending] = extras["strategy"][ending]
     done |= terminated | truncated
     if done.all():
         break
 per_strategy = [succeeded[ids % NUM_STRATEGIES == s].float().mean().item() for s in range(NUM_STRATEGIES)]
-print("RESULT " + json.dumps({"rate": succeeded.float().mean().item(), "per_strategy": per_strategy}))
+match = (classified == ids % NUM_STRATEGIES)[succeeded].float().mean().item()
+print("RESULT " + json.dumps({"rate": succeeded.float().mean().item(), "per_strategy": per_strategy,
+                              "strategy_read_correctly": match}))
 env.close()
 """
 
@@ -52,3 +58,5 @@ def test_clean_expert_success_rate(task):
     result = _clean_success_rate(task)
     print(task, result)
     assert result["rate"] >= REQUIRED_SUCCESS_RATE, f"{task}: clean expert succeeded on {result}"
+    # the env's extras["strategy"] (the per-mode breakdown of evaluation) names the mode each success followed
+    assert result["strategy_read_correctly"] == 1.0, f"{task}: strategies misread: {result}"

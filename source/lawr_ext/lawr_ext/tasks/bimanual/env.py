@@ -4,7 +4,9 @@ Privileged state for scripted experts (env frame, i.e. relative to each env orig
 ``arm_joint_pos`` [N,2,6], ``finger_gap`` [N,2], ``grasp_points`` [N,2,3], ``object_pose(name)`` [N,7] (xyzw).
 ``extras["success"]`` (bool [N]) is the success flag of the last step, computed before auto-resets;
 ``extras["physics_failure"]`` (bool [N]) marks envs whose physics blew up this step (reset, truncated, reward 0);
-``extras["object_dropped"]`` (bool [N]) marks episodes that ended because an object was knocked off the table.
+``extras["object_dropped"]`` (bool [N]) marks episodes that ended because an object was knocked off the table;
+``extras["strategy"]`` (long [N]) is the expert strategy the episode's motion matches (-1 while undecided), so
+evaluation can break a learned policy's results down by mode.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class BimanualChunkEnv(DirectRLEnv):
         self.max_target_step[self.finger_ids.flatten()] = cfg.finger_target_speed * cfg.sim.dt
         self.held_flags = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
         self.success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        # which strategy the episode is following, read off the motion (see _classify_strategy)
+        self.mover_arm = torch.full((self.num_envs,), -1, dtype=torch.long, device=self.device)
+        self.max_height = torch.zeros(self.num_envs, device=self.device)
         self.reset_generator = torch.Generator(device=self.device)
         self.reseed(cfg.seed if cfg.seed is not None else 0)
         r = cfg.reward
@@ -142,6 +147,23 @@ class BimanualChunkEnv(DirectRLEnv):
             dropped |= (pos[:, 2] < -margin) | (pos[:, :2].abs() > half).any(-1)
         return dropped
 
+    def _classify_strategy(self) -> torch.Tensor:
+        """[N] long: the expert strategy id (experts.py) this episode's motion matches so far, -1 while undecided.
+
+        Bit 0 is which arm moved the first object (hand-over: the block's giver, 0 = left; insertion: the peg's
+        carrier, 0 = right), latched as the nearest gripper when that object first rises ``lift_height``. Bit 1 is
+        whether the hand-over / meeting point was the high one (the block's / socket's highest point > 0.24 m, the
+        midpoint between the experts' 0.2 m and 0.28 m)."""
+        first, second = ("block", "block") if self.cfg.task == "handover" else ("peg", "socket")
+        pose = self.object_pose(first)
+        risen = (pose[:, 2] > self.cfg.reward.lift_height) & (self.mover_arm < 0)
+        nearest = (self.grasp_points - pose[:, None, :3]).norm(dim=-1).argmin(-1)
+        self.mover_arm = torch.where(risen, nearest, self.mover_arm)
+        self.max_height = torch.maximum(self.max_height, self.object_pose(second)[:, 2])
+        bit0 = self.mover_arm if self.cfg.task == "handover" else 1 - self.mover_arm
+        strategy = bit0 + 2 * (self.max_height > 0.24).long()
+        return torch.where(self.mover_arm < 0, -1, strategy)
+
     def _get_dones(self) -> tuple[torch.Tensor, torch.Tensor]:
         # reward and success come from one kernel launch; DirectRLEnv asks for dones first, then rewards
         failed = self._physics_failed()
@@ -153,6 +175,7 @@ class BimanualChunkEnv(DirectRLEnv):
         self.extras["physics_failure"] = failed
         dropped = self._object_dropped() & ~failed & ~self.success
         self.extras["object_dropped"] = dropped
+        self.extras["strategy"] = self._classify_strategy()
         time_out = self.episode_length_buf >= self.max_episode_length
         return self.success | dropped, time_out | failed
 
@@ -193,3 +216,5 @@ class BimanualChunkEnv(DirectRLEnv):
             obj.write_root_pose_to_sim_index(root_pose=pose, env_ids=env_ids)
             obj.write_root_velocity_to_sim_index(root_velocity=torch.zeros(n, 6, device=self.device), env_ids=env_ids)
         self.held_flags[env_ids] = 0
+        self.mover_arm[env_ids] = -1
+        self.max_height[env_ids] = 0.0
