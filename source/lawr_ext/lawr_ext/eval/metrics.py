@@ -75,7 +75,8 @@ def markdown_summary(report: dict) -> str:
     if s["per_strategy"]:
         lines += ["", "| strategy | episodes | success | 95% CI | return |", "|---|---|---|---|---|"]
         for name, r in s["per_strategy"].items():
-            lines.append(f"| {name} | {r['episodes']} | {r['success_rate']:.3f} | "
+            label = "none (no object lifted)" if name == "-1" else name  # the env's "undecided" strategy id
+            lines.append(f"| {label} | {r['episodes']} | {r['success_rate']:.3f} | "
                          f"[{r['success_ci95'][0]:.3f}, {r['success_ci95'][1]:.3f}] | {r['return_mean']:.2f} |")
     if report.get("support"):
         lines += ["", "Phase-3 support check: " + ", ".join(f"{k} = {v:.4g}" for k, v in report["support"].items())]
