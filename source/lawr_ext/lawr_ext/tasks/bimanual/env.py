@@ -47,6 +47,8 @@ class BimanualChunkEnv(DirectRLEnv):
         self.max_target_step = torch.zeros(self.joint_targets.shape[1], device=self.device)
         self.max_target_step[self.arm_ids.flatten()] = cfg.arm_target_speed * cfg.sim.dt
         self.max_target_step[self.finger_ids.flatten()] = cfg.finger_target_speed * cfg.sim.dt
+        # an object outside this xy box (the table top plus the margin) has been knocked off the table
+        self.drop_box = torch.tensor(TABLE_SIZE[:2], device=self.device) / 2 + cfg.drop_margin
         self.held_flags = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
         self.success = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         # which strategy the episode is following, read off the motion (see _classify_strategy)
@@ -139,12 +141,10 @@ class BimanualChunkEnv(DirectRLEnv):
 
     def _object_dropped(self) -> torch.Tensor:
         """[N] bool: an object has been knocked off the table (fallen below its top or gone past its edges)."""
-        margin = self.cfg.drop_margin
-        half = torch.tensor([TABLE_SIZE[0] / 2 + margin, TABLE_SIZE[1] / 2 + margin], device=self.device)
         dropped = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         for name in self.object_names:
             pos = self.object_pose(name)[:, :3]
-            dropped |= (pos[:, 2] < -margin) | (pos[:, :2].abs() > half).any(-1)
+            dropped |= (pos[:, 2] < -self.cfg.drop_margin) | (pos[:, :2].abs() > self.drop_box).any(-1)
         return dropped
 
     def _classify_strategy(self) -> torch.Tensor:

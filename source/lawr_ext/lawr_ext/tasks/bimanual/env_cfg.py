@@ -10,8 +10,9 @@ limits, then 1 gripper command (-1 closed .. +1 open) that drives both fingers o
 Episode end: success ends the episode as ``terminated`` (the task is done; no reward can follow), the time
 limit ends it as ``truncated``. ``extras["success"]`` holds the per-step success flag.
 
-An object knocked off the table (below its top or beyond its edges by ``drop_margin``) ends the episode as ``terminated`` too (a real terminal state: the task can no
-longer be done), without success; ``extras["object_dropped"]`` flags it.
+An object knocked off the table (below its top or beyond its edges by ``drop_margin``) ends the episode as
+``terminated`` too (a real terminal state: the task can no longer be done), without success;
+``extras["object_dropped"]`` flags it.
 
 Servo targets: the drives' position targets move towards the commanded ones at most ``arm_target_speed`` /
 ``finger_target_speed`` (like the real servos' profile velocity), so a jumpy policy cannot whip the joints.

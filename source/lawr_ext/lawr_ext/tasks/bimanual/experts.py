@@ -7,7 +7,7 @@ Each env gets a *strategy* (the mode of the demonstration) and a *quality* label
     insertion  strategy % 2: 0 = left arm holds the socket and the right arm inserts the peg, 1 = the reverse
                strategy // 2: meeting point 0 = low and central, 1 = high and towards +y
     quality    0 = clean, 1 = noisy (jittered targets + joint noise: shakier motions, still succeeds),
-               2 = suboptimal (grasps off-centre by ``miss_offset``, half of them also let go early: fails)
+               2 = suboptimal (grasps off-centre by ``miss_offset``, half of them also let go early: mostly fails)
                measured on the insertion, 16 envs each (seed 1): clean 16/16, noisy 13/16, suboptimal 5/16
 
 The expert follows a fixed phase schedule (in control steps). Within a phase each arm's commanded grasp point
