@@ -13,7 +13,7 @@ import lawr_ext  # noqa: F401  (sets the Warp kernel cache before warp loads)
 import torch
 
 from lawr_ext.tasks import make_env
-from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
+from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert, run_first_episodes
 
 
 def main() -> None:
@@ -29,22 +29,11 @@ def main() -> None:
     n = per * len(qualities)
     start = time.perf_counter()
     env = make_env(args.task, n, seed=args.seed, episode_length_s=args.episode_length_s)
-    env.reset()
-    expert = make_expert(args.task, env)
     ids = torch.arange(n)
     quality = torch.tensor(qualities).repeat_interleave(per)
     strategy = ids % NUM_STRATEGIES
-    expert.reset(ids, strategy=strategy, quality=quality)
-    success = torch.zeros(n, dtype=torch.bool)
-    dropped = torch.zeros(n, dtype=torch.bool)
-    done = torch.zeros(n, dtype=torch.bool)
-    for _ in range(env.max_episode_length):
-        _, _, terminated, truncated, extras = env.step(expert.act())
-        success |= extras["success"] & ~done
-        dropped |= extras["object_dropped"] & ~done
-        done |= terminated | truncated
-        if done.all():
-            break
+    out = run_first_episodes(env, make_expert(args.task, env), strategy, quality)
+    success, dropped = out["success"], out["object_dropped"]
     env.close()
 
     print(f"\n{args.task}, seed {args.seed}, {time.perf_counter() - start:.0f} s\n")

@@ -304,6 +304,31 @@ class InsertionExpert(BimanualExpert):
         return target, rot, grip, speed
 
 
+def run_first_episodes(env, expert: BimanualExpert, strategy: torch.Tensor,
+                       quality: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run one expert episode in every env (from a fresh reset) and report how each env's FIRST episode ended.
+
+    Returns per-env tensors: ``success`` and ``object_dropped`` (bool), and ``strategy_read``: the strategy the
+    env read off the episode's motion (extras["strategy"] when it ended; -2 if it had not ended)."""
+    env.reset()
+    expert.reset(torch.arange(env.num_envs), strategy=strategy, quality=quality)
+    n = env.num_envs
+    success = torch.zeros(n, dtype=torch.bool, device=env.device)
+    dropped = torch.zeros(n, dtype=torch.bool, device=env.device)
+    done = torch.zeros(n, dtype=torch.bool, device=env.device)
+    strategy_read = torch.full((n,), -2, dtype=torch.long, device=env.device)
+    for _ in range(env.max_episode_length):
+        _, _, terminated, truncated, extras = env.step(expert.act())
+        ending = (terminated | truncated) & ~done
+        success |= extras["success"] & ~done
+        dropped |= extras["object_dropped"] & ending
+        strategy_read[ending] = extras["strategy"][ending]
+        done |= ending
+        if done.all():
+            break
+    return {"success": success, "object_dropped": dropped, "strategy_read": strategy_read}
+
+
 def make_expert(task: str, env, cfg: ExpertCfg | None = None) -> BimanualExpert:
     """The scripted expert for a registered task id, batched over ``env.num_envs``."""
     experts = {"Bimanual-Chunk": HandoverExpert, "Bimanual-Chunk-Insertion": InsertionExpert}
