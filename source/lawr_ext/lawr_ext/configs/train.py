@@ -38,7 +38,7 @@ SCHEMA_NAME = "lawr_train"
 PHASES = ("flow", "critic", "planner")
 #: The baselines the runner trains from the frozen products of phases 1-2 (algorithms/baselines: BASELINES).
 BASELINE_NAMES = tuple(BASELINES)
-#: Everything the runner trains, in seed order: stage i starts from seed + i (a new baseline goes last).
+#: Everything the runner trains, in training order (each stage's seed derives from its name, not its place).
 STAGES = PHASES + BASELINE_NAMES
 #: The phase products a baseline's BaselineContext artifact comes from.
 ARTIFACT_PHASES = {"behavior_flow": "flow", "critic": "critic"}
@@ -76,7 +76,7 @@ class BaselinesConfig:
 @dataclass
 class TrainConfig:
     task: str = "Bimanual-Chunk"     # registered task id (collection and evaluation env)
-    seed: int = 0                    # torch seed; stage i of STAGES starts from seed + i (a rerun alone matches)
+    seed: int = 0                    # run seed; each stage starts from a seed derived from it and the stage's name
     device: str = "cpu"              # training device ("cpu", "cuda", "cuda:N")
     run_dir: str | None = None       # output folder; None -> runs/<task>/<UTC timestamp>
     data: DataConfig = field(default_factory=DataConfig)
@@ -92,6 +92,8 @@ class TrainConfig:
     progress: bool = True            # tqdm progress bar per phase
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"TrainConfig.seed: must be >= 0, got {self.seed}")
         for name in ("log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from lawr_ext.data.hdf5 import EpisodeRecord, list_shards, read_shard_info, shard_path, write_episodes
+from lawr_ext.utils.seeding import derive_seed
 
 
 class VecEnv(Protocol):
@@ -77,7 +78,7 @@ class CollectCfg:
 
 def round_seed(seed: int, round_index: int) -> int:
     """Independent, reproducible 31-bit seed of one collection round."""
-    return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0] >> 1)
+    return derive_seed(seed, round_index)
 
 
 def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict, *,

@@ -105,19 +105,23 @@ def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str 
               world: World = World()) -> dict[str, float]:
     """Train one phase (resuming if it was interrupted) and write its frozen product; returns its last metrics."""
     run_dir, dims = Path(run_dir), dataset_dims(dataset)
-    torch.manual_seed(phase_seed(cfg, phase))  # network initialisation is part of the phase's seeded result
     phase_cfg = getattr(cfg, phase)
+    # Network initialisation is part of the phase's seeded result: seeded after its inputs are loaded (building
+    # them draws random initial weights), so nothing but its own seed decides it.
     if phase == "flow":
         normalizer = fit_obs_normalizer(dataset.observations)
+        torch.manual_seed(phase_seed(cfg, phase))
         learner = MeanFlow(cfg.flow, dims["obs_dim"], dims["horizon"], dims["action_dim"], normalizer).to(cfg.device)
     else:
         decoder, normalizer = load_frozen_flow(final_path(run_dir, "flow"), cfg, dims)
         decoder, normalizer = decoder.to(cfg.device), normalizer.to(cfg.device)
         if phase == "critic":
+            torch.manual_seed(phase_seed(cfg, phase))
             learner = DistributionalCritic(cfg.critic, dims["obs_dim"], dims["horizon"], dims["action_dim"],
                                            normalizer).to(cfg.device)
         else:
             critic = load_frozen_critic(final_path(run_dir, "critic"), cfg, dims, normalizer).to(cfg.device)
+            torch.manual_seed(phase_seed(cfg, phase))
             learner = build_planner(cfg, dims, decoder, critic, normalizer).to(cfg.device)
 
     metrics = train_phase(cfg, phase, learner, dataset, run_dir, phase_cfg.num_steps, phase_cfg.batch_size, world)

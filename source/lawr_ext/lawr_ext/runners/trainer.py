@@ -16,11 +16,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from lawr_ext.algorithms.base import Learner
-from lawr_ext.configs.train import STAGES, TrainConfig
+from lawr_ext.configs.train import TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
                                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from lawr_ext.runners.distributed import RANK_SEED_STRIDE, World, average_gradients, sample_shard
+from lawr_ext.utils.seeding import derive_seed
 
 
 class TrainingError(RuntimeError):
@@ -33,9 +34,9 @@ class TrainingError(RuntimeError):
 
 
 def phase_seed(cfg: TrainConfig, phase: str) -> int:
-    """Each phase (and baseline) starts from its own seed, so running it alone (--phase) reproduces it inside
-    a full run."""
-    return cfg.seed + STAGES.index(phase)
+    """Each phase (and baseline) starts from its own seed, derived from the run's seed and its NAME: running
+    it alone (--phase) reproduces it inside a full run, and adding a stage changes no other stage's seed."""
+    return derive_seed(cfg.seed, phase)
 
 
 def dataset_dims(dataset: ChunkDataset) -> dict:
