@@ -20,6 +20,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import Learner
+from lawr_ext.algorithms.training import ema_update, optimizer_step
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.hl_gauss import HLGauss
@@ -46,19 +47,29 @@ class DistributionalCritic(Learner):
         params = list(self.v_net.parameters()) + list(self.q_nets.parameters())
         self.optimizers["critic"] = torch.optim.Adam(params, lr=cfg.learning_rate, foreach=True)
 
-    # --- values (scalar = expectation of the categorical distribution) -------------------------------
-    def _q_logits(self, nets: nn.ModuleList, obs_norm: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
+    # --- the pieces: twin Q, value head, TD target (FQL's and OFQL's own critics reuse them) ----------------
+    def q_logits(self, obs_norm: torch.Tensor, actions: torch.Tensor, target: bool = False) -> list[torch.Tensor]:
+        """Both Q heads' logits [B, num_bins] for chunks [B, H, A]; ``target`` reads the Polyak-averaged copies."""
         x = torch.cat([obs_norm, actions.flatten(1)], dim=-1)
-        return [net(x) for net in nets]
-
-    def value(self, obs_norm: torch.Tensor) -> torch.Tensor:
-        """V(s) [B] from normalised observations [B, O]."""
-        return self.hl_gauss.expectation(self.v_net(obs_norm))
+        return [net(x) for net in (self.q_targets if target else self.q_nets)]
 
     def q_value(self, obs_norm: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """min over the two Q heads of Q(s, chunk) [B]; ``target`` reads the Polyak-averaged networks."""
-        logits = self._q_logits(self.q_targets if target else self.q_nets, obs_norm, actions)
-        return torch.minimum(*(self.hl_gauss.expectation(l) for l in logits))
+        """min over the two Q heads of Q(s, chunk) [B] (clipped double-Q)."""
+        return torch.minimum(*(self.hl_gauss.expectation(l) for l in self.q_logits(obs_norm, actions, target)))
+
+    def q_loss(self, q_logits: list[torch.Tensor], q_target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of both heads toward the HL-Gauss histogram of the scalar target, summed over heads."""
+        return sum(self.hl_gauss.loss(logits, q_target).mean() for logits in q_logits)
+
+    def value(self, obs_norm: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """V(s) [B] from normalised observations [B, O]; ``target`` reads the Polyak-averaged copy."""
+        return self.hl_gauss.expectation((self.v_target if target else self.v_net)(obs_norm))
+
+    @torch.no_grad()
+    def update_targets(self) -> None:
+        """Polyak step of the target networks toward the online ones (rate ``target_update_rate``)."""
+        for online, target in ((self.v_net, self.v_target), (self.q_nets, self.q_targets)):
+            ema_update(target, online, self.cfg.target_update_rate)
 
     @torch.no_grad()
     def advantage(self, batch: TensorDict) -> torch.Tensor:
@@ -71,25 +82,20 @@ class DistributionalCritic(Learner):
         v = self.value(obs_norm)
         if self.cfg.advantage == "one_step":
             next_v = self.value(self.obs_normalizer(batch[keys.NEXT_OBS]))
-            return self._td_target(batch, next_v) - v
+            return td_target(batch, next_v) - v
         return self.q_value(obs_norm, batch[keys.ACTIONS], target=True) - v
-
-    @staticmethod
-    def _td_target(batch: TensorDict, next_value: torch.Tensor) -> torch.Tensor:
-        return batch[keys.REWARD] + batch[keys.DISCOUNT] * (1.0 - batch[keys.TERMINAL]) * next_value
 
     # --- one gradient step -----------------------------------------------------------------------------
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         actions = batch[keys.ACTIONS]
         with torch.no_grad():
-            next_v = self.hl_gauss.expectation(self.v_target(self.obs_normalizer(batch[keys.NEXT_OBS])))
-            q_target = self._td_target(batch, next_v)
+            q_target = td_target(batch, self.value(self.obs_normalizer(batch[keys.NEXT_OBS]), target=True))
             v_target = self.q_value(obs_norm, actions, target=True)
 
-        # Q: cross-entropy of both heads toward the HL-Gauss histogram of the chunk-level TD target.
-        q_logits = self._q_logits(self.q_nets, obs_norm, actions)
-        q_loss = sum(self.hl_gauss.loss(logits, q_target).mean() for logits in q_logits)
+        # Q: both heads toward the chunk-level TD target.
+        q_logits = self.q_logits(obs_norm, actions)
+        q_loss = self.q_loss(q_logits, q_target)
 
         # V: in-sample expectile regression, done as an expectile-weighted cross-entropy.
         v_logits = self.v_net(obs_norm)
@@ -97,18 +103,10 @@ class DistributionalCritic(Learner):
         expectile_weight = (self.cfg.expectile - (v_target < v.detach()).float()).abs()
         v_loss = (expectile_weight * self.hl_gauss.loss(v_logits, v_target)).mean()
 
-        loss = q_loss + v_loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"critic: non-finite loss (q_loss={q_loss.item()}, v_loss={v_loss.item()}); "
-                "check the batch for NaN/inf observations or rewards"
-            )
         optimizer = self.optimizers["critic"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.cfg.max_grad_norm)
-        optimizer.step()
-        self._polyak_update()
+        grad_norm = optimizer_step(optimizer, q_loss + v_loss, optimizer.param_groups[0]["params"],
+                                   self.cfg.max_grad_norm, "critic", q_loss=q_loss, v_loss=v_loss)
+        self.update_targets()
 
         with torch.no_grad():
             q = torch.minimum(*(self.hl_gauss.expectation(l) for l in q_logits))
@@ -127,7 +125,7 @@ class DistributionalCritic(Learner):
                 "critic/grad_norm": grad_norm.item(),
             }
 
-    @torch.no_grad()
-    def _polyak_update(self) -> None:
-        for online, target in ((self.v_net, self.v_target), (self.q_nets, self.q_targets)):
-            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.cfg.target_update_rate)
+
+def td_target(batch: TensorDict, next_value: torch.Tensor) -> torch.Tensor:
+    """The chunk-level TD target R + gamma^k (1 - terminal) * next_value [B] (R and gamma^k from the loader)."""
+    return batch[keys.REWARD] + batch[keys.DISCOUNT] * (1.0 - batch[keys.TERMINAL]) * next_value

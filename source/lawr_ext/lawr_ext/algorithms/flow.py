@@ -23,6 +23,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.training import ema_update, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.chunk_mlp import ChunkMLP
@@ -129,11 +130,8 @@ class MeanFlow(Learner):
                                       (z_t, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
             return v.to(du_dt.dtype) - (t - r).to(du_dt.dtype)[:, None, None] * du_dt
 
-    def loss(self, batch: TensorDict,
-             decoder_forward: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The Mean Flow loss of one batch. ``decoder_forward`` is the module the gradient flows through:
-        ``self.decoder`` by default, or its DDP wrapper (the target is always computed on ``self.decoder``)."""
-        decoder_forward = self.decoder if decoder_forward is None else decoder_forward
+    def loss(self, batch: TensorDict) -> tuple[torch.Tensor, dict[str, float]]:
+        """The Mean Flow loss of one batch (and its metrics)."""
         obs, x, mask = batch[keys.OBS], batch[keys.ACTIONS], batch[keys.MASK]
         expected = (self.decoder.horizon, self.decoder.action_dim)
         if tuple(x.shape[1:]) != expected or obs.shape[1] != self.decoder.obs_dim:
@@ -147,9 +145,8 @@ class MeanFlow(Learner):
         v = noise - x
         u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
 
-        u = average_velocity_from_x(z_t, decoder_forward(z_t, t, r, obs_norm), t, self.cfg.time_eps)
-        valid = mask[:, :, None].to(u.dtype).expand_as(u)  # padded steps after an episode end carry no target
-        sq_error = ((u - u_target).square() * valid).sum(dim=(1, 2))
+        u = average_velocity_from_x(z_t, self.decoder(z_t, t, r, obs_norm), t, self.cfg.time_eps)
+        sq_error = masked_sum((u - u_target).square(), mask, dim=(1, 2))  # ||u - u_tgt||^2 over the real steps
         # MeanFlow's adaptive weighting w = 1 / (||delta||^2 + c)^p (detached); p = 0 (default) is plain L2,
         # the only choice whose minimizer is the conditional mean the flow needs (see FlowConfig).
         weight = (sq_error.detach() + self.cfg.adaptive_weight_eps).pow(-self.cfg.adaptive_weight_power)
@@ -158,23 +155,17 @@ class MeanFlow(Learner):
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         loss, info = self.loss(batch)
-        if not torch.isfinite(loss):
-            raise ValueError(f"MeanFlow.update: non-finite flow loss ({loss.item()}) at update {int(self.num_updates)}")
-        optimizer = self.optimizers["flow"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        info["flow/grad_norm"] = nn.utils.clip_grad_norm_(self.decoder.parameters(), self.cfg.grad_clip_norm).item()
-        optimizer.step()
+        grad_norm = optimizer_step(self.optimizers["flow"], loss, self.decoder.parameters(), self.cfg.grad_clip_norm,
+                                   "MeanFlow")
+        info["flow/grad_norm"] = grad_norm.item()
         self.update_ema()
         return info
 
-    @torch.no_grad()
     def update_ema(self) -> None:
         # Warm-up (1 + n) / (10 + n): the EMA tracks early weights closely instead of averaging in the random init.
         n = int(self.num_updates)
         decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))
-        for ema, p in zip(self.ema_decoder.parameters(), self.decoder.parameters()):
-            ema.lerp_(p, 1 - decay)
+        ema_update(self.ema_decoder, self.decoder, 1 - decay)
         self.num_updates += 1
 
     def frozen_decoder(self) -> FlowDecoder:

@@ -21,6 +21,7 @@ from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.awr import awr_weights, effective_sample_fraction
+from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import FlowDecoder
 from lawr_ext.configs.planner import PlannerConfig
@@ -101,20 +102,12 @@ class LatentAWR(Learner):
         z = self.planner.squash(z_raw)
         chunk = self.decoder.decode(z, obs_norm)
 
-        # Squared error per real action step, averaged over each chunk's real steps (padding has no target).
-        valid = batch[keys.MASK].to(chunk.dtype)
+        # Squared distance per step, averaged over each chunk's real steps (padding has no target).
         step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
-        sq_error = (step_error * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+        sq_error = masked_mean(step_error, batch[keys.MASK], dim=-1)
         loss = (weight * sq_error).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"LatentAWR: non-finite planner loss ({loss.item()}); "
-                                     f"advantages finite: {bool(torch.isfinite(advantage).all())}")
-
-        optimizer = self.optimizers["planner"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.planner.parameters(), self.cfg.max_grad_norm)
-        optimizer.step()
+        grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(), self.cfg.max_grad_norm,
+                                   "LatentAWR", advantage_mean=advantage.mean())
 
         with torch.no_grad():
             raw_norm = z_raw.norm(dim=-1)

@@ -15,14 +15,15 @@ DDIM (eta = 0) walks K of those steps down to x_0 deterministically given the in
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 from tensordict import TensorDict
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.training import ema_update, masked_mean, optimizer_step
 from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.data import keys
@@ -57,9 +58,7 @@ class DiffusionDenoiser(nn.Module):
         alpha_bar = self.alpha_bars[k][:, None, None]
         noise = torch.randn_like(x_0)
         x_k = alpha_bar.sqrt() * x_0 + (1 - alpha_bar).sqrt() * noise
-        valid = mask[:, :, None].to(x_0.dtype).expand_as(x_0)
-        sq_error = ((self.predict_noise(x_k, k, obs_norm) - noise).square() * valid).sum(dim=(1, 2))
-        return (sq_error / valid.sum(dim=(1, 2)).clamp_min(1)).mean()
+        return masked_mean((self.predict_noise(x_k, k, obs_norm) - noise).square(), mask, dim=(1, 2)).mean()
 
     def ddim_timesteps(self, num_steps: int) -> list[int]:
         """K descending timesteps from T-1 to 0, evenly spaced."""
@@ -95,24 +94,22 @@ class DiffusionBC(Learner):
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim)
-        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)).requires_grad_(False)
+        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
+        # Counts updates: the first one copies the weights into the EMA; a buffer, so a resumed run continues.
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.optimizers["denoiser"] = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.learning_rate,
                                                         weight_decay=cfg.weight_decay)
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         loss = self.denoiser.loss(batch[keys.ACTIONS], self.obs_normalizer(batch[keys.OBS]), batch[keys.MASK])
-        if not torch.isfinite(loss):
-            raise ValueError(f"DiffusionBC.update: non-finite denoising loss ({loss.item()})")
-        optimizer = self.optimizers["denoiser"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.cfg.max_grad_norm)
-        optimizer.step()
-        self.ema.update_parameters(self.denoiser)
+        grad_norm = optimizer_step(self.optimizers["denoiser"], loss, self.denoiser.parameters(),
+                                   self.cfg.max_grad_norm, "DiffusionBC")
+        ema_update(self.ema_denoiser, self.denoiser, 1.0 if self.num_updates == 0 else 1 - self.cfg.ema_decay)
+        self.num_updates += 1
         return {"diffusion/loss": loss.item(), "diffusion/grad_norm": grad_norm.item()}
 
     def policy(self) -> DiffusionPolicy:
-        return DiffusionPolicy(self.ema.module, self.obs_normalizer, self.cfg.sample_steps)
+        return DiffusionPolicy(self.ema_denoiser, self.obs_normalizer, self.cfg.sample_steps)
 
 
 class DiffusionPolicy(ChunkPolicy):

@@ -23,6 +23,7 @@ from torch import nn
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
 from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
@@ -59,14 +60,9 @@ class FQL(Learner):
         distill_loss = (actions - bc_target).square().mean()
         q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
         loss = self.cfg.alpha * distill_loss + q_loss
-        if not torch.isfinite(loss):
-            raise ValueError(f"FQL.update: non-finite actor loss (distill={distill_loss.item()}, q={q_loss.item()})")
-
-        optimizer = self.optimizers["actor"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # also leaves gradients on the critic; its optimizer clears them before its next step
-        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
-        optimizer.step()
+        # backward also leaves gradients on the critic; its optimizer clears them before its next step
+        grad_norm = optimizer_step(self.optimizers["actor"], loss, self.actor.parameters(), self.cfg.max_grad_norm,
+                                   "FQL actor", distill=distill_loss, q=q_loss)
         return info | {
             "fql/actor_loss": loss.item(),
             "fql/distill_loss": distill_loss.item(),

@@ -20,6 +20,7 @@ from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.awr import awr_weights
+from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.configs.baselines import GaussianAWRConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import mlp
@@ -67,20 +68,13 @@ class GaussianAWR(Learner):
         with torch.no_grad():
             advantage = self.advantage_fn(batch)
             weight = awr_weights(advantage, self.cfg.weights)
+        actions = batch[keys.ACTIONS]
         dist = self.actor.distribution(self.obs_normalizer(batch[keys.OBS]))
-        log_prob = dist.log_prob(batch[keys.ACTIONS].flatten(1))
-        # Padded steps after an episode end carry no target; average over the real dims of each chunk.
-        valid = batch[keys.MASK][:, :, None].expand(-1, -1, self.actor.action_dim).flatten(1).to(log_prob.dtype)
-        log_likelihood = (log_prob * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+        log_prob = dist.log_prob(actions.flatten(1)).view_as(actions)
+        log_likelihood = masked_mean(log_prob, batch[keys.MASK], dim=(1, 2))  # over each chunk's real dims
         loss = -(weight * log_likelihood).mean()
-        if not torch.isfinite(loss):
-            raise ValueError(f"GaussianAWR.update: non-finite actor loss ({loss.item()}); check advantages for NaN")
-
-        optimizer = self.optimizers["actor"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
-        optimizer.step()
+        grad_norm = optimizer_step(self.optimizers["actor"], loss, self.actor.parameters(), self.cfg.max_grad_norm,
+                                   "GaussianAWR", advantage_mean=advantage.mean())
         return {
             "gaussian_awr/loss": loss.item(),
             "gaussian_awr/advantage_mean": advantage.mean().item(),

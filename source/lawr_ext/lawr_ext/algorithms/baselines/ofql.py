@@ -20,6 +20,7 @@ from torch import nn
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow
 from lawr_ext.configs.baselines import OFQLConfig
 from lawr_ext.data import keys
@@ -53,14 +54,9 @@ class OFQL(Learner):
         actions = decoder.decode(torch.randn_like(batch[keys.ACTIONS]), obs_norm)
         q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
         loss = flow_loss + self.cfg.alpha * q_loss
-        if not torch.isfinite(loss):
-            raise ValueError(f"OFQL.update: non-finite policy loss (flow={flow_loss.item()}, q={q_loss.item()})")
-
-        optimizer = self.optimizers["flow"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # also leaves gradients on the critic; its optimizer clears them before its next step
-        grad_norm = nn.utils.clip_grad_norm_(decoder.parameters(), self.cfg.flow.grad_clip_norm)
-        optimizer.step()
+        # backward also leaves gradients on the critic; its optimizer clears them before its next step
+        grad_norm = optimizer_step(self.optimizers["flow"], loss, decoder.parameters(), self.cfg.flow.grad_clip_norm,
+                                   "OFQL policy", flow=flow_loss, q=q_loss)
         self.mean_flow.update_ema()
         return info | flow_info | {
             "ofql/policy_loss": loss.item(),

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
-from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.critic import DistributionalCritic, td_target
+from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.data import keys
 
 
@@ -24,18 +24,11 @@ def td_update(critic: DistributionalCritic, batch: TensorDict, obs_norm: torch.T
     """One HL-Gauss TD step of both Q heads toward the policy-bootstrapped chunk target, then Polyak."""
     with torch.no_grad():
         next_obs_norm = critic.obs_normalizer(batch[keys.NEXT_OBS])
-        next_q = critic.q_value(next_obs_norm, next_actions, target=True)
-        q_target = critic._td_target(batch, next_q)
-    q_logits = critic._q_logits(critic.q_nets, obs_norm, batch[keys.ACTIONS])
-    loss = sum(critic.hl_gauss.loss(logits, q_target).mean() for logits in q_logits)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"baseline critic: non-finite TD loss ({loss.item()}); check rewards and observations")
-    optimizer = critic.optimizers["critic"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(critic.q_nets.parameters(), critic.cfg.max_grad_norm)
-    optimizer.step()
-    critic._polyak_update()
+        q_target = td_target(batch, critic.q_value(next_obs_norm, next_actions, target=True))
+    loss = critic.q_loss(critic.q_logits(obs_norm, batch[keys.ACTIONS]), q_target)
+    grad_norm = optimizer_step(critic.optimizers["critic"], loss, critic.q_nets.parameters(), critic.cfg.max_grad_norm,
+                               "baseline critic (TD)")
+    critic.update_targets()
     return {"critic/q_loss": loss.item(), "critic/q_target_mean": q_target.mean().item(),
             "critic/grad_norm": grad_norm.item()}
 

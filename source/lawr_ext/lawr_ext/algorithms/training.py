@@ -1,0 +1,68 @@
+"""What every learner's ``update`` shares: one gradient step, masked reductions over chunks, weight averaging.
+
+Padded steps after an episode end carry no target (``data/keys.py``: ``mask``), so every loss over action
+chunks reduces through ``masked_sum`` / ``masked_mean``. Which reduction each loss uses, and why:
+
+    Mean Flow (flow.py)        masked_sum over a chunk's real elements: MeanFlow's per-sample ||u - u_tgt||^2,
+                               the quantity its adaptive weight is defined on; then the mean over chunks
+    diffusion                  masked_mean over a chunk's real elements: a chunk cut short by an episode end
+                               weighs as much as a full one; then the mean over chunks
+    latent AWR (planner.py)    ||T(pi(s)) - a||^2 per step (summed over the action dims: the paper's squared
+                               distance), masked_mean over the chunk's real steps; then the weighted mean
+    Gaussian AWR               masked_mean of the log-likelihood over a chunk's real elements; then weighted
+    FQL distillation           a plain mean: both sides are generated chunks, nothing is padded
+    critics                    nothing to mask: one scalar target per chunk
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def _broadcast_mask(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` over the leading dims of ``values`` (e.g. [B, H] for [B, H, A]), as values' dtype and shape."""
+    trailing = (1,) * (values.ndim - mask.ndim)
+    return mask.reshape(*mask.shape, *trailing).to(values.dtype).expand_as(values)
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+    """Sum of ``values`` over ``dim``, counting only the entries where ``mask`` (its leading dims) is True."""
+    return (values * _broadcast_mask(values, mask)).sum(dim=dim)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+    """Mean of ``values`` over ``dim`` over the entries where ``mask`` is True (0 where there is none)."""
+    valid = _broadcast_mask(values, mask)
+    return (values * valid).sum(dim=dim) / valid.sum(dim=dim).clamp_min(1)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: Iterable[nn.Parameter],
+                   max_grad_norm: float, what: str, **terms: torch.Tensor) -> torch.Tensor:
+    """One gradient step on ``loss``: finite check, zero_grad, backward, global-norm clip, step.
+
+    A non-finite loss raises ``FloatingPointError`` naming ``what``, the loss and the ``terms`` it was made
+    of (the runner turns it into a ``TrainingError`` with the stage and step) before anything is changed.
+    Returns the gradient norm before clipping.
+    """
+    if not torch.isfinite(loss):
+        detail = "".join(f", {name}={value.item():.4g}" for name, value in terms.items())
+        raise FloatingPointError(f"{what}: non-finite loss ({loss.item():.4g}{detail}); check the batch "
+                                 "(observations, rewards) and the frozen inputs it went through for NaN/inf")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    return grad_norm
+
+
+@torch.no_grad()
+def ema_update(averaged: nn.Module, online: nn.Module, rate: float) -> None:
+    """Move every parameter of ``averaged`` the fraction ``rate`` of the way to ``online``'s.
+
+    The one weight average of the code base: EMA copies (rate = 1 - decay) and Polyak target networks
+    (rate = tau). Buffers are not averaged.
+    """
+    torch._foreach_lerp_(list(averaged.parameters()), list(online.parameters()), rate)
