@@ -36,7 +36,7 @@ METHODS = ("lawr",) + BASELINE_NAMES
 LATENCY_CALLS, WARMUP_CALLS = 30, 3
 DATASET_SUFFIXES = ("", ".hdf5", ".h5", ".npz")
 
-Evaluate = Callable[[torch.nn.Module, object], dict]  # (policy, EvalCfg) -> report with a "summary"
+Evaluate = Callable[[torch.nn.Module, object], dict]  # (policy, EvalConfig) -> report with a "summary"
 
 
 def log(message: str) -> None:
@@ -76,10 +76,10 @@ def find_dataset(task: str, cfg: TrainConfig, out: Path, dataset_dir: Path | Non
             if candidate.exists():
                 return candidate
         log(f"no dataset for {task} in {dataset_dir} (looked for {task}{{{','.join(DATASET_SUFFIXES)}}}): collecting")
-    from lawr_ext.data.collect import CollectCfg, collect_task  # starts the simulator
+    from lawr_ext.data.collect import CollectConfig, collect_task  # starts the simulator
 
     log(f"{task}: collecting {cfg.data.collect_num_episodes} episodes with {cfg.data.collect_num_envs} envs")
-    collect_cfg = CollectCfg(num_episodes=cfg.data.collect_num_episodes, seed=0, progress=cfg.progress)
+    collect_cfg = CollectConfig(num_episodes=cfg.data.collect_num_episodes, seed=0, progress=cfg.progress)
     return collect_task(task, out / task / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 

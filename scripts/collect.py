@@ -33,13 +33,13 @@ import sys
 import time
 
 from lawr_ext import REPO_ROOT
-from lawr_ext.data.collect import CollectCfg, collect_task
+from lawr_ext.data.collect import CollectConfig, collect_task
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.runners.distributed import init_world, rank_device
 
 
 def parse_args() -> argparse.Namespace:
-    defaults = CollectCfg()
+    defaults = CollectConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="Bimanual-Chunk")
     parser.add_argument("--num_envs", type=int, default=16)
@@ -64,7 +64,7 @@ def main() -> None:
     device = rank_device(args.device, world)  # one GPU per rank
     start = time.perf_counter()
     try:
-        cfg = CollectCfg(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
+        cfg = CollectConfig(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
                          strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
                          progress=not args.no_progress and world.is_writer)
         out = collect_task(args.task, out, args.num_envs, cfg, device=device, rank=world.rank, world_size=world.size,

@@ -18,7 +18,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import read_checkpoint
@@ -27,7 +27,7 @@ from lawr_ext.runners.pipeline import final_path, load_policy, read_summary
 
 
 def parse_args() -> argparse.Namespace:
-    defaults = EvalCfg()
+    defaults = EvalConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="run directory or a <phase>/final.pt inside it")
     parser.add_argument("--policy", default="lawr", choices=("lawr", "flow_bc"), help="which policy of the run")
@@ -57,8 +57,8 @@ def main() -> None:
     task = args.task or train_cfg["task"]
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     args.device = rank_device(args.device, world)
-    cfg_fields = {f.name for f in fields(EvalCfg)}
-    cfg = EvalCfg(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
+    cfg_fields = {f.name for f in fields(EvalConfig)}
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
                   task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 

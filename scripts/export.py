@@ -6,7 +6,7 @@
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``), each carrying its metadata
 (task, H, action scaling and joint order, control rate, obs dim, format version, config hash), then
 checks every file against the eager policy on random observations and fails if they differ by more than
-``ExportCfg.parity_atol``. Deploy the .onnx with onnxruntime alone: see scripts/deploy_onnx.py.
+``ExportConfig.parity_atol``. Deploy the .onnx with onnxruntime alone: see scripts/deploy_onnx.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lawr_ext.configs.export import ExportCfg
+from lawr_ext.configs.export import ExportConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, max_abs_diff
 from lawr_ext.export.action_spec import action_spec
 from lawr_ext.runners.checkpoint import read_checkpoint
@@ -29,9 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path, help="run directory or a <phase>/final.pt inside it")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <run_dir>/export)")
-    parser.add_argument("--formats", nargs="+", default=list(ExportCfg.formats), choices=tuple(SUFFIX))
+    parser.add_argument("--formats", nargs="+", default=list(ExportConfig.formats), choices=tuple(SUFFIX))
     args = parser.parse_args()
-    cfg = ExportCfg(formats=tuple(args.formats))
+    cfg = ExportConfig(formats=tuple(args.formats))
 
     run_dir = args.checkpoint.parent.parent if args.checkpoint.is_file() else args.checkpoint
     planner_ckpt = read_checkpoint(final_path(run_dir, "planner"), "planner")

@@ -65,11 +65,11 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     """The configured dataset, else the one collected into the run (collection resumes what is on disk)."""
     if cfg.data.path is not None:
         return Path(cfg.data.path)
-    from lawr_ext.data.collect import CollectCfg, collect_task
+    from lawr_ext.data.collect import CollectConfig, collect_task
 
     print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "
           f"with {cfg.data.collect_num_envs} envs into {run_dir / 'dataset'}")
-    collect_cfg = CollectCfg(num_episodes=cfg.data.collect_num_episodes, seed=cfg.seed, progress=cfg.progress)
+    collect_cfg = CollectConfig(num_episodes=cfg.data.collect_num_episodes, seed=cfg.seed, progress=cfg.progress)
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 

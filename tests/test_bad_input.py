@@ -20,7 +20,7 @@ from test_runner import TINY, synthetic_dataset
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.configs.train import load_train_config
-from lawr_ext.data.collect import CollectCfg, collect
+from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.data.episodes import DatasetError
 from lawr_ext.data.hdf5 import list_shards
@@ -111,7 +111,7 @@ def plain_hdf5(tmp_path: Path) -> Path:
 
 def collected(out: Path, meta: dict = META, num_episodes: int = 6) -> Path:
     env = LineEnv(num_envs=3)
-    cfg = CollectCfg(num_episodes=num_episodes, progress=False)
+    cfg = CollectConfig(num_episodes=num_episodes, progress=False)
     return collect(env, LineExpert(env), out, cfg, meta, num_strategies=2, num_qualities=3)
 
 

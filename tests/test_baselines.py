@@ -29,7 +29,7 @@ from lawr_ext.modules.normalizer import fit_obs_normalizer
 
 OBS_DIM, H, A = 2, 2, 2
 M = 0.6                          # the modes sit at +-M in every chunk entry
-TINY_FLOW = FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, lr=1e-3, ema_decay=0.99)
+TINY_FLOW = FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, learning_rate=1e-3, ema_decay=0.99)
 TINY_CRITIC = CriticConfig(v_min=-1.0, v_max=1.5, num_bins=51, hidden_dim=64, num_layers=2, learning_rate=1e-3)
 
 

@@ -11,7 +11,7 @@ import h5py
 import pytest
 import torch
 
-from lawr_ext.data.collect import CollectCfg, collect
+from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.hdf5 import list_shards
 
@@ -83,7 +83,7 @@ META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
 
 def _collect(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0):
     env = LineEnv(num_envs, step_delay_s=step_delay_s)
-    cfg = CollectCfg(num_episodes=num_episodes, seed=seed, progress=progress)
+    cfg = CollectConfig(num_episodes=num_episodes, seed=seed, progress=progress)
     return collect(env, LineExpert(env), out, cfg, META, num_strategies=2, num_qualities=3)
 
 
@@ -121,7 +121,7 @@ def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
 
 def test_labels_follow_the_quality_mix(tmp_path):
     env = LineEnv(16)
-    cfg = CollectCfg(num_episodes=160, quality_mix=(0.0, 0.25, 0.75), strategy_mix=(1.0, 0.0), progress=False)
+    cfg = CollectConfig(num_episodes=160, quality_mix=(0.0, 0.25, 0.75), strategy_mix=(1.0, 0.0), progress=False)
     out = collect(env, LineExpert(env), tmp_path / "mix", cfg, META, num_strategies=2, num_qualities=3)
     episodes = load_episodes(out)
     assert set(episodes.strategy.tolist()) == {0}
@@ -196,7 +196,7 @@ def test_real_env_collection_resumes_to_the_same_dataset(tmp_path):
         labels = {"num_strategies": NUM_STRATEGIES, "num_qualities": len(QUALITY)}
         for out, sizes in ((tmp_path / "grown", (4, 8)), (tmp_path / "once", (8,))):
             for size in sizes:
-                collect(env, expert, out, CollectCfg(num_episodes=size, progress=False), meta, **labels)
+                collect(env, expert, out, CollectConfig(num_episodes=size, progress=False), meta, **labels)
     finally:
         env.close()
     assert _demos(tmp_path / "grown") == _demos(tmp_path / "once")

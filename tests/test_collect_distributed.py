@@ -13,7 +13,7 @@ import h5py
 import pytest
 from test_collect import META, LineEnv, LineExpert, _collect, _demos
 
-from lawr_ext.data.collect import CollectCfg, collect
+from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.hdf5 import list_shards
 
@@ -45,7 +45,7 @@ Path({out!r}, f"written_by_rank{{world.rank}}.json").write_text(json.dumps(writt
 def collect_part(out: Path, rank: int, world_size: int) -> Path:
     """This rank's share of the dataset ``_collect(out, NUM_ENVS, NUM_EPISODES)`` writes in one process."""
     env = LineEnv(NUM_ENVS)
-    cfg = CollectCfg(num_episodes=NUM_EPISODES, progress=False)
+    cfg = CollectConfig(num_episodes=NUM_EPISODES, progress=False)
     return collect(env, LineExpert(env), out, cfg, META, num_strategies=2, num_qualities=3,
                    rank=rank, world_size=world_size)
 

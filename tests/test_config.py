@@ -70,6 +70,6 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
                   "data.path=moved.npz", "device=cuda") == [flow, critic, planner]
     new_planner = hashes("planner.weights.temperature=3.0")
     assert new_planner[:2] == [flow, critic] and new_planner[2] != planner
-    new_flow = hashes("flow.lr=1e-3")
+    new_flow = hashes("flow.learning_rate=1e-3")
     assert all(a != b for a, b in zip(new_flow, [flow, critic, planner]))  # later phases build on the flow
     assert train_config_from_dict(asdict(base)) == base

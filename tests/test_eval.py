@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval import ChunkScheduler, rollout, summarize, wilson_interval, write_report
 from lawr_ext.eval.metrics import markdown_summary
 
@@ -114,7 +114,7 @@ class StampPolicy(ChunkPolicy):
 
 
 def _cfg(**kw):
-    return EvalCfg(progress=False, **kw)
+    return EvalConfig(progress=False, **kw)
 
 
 def test_exec_horizon_replans_after_k_steps_and_after_every_reset():
@@ -192,7 +192,7 @@ def test_temporal_ensembling_in_rollout_averages_overlapping_chunks_at_their_own
 def test_rollout_rejects_bad_settings_and_nan_policies():
     with pytest.raises(ValueError, match="exec_horizon=5 exceeds"):
         rollout(CountingEnv([3]), StampPolicy(4), _cfg(num_episodes=1, exec_horizon=5))
-    with pytest.raises(ValueError, match="EvalCfg.num_envs"):
+    with pytest.raises(ValueError, match="EvalConfig.num_envs"):
         _cfg(num_envs=0)
 
     class NanPolicy(StampPolicy):
@@ -224,7 +224,7 @@ def test_evaluate_policy_in_the_real_env_counts_time_limited_episodes():
         def forward(self, obs):
             return torch.zeros(obs.shape[0], self.horizon, self.action_dim)
 
-    cfg = EvalCfg(num_envs=2, num_episodes=3, exec_horizon=2, progress=False)
+    cfg = EvalConfig(num_envs=2, num_episodes=3, exec_horizon=2, progress=False)
     report = evaluate_policy(HoldStill(), cfg, episode_length_s=0.2)  # 10 control steps at 50 Hz
     s = report["summary"]
     assert s["episodes"] == 3 and s["successes"] == 0

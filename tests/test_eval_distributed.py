@@ -15,7 +15,7 @@ WORKER = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import lawr_ext.tasks
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval import evaluate_policy
 from lawr_ext.runners.distributed import init_world
 from test_eval import CountingEnv, StampPolicy
@@ -29,7 +29,7 @@ def fake_make_env(task, num_envs, device, seed, **overrides):
 
 lawr_ext.tasks.make_env = fake_make_env
 world = init_world("cpu")
-cfg = EvalCfg(task="Bimanual-Chunk", num_envs=2, num_episodes=7, exec_horizon=2, progress=False)
+cfg = EvalConfig(task="Bimanual-Chunk", num_envs=2, num_episodes=7, exec_horizon=2, progress=False)
 report = evaluate_policy(StampPolicy(4), cfg, world)
 print(json.dumps({{"seeds": seeds, "summary": report["summary"], "processes": report["context"]["processes"]}}))
 """

@@ -42,7 +42,7 @@ def toy_flow():
     torch.manual_seed(0)
     obs, chunks, _ = bimodal_toy(20_000)
     normalizer = fit_obs_normalizer(obs)
-    learner = MeanFlow(FlowConfig(**TINY, lr=2e-3, ema_decay=0.99), O, H, A, normalizer)
+    learner = MeanFlow(FlowConfig(**TINY, learning_rate=2e-3, ema_decay=0.99), O, H, A, normalizer)
     untrained = learner.frozen_decoder()
     for _ in range(TOY_STEPS):
         idx = torch.randint(0, obs.shape[0], (TOY_BATCH,))

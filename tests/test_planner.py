@@ -55,7 +55,7 @@ def frozen_phases():
     torch.manual_seed(0)
     data = bandit_data(20_000, torch.Generator().manual_seed(0))
     normalizer = fit_obs_normalizer(data[keys.OBS])
-    flow = MeanFlow(FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, lr=1e-3, ema_decay=0.99),
+    flow = MeanFlow(FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, learning_rate=1e-3, ema_decay=0.99),
                     O, H, A, normalizer)
     for _ in range(800):
         flow.update(data[torch.randint(len(data), (BATCH,))])

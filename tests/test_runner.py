@@ -120,7 +120,7 @@ def test_mismatched_checkpoints_are_one_line_errors(tmp_path, dataset):
     run = tmp_path / "run"
     train(cfg, dataset, run, phases=("flow",))
 
-    changed = load_train_config("Bimanual-Chunk", TINY + ["flow.lr=1e-3"])
+    changed = load_train_config("Bimanual-Chunk", TINY + ["flow.learning_rate=1e-3"])
     with pytest.raises(CheckpointError, match="config hash") as err:
         train(changed, dataset, run, phases=("flow",))
     assert "\n" not in str(err.value)

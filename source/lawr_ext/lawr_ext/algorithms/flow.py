@@ -25,6 +25,7 @@ from torch import nn
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.training import ema_update, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.chunk_mlp import ChunkMLP
 from lawr_ext.modules.chunk_transformer import ChunkTransformer
@@ -63,11 +64,8 @@ class FlowDecoder(nn.Module):
         return average_velocity_from_x(z_t, self(z_t, t, r, obs_norm), t, self.time_eps)
 
     def decode(self, z: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
-        """The one-step map T(z; s): one forward pass at (t=1, r=0), where z_0 = z_1 - u = x_hat exactly.
-
-        Differentiable w.r.t. z (and w.r.t. the weights unless they are frozen)."""
-        ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
-        return self(z, ones, torch.zeros_like(ones), obs_norm)
+        """The one-step map T(z; s), where z_0 = z_1 - u = x_hat exactly (see ``one_step``)."""
+        return one_step(self.net, z, obs_norm)
 
     @torch.no_grad()
     def sample(self, obs_norm: torch.Tensor, num_steps: int = 1,
@@ -90,13 +88,24 @@ class FlowDecoder(nn.Module):
         return z
 
 
-def build_flow_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int) -> FlowDecoder:
+def build_chunk_net(cfg: ChunkNetConfig, obs_dim: int, horizon: int, action_dim: int) -> nn.Module:
+    """The network (z_t [B,H,A], t [B], r [B], obs_norm [B,O]) -> chunk [B,H,A] that ``cfg`` describes."""
     if cfg.arch == "transformer":
-        net = ChunkTransformer(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
-                               cfg.time_embed_dim)
-    else:
-        net = ChunkMLP(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.time_embed_dim)
-    return FlowDecoder(net, obs_dim, horizon, action_dim, cfg.time_eps)
+        return ChunkTransformer(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
+                                cfg.time_embed_dim)
+    return ChunkMLP(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.time_embed_dim)
+
+
+def one_step(net: nn.Module, z: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
+    """A chunk network read at (t=1, r=0): one forward pass from noise z [B,H,A] to a chunk.
+
+    Differentiable w.r.t. z (and w.r.t. the weights unless they are frozen)."""
+    ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
+    return net(z, ones, torch.zeros_like(ones), obs_norm)
+
+
+def build_flow_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int) -> FlowDecoder:
+    return FlowDecoder(build_chunk_net(cfg, obs_dim, horizon, action_dim), obs_dim, horizon, action_dim, cfg.time_eps)
 
 
 class MeanFlow(Learner):
@@ -110,7 +119,7 @@ class MeanFlow(Learner):
         self.ema_decoder = copy.deepcopy(self.decoder).requires_grad_(False)
         # Counts updates for the EMA warm-up; a buffer, so a resumed run continues the same schedule.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-        self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.lr,
+        self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.learning_rate,
                                                     weight_decay=cfg.weight_decay)
 
     def sample_times(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +164,7 @@ class MeanFlow(Learner):
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         loss, info = self.loss(batch)
-        grad_norm = optimizer_step(self.optimizers["flow"], loss, self.decoder.parameters(), self.cfg.grad_clip_norm,
+        grad_norm = optimizer_step(self.optimizers["flow"], loss, self.decoder.parameters(), self.cfg.max_grad_norm,
                                    "MeanFlow")
         info["flow/grad_norm"] = grad_norm.item()
         self.update_ema()

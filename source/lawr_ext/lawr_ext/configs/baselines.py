@@ -1,8 +1,9 @@
 """Configs of the baselines L-AWR is compared against (one dataclass each; see algorithms/baselines/).
 
-Baselines that reuse a Phase-1 network take the architecture from a ``FlowConfig`` so that, by default, they
-are exactly as wide and deep as the behaviour flow: the comparison then measures the algorithm, not capacity.
-Baselines with their own critic take a ``CriticConfig`` for the same reason.
+Baselines built on the Phase-1 chunk network take a ``ChunkNetConfig`` (the network alone: they hash no
+Mean Flow settings they never read; OFQL, which trains a Mean Flow, takes a whole ``FlowConfig``), so that,
+by default, they are exactly as wide and deep as the behaviour flow: the comparison then measures the
+algorithm, not capacity. Baselines with their own critic take a ``CriticConfig`` for the same reason.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from lawr_ext.configs.awr import AWRWeightConfig  # noqa: F401  (re-exported: Gaussian AWR shares it)
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.network import ChunkNetConfig
 
 
 def _check_positive(owner: object, *names: str) -> None:
@@ -57,7 +59,7 @@ class GaussianAWRConfig:
 class FQLConfig:
     """FQL on action chunks (QC-FQL): frozen BC flow + one-step policy mu(s, z) + its own TD critic."""
 
-    actor: FlowConfig = field(default_factory=FlowConfig)  # architecture of mu(s, z) (read: arch/width/depth/...)
+    actor: ChunkNetConfig = field(default_factory=ChunkNetConfig)  # the network of mu(s, z)
     critic: CriticConfig = field(default_factory=CriticConfig)  # its own HL-Gauss twin Q (V is not used)
     bc_flow_steps: int = 10          # mean-flow jumps of the BC flow that mu is distilled from
     alpha: float = 10.0              # distillation weight: large -> stay on the BC flow, small -> chase Q
@@ -102,7 +104,7 @@ class BestOfNConfig:
 class DiffusionConfig:
     """Diffusion policy: DDPM training (epsilon prediction, cosine schedule), deterministic DDIM sampling."""
 
-    network: FlowConfig = field(default_factory=FlowConfig)  # same denoiser architecture as the flow (read: arch/width/depth/...)
+    network: ChunkNetConfig = field(default_factory=ChunkNetConfig)  # the denoiser: the flow's network
     num_train_timesteps: int = 100   # T of the DDPM forward process
     sample_steps: int = 50           # K DDIM steps at inference (K <= T); the latency comparison's K
     cosine_offset: float = 0.008     # s in the cosine schedule (Nichol & Dhariwal): avoids tiny betas near t = 0

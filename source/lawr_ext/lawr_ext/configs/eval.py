@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class EvalCfg:
+class EvalConfig:
     task: str = "Bimanual-Chunk"     # registered task id
     num_envs: int = 8                # parallel envs (CPU default small; 4096 on a GPU host)
     num_episodes: int = 16           # episodes in total, spread evenly over the envs
@@ -22,6 +22,6 @@ class EvalCfg:
         # exec_horizon <= H is checked by the rollout, which knows the policy's H
         for name in ("num_envs", "num_episodes", "exec_horizon"):
             if getattr(self, name) < 1:
-                raise ValueError(f"EvalCfg.{name}: must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"EvalConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if self.ensemble_decay < 0:
-            raise ValueError(f"EvalCfg.ensemble_decay: must be >= 0, got {self.ensemble_decay}")
+            raise ValueError(f"EvalConfig.ensemble_decay: must be >= 0, got {self.ensemble_decay}")

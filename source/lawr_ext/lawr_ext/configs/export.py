@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class ExportCfg:
+class ExportConfig:
     formats: tuple[str, ...] = ("onnx", "torchscript")  # files to write: policy.onnx and/or policy.pt
     onnx_opset: int = 18           # rsl_rl / Isaac Lab's choice: works across x86 and aarch64 runtimes
     parity_atol: float = 1e-4      # max |exported - eager| accepted by the post-export check
@@ -16,4 +16,4 @@ class ExportCfg:
     def __post_init__(self) -> None:
         unknown = set(self.formats) - {"onnx", "torchscript"}
         if unknown or not self.formats:
-            raise ValueError(f"ExportCfg.formats={self.formats}: choose from ('onnx', 'torchscript')")
+            raise ValueError(f"ExportConfig.formats={self.formats}: choose from ('onnx', 'torchscript')")

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FLOW_ARCHS = ("transformer", "mlp")
+from lawr_ext.configs.network import ChunkNetConfig
 
 
 @dataclass
-class FlowConfig:
-    # --- network -------------------------------------------------------------------------------------------
-    arch: str = "transformer"       # "transformer": JiT-like, a token per chunk step; "mlp": ResidualMLP, flat chunk
-    width: int = 256                # token width (transformer) / hidden width (mlp)
-    depth: int = 6                  # transformer blocks / residual blocks
-    num_heads: int = 4              # attention heads (transformer only); must divide width
-    mlp_ratio: int = 4              # transformer feed-forward expansion
-    time_embed_dim: int = 256       # sinusoidal features per time input (t and t - r) before their MLP
+class FlowConfig(ChunkNetConfig):
+    """The chunk network (``ChunkNetConfig``'s fields: arch, width, depth, ...) and how Mean Flow trains it."""
+
     # --- optimization --------------------------------------------------------------------------------------
-    lr: float = 3e-4                # AdamW learning rate
+    learning_rate: float = 3e-4     # AdamW learning rate
     weight_decay: float = 0.0       # AdamW weight decay
-    grad_clip_norm: float = 1.0     # global gradient-norm clip (the u-space loss has heavy tails at small t)
+    max_grad_norm: float = 1.0      # global gradient-norm clip (the u-space loss has heavy tails at small t)
     batch_size: int = 256           # chunks per gradient step
     num_steps: int = 100_000        # gradient steps of Phase 1
     ema_decay: float = 0.9995       # EMA of the weights; the EMA copy is what gets frozen
@@ -40,19 +35,14 @@ class FlowConfig:
     sample_steps: int = 1           # mean-flow steps of the Flow BC policy (1 = the one-step map T(z; s))
 
     def __post_init__(self) -> None:
-        if self.arch not in FLOW_ARCHS:
-            raise ValueError(f"FlowConfig.arch: expected one of {FLOW_ARCHS}, got {self.arch!r}")
-        if self.arch == "transformer" and self.width % self.num_heads != 0:
-            raise ValueError(f"FlowConfig.num_heads: {self.num_heads} does not divide width {self.width}")
-        if self.time_embed_dim % 2 != 0:
-            raise ValueError(f"FlowConfig.time_embed_dim: must be even (cos/sin pairs), got {self.time_embed_dim}")
+        super().__post_init__()
         if not 0.0 <= self.ratio_r_equals_t <= 1.0:
             raise ValueError(f"FlowConfig.ratio_r_equals_t: must lie in [0, 1], got {self.ratio_r_equals_t}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"FlowConfig.ema_decay: must lie in [0, 1), got {self.ema_decay}")
-        for name in ("width", "depth", "num_heads", "mlp_ratio", "batch_size", "num_steps", "sample_steps"):
+        for name in ("batch_size", "num_steps", "sample_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FlowConfig.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "time_sigma", "time_eps", "adaptive_weight_eps", "grad_clip_norm"):
+        for name in ("learning_rate", "time_sigma", "time_eps", "adaptive_weight_eps", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FlowConfig.{name}: must be > 0, got {getattr(self, name)}")

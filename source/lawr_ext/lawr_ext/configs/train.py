@@ -25,8 +25,9 @@ from lawr_ext.configs.baselines import (BestOfNConfig, DiffusionConfig, FlowBCCo
                                         OFQLConfig)
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.data import DataConfig
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.tasks import TASKS
 
@@ -83,7 +84,7 @@ class TrainConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
-    eval: EvalCfg = field(default_factory=EvalCfg)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: bool = True            # roll out L-AWR and flow BC in the env after training
@@ -109,7 +110,7 @@ class TrainConfig:
             return cfg
         matched = matched_config(name, self.flow, self.critic)
         networks = {f.name: getattr(matched, f.name) for f in fields(cfg)
-                    if isinstance(getattr(cfg, f.name), (FlowConfig, CriticConfig))}
+                    if isinstance(getattr(cfg, f.name), (ChunkNetConfig, CriticConfig))}
         budget = {f.name: getattr(self.flow, f.name) for f in fields(cfg) if f.name in ("num_steps", "batch_size")}
         return replace(cfg, **networks, **budget)
 

@@ -60,7 +60,7 @@ class Expert(Protocol):
 
 
 @dataclass
-class CollectCfg:
+class CollectConfig:
     num_episodes: int = 1000  # episodes in the finished dataset
     seed: int = 0  # seeds every round's env reset and label draw
     quality_mix: tuple[float, ...] = (0.5, 0.3, 0.2)  # probability of each quality id (clean, noisy, failing)
@@ -69,11 +69,11 @@ class CollectCfg:
 
     def __post_init__(self) -> None:
         if self.num_episodes < 1:
-            raise ValueError(f"CollectCfg.num_episodes: must be >= 1, got {self.num_episodes}")
+            raise ValueError(f"CollectConfig.num_episodes: must be >= 1, got {self.num_episodes}")
         for name in ("quality_mix", "strategy_mix"):
             mix = getattr(self, name)
             if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
-                raise ValueError(f"CollectCfg.{name}: needs non-negative weights with a positive sum, got {mix}")
+                raise ValueError(f"CollectConfig.{name}: needs non-negative weights with a positive sum, got {mix}")
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -81,7 +81,7 @@ def round_seed(seed: int, round_index: int) -> int:
     return derive_seed(seed, round_index)
 
 
-def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectCfg, meta: dict, *,
+def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: CollectConfig, meta: dict, *,
             num_strategies: int, num_qualities: int, rank: int = 0, world_size: int = 1) -> Path:
     """Collect ``cfg.num_episodes`` episodes into the shard directory ``out_dir``, resuming what is there.
 
@@ -99,7 +99,7 @@ def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: Collec
     for name, mix, expected in (("strategy_mix", strategy_mix, num_strategies),
                                 ("quality_mix", cfg.quality_mix, num_qualities)):
         if len(mix) != expected:
-            raise ValueError(f"CollectCfg.{name}: has {len(mix)} entries but the expert has {expected} labels")
+            raise ValueError(f"CollectConfig.{name}: has {len(mix)} entries but the expert has {expected} labels")
     settings = {"seed": cfg.seed, "num_envs": num_envs, "quality_mix": list(cfg.quality_mix),
                 "strategy_mix": list(strategy_mix)}
     meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
@@ -208,7 +208,7 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
     }
 
 
-def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectCfg, device: str = "cpu", *,
+def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectConfig, device: str = "cpu", *,
                  rank: int = 0, world_size: int = 1, **env_overrides) -> Path:
     """Create the task's env (``env_overrides``: env cfg fields, as for ``make_env``) and scripted expert
     and :func:`collect` into ``out_dir`` (this rank's rounds), resuming what is there."""

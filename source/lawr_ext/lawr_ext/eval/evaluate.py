@@ -8,7 +8,7 @@ import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.planner import LAWRPolicy, support_metrics
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval.metrics import summarize
@@ -16,7 +16,7 @@ from lawr_ext.eval.rollout import rollout
 from lawr_ext.runners.distributed import RANK_SEED_STRIDE, World
 
 
-def evaluate_policy(policy: ChunkPolicy, cfg: EvalCfg, world: World = World(), **env_overrides) -> dict:
+def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World(), **env_overrides) -> dict:
     """Roll ``policy`` out in ``cfg.task`` and return the report (``metrics.write_report`` writes it).
 
     Seeds torch (stochastic policies) and the env's resets with ``cfg.seed``, so a rerun reproduces it.
@@ -27,7 +27,7 @@ def evaluate_policy(policy: ChunkPolicy, cfg: EvalCfg, world: World = World(), *
     from lawr_ext.tasks import make_env  # starts the simulator: imported only when an env is needed
 
     if cfg.num_episodes < world.size:
-        raise ValueError(f"EvalCfg.num_episodes={cfg.num_episodes} is fewer than the {world.size} processes")
+        raise ValueError(f"EvalConfig.num_episodes={cfg.num_episodes} is fewer than the {world.size} processes")
     seed = cfg.seed + world.rank * RANK_SEED_STRIDE
     share = cfg.num_episodes // world.size + (world.rank < cfg.num_episodes % world.size)
     torch.manual_seed(seed)

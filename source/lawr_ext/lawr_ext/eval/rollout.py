@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from lawr_ext.algorithms.base import ChunkPolicy
-from lawr_ext.configs.eval import EvalCfg
+from lawr_ext.configs.eval import EvalConfig
 
 
 class ChunkScheduler:
@@ -98,7 +98,7 @@ def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict[str, float]]:
+def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], dict[str, float]]:
     """Run ``cfg.num_episodes`` episodes of ``policy`` in the already created vectorized ``env``.
 
     Every env runs a fixed quota of episodes (num_episodes split evenly): stopping at the first M
@@ -106,7 +106,7 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalCfg) -> tuple[list[Episode], dict
     Returns the episodes and timing stats (env steps, seconds).
     """
     if cfg.exec_horizon > policy.horizon:
-        raise ValueError(f"EvalCfg.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon "
+        raise ValueError(f"EvalConfig.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon "
                          f"H={policy.horizon}")
     num_envs = env.num_envs
     device = torch.device(cfg.device)

@@ -14,6 +14,7 @@ class ChunkMLP(nn.Module):
 
     def __init__(self, horizon: int, action_dim: int, obs_dim: int, width: int, depth: int, time_embed_dim: int):
         super().__init__()
+        self.horizon, self.action_dim = horizon, action_dim
         self.condition = FlowCondition(obs_dim, width, time_embed_dim)
         self.net = ResidualMLP(horizon * action_dim + width, width, horizon * action_dim, num_blocks=depth)
 

@@ -58,6 +58,7 @@ class ChunkTransformer(nn.Module):
     def __init__(self, horizon: int, action_dim: int, obs_dim: int, width: int, depth: int, num_heads: int,
                  mlp_ratio: int, time_embed_dim: int):
         super().__init__()
+        self.horizon, self.action_dim = horizon, action_dim
         self.action_in = nn.Linear(action_dim, width)
         self.position = nn.Parameter(torch.randn(1, horizon, width) * 0.02)
         self.condition = FlowCondition(obs_dim, width, time_embed_dim)

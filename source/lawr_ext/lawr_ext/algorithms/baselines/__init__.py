@@ -36,6 +36,7 @@ from lawr_ext.configs.baselines import (BestOfNConfig, DiffusionConfig, FlowBCCo
                                         OFQLConfig)
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.network import ChunkNetConfig
 
 
 @dataclass
@@ -104,6 +105,7 @@ def matched_config(name: str, flow: FlowConfig, critic: CriticConfig, **override
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     cfg = BASELINES[name].config()
-    matched = {"fql": {"actor": flow, "critic": critic}, "ofql": {"flow": flow, "critic": critic},
-               "diffusion": {"network": flow}}.get(name, {})
+    network = ChunkNetConfig.of(flow)
+    matched = {"fql": {"actor": network, "critic": critic}, "ofql": {"flow": flow, "critic": critic},
+               "diffusion": {"network": network}}.get(name, {})
     return replace(cfg, **(matched | overrides))

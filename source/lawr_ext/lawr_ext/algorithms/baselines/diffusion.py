@@ -2,7 +2,7 @@
 
 The comparison point for latency and quality: an expressive multimodal BC policy that needs K network
 evaluations per chunk where the L-AWR policy needs one. The denoiser is the Phase-1 flow's network
-(``build_flow_decoder`` with the same ``FlowConfig``), so both have the same width and depth; here its output
+(``build_chunk_net`` with the flow's ``ChunkNetConfig``), so both have the same width and depth; here its output
 is read as the predicted noise and it sees the single diffusion time as (t, r = t). Reuses no trained
 artifact: only the frozen observation normalizer.
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.training import ema_update, masked_mean, optimizer_step
-from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
+from lawr_ext.algorithms.flow import build_chunk_net
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.data import keys
 
@@ -44,7 +44,7 @@ class DiffusionDenoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.horizon, self.action_dim = horizon, action_dim
-        self.net: FlowDecoder = build_flow_decoder(cfg.network, obs_dim, horizon, action_dim)
+        self.net = build_chunk_net(cfg.network, obs_dim, horizon, action_dim)
         alpha_bars = cosine_alpha_bars(cfg.num_train_timesteps, cfg.cosine_offset, cfg.max_beta)
         self.register_buffer("alpha_bars", alpha_bars, persistent=False)  # derived from cfg, never learned
 

@@ -24,7 +24,7 @@ from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.training import optimizer_step
-from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
+from lawr_ext.algorithms.flow import FlowDecoder, build_chunk_net, one_step
 from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
 
@@ -36,7 +36,7 @@ class FQL(Learner):
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.behavior_flow = behavior_flow.requires_grad_(False).eval()  # frozen: only read, never trained
-        self.actor = build_flow_decoder(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = actor.decode(z, s)
+        self.actor = build_chunk_net(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = one_step(actor, z, s)
         self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
         self.optimizers["critic"] = self.critic.optimizers["critic"]
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
@@ -45,7 +45,7 @@ class FQL(Learner):
         """mu(s, z) [B, H, A], with z ~ N(0, I) unless given."""
         if noise is None:
             noise = torch.randn(obs_norm.shape[0], self.actor.horizon, self.actor.action_dim, device=obs_norm.device)
-        return self.actor.decode(noise, obs_norm)
+        return one_step(self.actor, noise, obs_norm)
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
@@ -56,7 +56,7 @@ class FQL(Learner):
         noise = torch.randn_like(batch[keys.ACTIONS])
         with torch.no_grad():  # the behaviour flow's multi-step sample from the SAME z the actor decodes
             bc_target = self.behavior_flow.sample(obs_norm, self.cfg.bc_flow_steps, noise=noise)
-        actions = self.actor.decode(noise, obs_norm)
+        actions = one_step(self.actor, noise, obs_norm)
         distill_loss = (actions - bc_target).square().mean()
         q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
         loss = self.cfg.alpha * distill_loss + q_loss
@@ -78,7 +78,7 @@ class FQL(Learner):
 class FQLPolicy(ChunkPolicy):
     """raw obs -> normalize -> mu(s, z), z ~ N(0, I) from torch's global RNG, clipped to the action box."""
 
-    def __init__(self, actor: FlowDecoder, obs_normalizer: nn.Module):
+    def __init__(self, actor: nn.Module, obs_normalizer: nn.Module):
         super().__init__()
         self.actor = actor
         self.obs_normalizer = obs_normalizer
@@ -86,4 +86,4 @@ class FQLPolicy(ChunkPolicy):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(obs.shape[0], self.horizon, self.action_dim, device=obs.device)
-        return self.actor.decode(noise, self.obs_normalizer(obs)).clamp(-1.0, 1.0)
+        return one_step(self.actor, noise, self.obs_normalizer(obs)).clamp(-1.0, 1.0)

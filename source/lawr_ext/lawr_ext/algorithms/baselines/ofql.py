@@ -55,7 +55,7 @@ class OFQL(Learner):
         q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
         loss = flow_loss + self.cfg.alpha * q_loss
         # backward also leaves gradients on the critic; its optimizer clears them before its next step
-        grad_norm = optimizer_step(self.optimizers["flow"], loss, decoder.parameters(), self.cfg.flow.grad_clip_norm,
+        grad_norm = optimizer_step(self.optimizers["flow"], loss, decoder.parameters(), self.cfg.flow.max_grad_norm,
                                    "OFQL policy", flow=flow_loss, q=q_loss)
         self.mean_flow.update_ema()
         return info | flow_info | {

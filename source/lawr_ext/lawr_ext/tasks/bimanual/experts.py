@@ -36,7 +36,7 @@ ARM_SIGN = (-1.0, 1.0)  # left arm sits at -x, right arm at +x
 
 
 @dataclass
-class ExpertCfg:
+class ExpertConfig:
     """Motion and noise parameters of the scripted experts."""
 
     max_speed: float = 0.25  # cap on the commanded grasp-point speed [m/s]
@@ -92,9 +92,9 @@ class BimanualExpert:
 
     schedule: tuple[int, ...] = ()  # phase end times in control steps
 
-    def __init__(self, env, cfg: ExpertCfg | None = None):
+    def __init__(self, env, cfg: ExpertConfig | None = None):
         self.env = env
-        self.cfg = cfg or ExpertCfg()
+        self.cfg = cfg or ExpertConfig()
         self.n, self.device = env.num_envs, env.device
         self.kin = BimanualKinematics(SPEC, self.device)
         self.dt = env.step_dt
@@ -221,7 +221,7 @@ class InsertionExpert(BimanualExpert):
     align_gain = 0.1  # fraction of the peg's axis error turned away per control step while aligning/inserting
     insert_gate = (0.002, 0.05)  # the push starts once the peg is this close to the socket axis [m] and angle [rad]
 
-    def __init__(self, env, cfg: ExpertCfg | None = None):
+    def __init__(self, env, cfg: ExpertConfig | None = None):
         super().__init__(env, cfg)
         self.peg_rot = torch.eye(3, device=self.device).repeat(self.n, 1, 1)  # commanded peg-arm tool rotation
         self.pushing = torch.zeros(self.n, dtype=torch.bool, device=self.device)  # the peg passed the insert gate
@@ -329,7 +329,7 @@ def run_first_episodes(env, expert: BimanualExpert, strategy: torch.Tensor,
     return {"success": success, "object_dropped": dropped, "strategy_read": strategy_read}
 
 
-def make_expert(task: str, env, cfg: ExpertCfg | None = None) -> BimanualExpert:
+def make_expert(task: str, env, cfg: ExpertConfig | None = None) -> BimanualExpert:
     """The scripted expert for a registered task id, batched over ``env.num_envs``."""
     experts = {"Bimanual-Chunk": HandoverExpert, "Bimanual-Chunk-Insertion": InsertionExpert}
     if task not in experts:
