@@ -35,7 +35,7 @@ import time
 from lawr_ext import REPO_ROOT
 from lawr_ext.data.collect import CollectConfig, collect_task
 from lawr_ext.data.dataset import load_episodes
-from lawr_ext.runners.distributed import init_world, rank_device
+from lawr_ext.utils.distributed import init_world, rank_device
 
 
 def parse_args() -> argparse.Namespace:

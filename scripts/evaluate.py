@@ -22,7 +22,7 @@ from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import read_checkpoint
-from lawr_ext.runners.distributed import init_world, rank_device
+from lawr_ext.utils.distributed import init_world, rank_device
 from lawr_ext.runners.pipeline import final_path, load_policy, read_summary
 
 

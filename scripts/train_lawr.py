@@ -41,7 +41,7 @@ args_cli, hydra_args = parser.parse_known_args()
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.configs.train import PHASES, TrainConfig, load_train_config  # noqa: E402
 from lawr_ext.runners import TrainingError, load_policy, train  # noqa: E402
-from lawr_ext.runners.distributed import init_world  # noqa: E402
+from lawr_ext.utils.distributed import init_world  # noqa: E402
 from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
 
 

@@ -25,7 +25,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 import lawr_ext.data.collect as collect_module
-from lawr_ext.runners.distributed import init_world
+from lawr_ext.utils.distributed import init_world
 from test_collect_distributed import collect_part
 
 world = init_world("cpu")

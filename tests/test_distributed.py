@@ -17,9 +17,9 @@ WORKER = """
 import json, sys, torch
 torch.set_num_threads(1)
 import lawr_ext.runners.pipeline as pipeline
-from lawr_ext.algorithms.flow import parameter_fingerprint
 from lawr_ext.configs.train import load_train_config
-from lawr_ext.runners.distributed import init_world
+from lawr_ext.utils.distributed import init_world
+from lawr_ext.utils.io import parameter_fingerprint
 
 cfg = load_train_config("Bimanual-Chunk", sys.argv[3:])
 world = init_world(cfg.device)

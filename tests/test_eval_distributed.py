@@ -17,7 +17,7 @@ sys.path.insert(0, {tests!r})
 import lawr_ext.tasks
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval import evaluate_policy
-from lawr_ext.runners.distributed import init_world
+from lawr_ext.utils.distributed import init_world
 from test_eval import CountingEnv, StampPolicy
 
 seeds = []

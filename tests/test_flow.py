@@ -7,11 +7,12 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from lawr_ext.algorithms.flow import (FlowBCPolicy, MeanFlow, interpolate, load_frozen_decoder, parameter_fingerprint,
-                                      sample_quality)
+from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow, interpolate, load_frozen_decoder
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.data import keys
+from lawr_ext.eval.diagnostics import sample_quality
 from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.utils.io import parameter_fingerprint
 
 H, A, O = 4, 2, 2
 PROB_PLUS = (0.3, 0.7)   # P(chunk = +m(s)) for s_0 = -1 and s_0 = +1

@@ -13,14 +13,16 @@ import torch
 from tensordict import TensorDict
 
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import MeanFlow, parameter_fingerprint
-from lawr_ext.algorithms.planner import LatentAWR, support_metrics
+from lawr_ext.algorithms.flow import MeanFlow
+from lawr_ext.algorithms.planner import LatentAWR
 from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.data import keys
+from lawr_ext.eval.diagnostics import support_metrics
 from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.utils.io import parameter_fingerprint
 
 H, A, O = 2, 2, 2
 PATTERN = torch.tensor([[1.0, -0.5], [0.5, 1.0]])

@@ -12,11 +12,11 @@ import torch
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import parameter_fingerprint
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.plain import write_plain
 from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_frozen_flow,
                               load_policy, read_checkpoint, train)
+from lawr_ext.utils.io import parameter_fingerprint
 
 OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
 #: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.

@@ -16,7 +16,6 @@ planner (Phase 3) backpropagates through it into z while the flow's weights stay
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import torch
 from tensordict import TensorDict
@@ -208,41 +207,3 @@ class FlowBCPolicy(ChunkPolicy):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.decoder.sample(self.obs_normalizer(obs), self.num_steps)
-
-
-def parameter_fingerprint(module: nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (names, dtypes, shapes, raw bytes): equal iff bit-identical."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, num_projections: int, generator: torch.Generator) -> float:
-    """Sliced 2-Wasserstein distance between two equally sized point clouds [N, D]."""
-    directions = torch.randn(a.shape[1], num_projections, device=a.device, generator=generator)
-    directions = directions / directions.norm(dim=0, keepdim=True)
-    proj_a, proj_b = (a @ directions).sort(dim=0).values, (b @ directions).sort(dim=0).values
-    return (proj_a - proj_b).square().mean().sqrt().item()
-
-
-@torch.no_grad()
-def sample_quality(decoder: FlowDecoder, obs_norm: torch.Tensor, data_chunks: torch.Tensor,
-                   num_steps_list: tuple[int, ...] = (1, 2, 4, 8), num_projections: int = 256,
-                   seed: int = 0) -> dict[str, float]:
-    """How far k-step samples are from held-out data, for each k: {"swd_{k}step": distance}.
-
-    One sample per held-out (obs, chunk) pair; the distance is the sliced Wasserstein distance between the
-    joint point clouds [obs_norm, flat chunk], so a sampler that ignores the observation is penalized too.
-    Seeded and independent of the global RNG, so numbers are comparable across models and calls.
-    """
-    data = torch.cat([obs_norm, data_chunks.flatten(1)], dim=1).float()
-    result = {}
-    for k in num_steps_list:
-        generator = torch.Generator(device=obs_norm.device).manual_seed(seed)
-        chunks = decoder.sample(obs_norm, k, generator=generator)
-        samples = torch.cat([obs_norm, chunks.flatten(1)], dim=1).float()
-        result[f"swd_{k}step"] = sliced_wasserstein(samples, data, num_projections, generator)
-    return result

@@ -7,13 +7,10 @@ from dataclasses import asdict, replace
 import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
-from lawr_ext.algorithms.planner import LAWRPolicy, support_metrics
 from lawr_ext.configs.eval import EvalConfig
-from lawr_ext.data import keys
-from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval.metrics import summarize
 from lawr_ext.eval.rollout import rollout
-from lawr_ext.runners.distributed import RANK_SEED_STRIDE, World
+from lawr_ext.utils.distributed import RANK_SEED_STRIDE, World
 
 
 def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World(), **env_overrides) -> dict:
@@ -45,16 +42,3 @@ def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World()
                         "temporal_ensemble": cfg.temporal_ensemble, "num_envs": num_envs * world.size,
                         "processes": world.size, "seed": cfg.seed},
             "config": asdict(cfg), "summary": summarize(episodes), "timing": timing}
-
-
-@torch.no_grad()
-def support_check(policy: LAWRPolicy, dataset: ChunkDataset, num_samples: int, seed: int = 0) -> dict[str, float]:
-    """Phase 3's support check on dataset states: do L-AWR's chunks stay on the data manifold?
-
-    ``num_samples`` distinct dataset chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
-    device = next(policy.parameters()).device
-    obs_norm = policy.obs_normalizer(batch[keys.OBS].to(device))
-    return support_metrics(policy.decoder, policy.planner, obs_norm, batch[keys.ACTIONS].to(device))

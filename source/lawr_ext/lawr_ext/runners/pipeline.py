@@ -30,16 +30,17 @@ from torch import nn
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.baselines import BASELINES, BaselineContext
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import FlowDecoder, MeanFlow, build_flow_decoder, sample_quality
+from lawr_ext.algorithms.flow import FlowDecoder, MeanFlow, build_flow_decoder
 from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
 from lawr_ext.configs.train import BASELINE_NAMES, PHASES, TrainConfig, train_config_from_dict
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.data.episodes import DatasetError
+from lawr_ext.eval.diagnostics import flow_sample_quality
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners.checkpoint import CheckpointError, check_compatible, read_checkpoint
-from lawr_ext.runners.distributed import World
 from lawr_ext.runners.trainer import dataset_dims, phase_seed, train_phase
+from lawr_ext.utils.distributed import World
 from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, atomic_write_text, config_hash
 
 
@@ -132,18 +133,6 @@ def run_phase(cfg: TrainConfig, phase: str, dataset: ChunkDataset, run_dir: str 
             metrics |= flow_sample_quality(product.decoder, normalizer, dataset)
     world.barrier()  # the next phase (on every rank) reads this product
     return metrics
-
-
-def flow_sample_quality(decoder: FlowDecoder, normalizer: nn.Module, dataset: ChunkDataset,
-                        num_chunks: int = 2048) -> dict[str, float]:
-    """Sliced-Wasserstein distance of 1/2/4/8-step flow samples to dataset chunks (evenly spaced, in-sample)."""
-    ids = torch.linspace(0, dataset.num_chunks - 1, min(num_chunks, dataset.num_chunks)).long()
-    batch = dataset.batch(ids)
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        obs_norm = normalizer(batch[keys.OBS].to(device))
-        quality = sample_quality(decoder, obs_norm, batch[keys.ACTIONS].to(device))
-    return {f"flow/quality_{name}": value for name, value in quality.items()}
 
 
 # --- the baselines, from the same frozen products -------------------------------------------------------

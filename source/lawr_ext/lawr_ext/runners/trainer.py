@@ -20,7 +20,8 @@ from lawr_ext.configs.train import TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
                                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
-from lawr_ext.runners.distributed import RANK_SEED_STRIDE, World, average_gradients, sample_shard
+from lawr_ext.runners.distributed import average_gradients, sample_shard
+from lawr_ext.utils.distributed import RANK_SEED_STRIDE, World
 from lawr_ext.utils.seeding import derive_seed
 
 

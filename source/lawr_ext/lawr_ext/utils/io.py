@@ -1,4 +1,5 @@
-"""Crash-safe file writes: a killed process never leaves a half-written checkpoint, dataset or export."""
+"""Crash-safe file writes (a killed process never leaves a half-written checkpoint, dataset or export) and the
+hashes that say whether two configs or two models are the same."""
 
 from __future__ import annotations
 
@@ -62,3 +63,13 @@ def config_hash(cfg: Any) -> str:
     data = asdict(cfg) if is_dataclass(cfg) else cfg
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parameter_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, dtypes, shapes, raw bytes): equal iff bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
