@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from lawr_ext.algorithms.baselines.diffusion import DiffusionDenoiser, DiffusionPolicy
-from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import build_flow_decoder
-from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
+from lawr_ext.algorithms.planner import LatentPlanner, LAWRPolicy
 from lawr_ext.configs.baselines import DiffusionConfig
+from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
 from lawr_ext.export.action_spec import action_spec
@@ -51,9 +51,8 @@ def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps:
     cfg = TrainConfig()
     normalizer = fit_obs_normalizer(torch.randn(1024, obs_dim))
     decoder = build_flow_decoder(cfg.flow, obs_dim, horizon, action_dim).requires_grad_(False).eval()
-    critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, normalizer).requires_grad_(False).eval()
-    lawr = LAWRPolicy(LatentAWR(cfg.planner, obs_dim, horizon, action_dim, decoder, critic, normalizer)).eval()
-    diffusion_cfg = DiffusionConfig(network=cfg.flow, sample_steps=diffusion_steps)
+    lawr = LAWRPolicy(normalizer, LatentPlanner(cfg.planner, obs_dim, horizon, action_dim), decoder).eval()
+    diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(cfg.flow), sample_steps=diffusion_steps)
     denoiser = DiffusionDenoiser(diffusion_cfg, obs_dim, horizon, action_dim).eval()
     diffusion = DiffusionPolicy(denoiser, normalizer, diffusion_cfg.sample_steps).eval()
     return lawr, diffusion

@@ -25,13 +25,14 @@ from typing import Callable
 
 import torch
 
-from lawr_ext.configs.train import BASELINE_NAMES, PHASES, TrainConfig, load_train_config
+from lawr_ext.algorithms import registry
+from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.eval.metrics import wilson_interval
 from lawr_ext.runners import TrainingError, checkpoint_path, final_path, load_policy, read_checkpoint, train
 from lawr_ext.utils.io import atomic_write_text
 
 #: Every method the benchmark knows: L-AWR, then the baselines in registry order.
-METHODS = ("lawr",) + BASELINE_NAMES
+METHODS = tuple(registry.METHODS)
 #: Timed calls of a policy at batch 1 (after WARMUP_CALLS untimed ones) for the per-chunk latency.
 LATENCY_CALLS, WARMUP_CALLS = 30, 3
 DATASET_SUFFIXES = ("", ".hdf5", ".h5", ".npz")
@@ -45,7 +46,7 @@ def log(message: str) -> None:
 
 def stages(method: str) -> tuple[str, ...]:
     """What the runner trains for ``method``: its training time is theirs summed (shared phases included)."""
-    return PHASES if method == "lawr" else TrainConfig.baseline_phases(method) + (method,)
+    return registry.with_needs((registry.METHODS[method].name,))
 
 
 def training_seconds(run_dir: Path, method: str) -> float:
@@ -96,10 +97,9 @@ def run_seed(task: str, seed: int, methods: list[str], out: Path, overrides: lis
         return []
     run_dir = out / task / f"seed{seed}"
     cfg = load_train_config(task, overrides + [f"seed={seed}", f"data.path='{dataset.resolve()}'"])
-    phases = tuple(p for p in PHASES if p != "planner" or "lawr" in todo)
-    baselines = tuple(m for m in todo if m != "lawr")
-    log(f"{task} seed {seed}: training phases {', '.join(phases)} then {', '.join(baselines) or 'no baselines'}")
-    train(cfg, dataset, run_dir, phases, baselines=baselines)
+    needed = registry.with_needs(tuple(registry.METHODS[m].name for m in todo))
+    log(f"{task} seed {seed}: training {', '.join(needed)}")
+    train(cfg, dataset, run_dir, needed)
 
     failures = []
     for method in todo:
@@ -180,7 +180,7 @@ def learning_curves(run_dir: Path, method: str) -> tuple[str, list[int], list[fl
     """The method's own training loss from TensorBoard (L-AWR: the planner's); None if it trains nothing."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    stage = "planner" if method == "lawr" else method
+    stage = registry.METHODS[method].name
     folder = run_dir / "tensorboard" / stage
     if not folder.is_dir():
         return None

@@ -3,7 +3,7 @@
     python scripts/evaluate.py --checkpoint runs/Bimanual-Chunk/<run>            # CPU, small
     python scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --num_episodes 4096 --device cuda
     python scripts/evaluate.py --checkpoint runs/<run> --exec_horizon 10 --temporal_ensemble
-    python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy
+    python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy (or a baseline)
     torchrun --nproc_per_node=4 scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --device cuda
         # one process per GPU, each with its own envs and seed range; rank 0 writes the merged report
 
@@ -18,19 +18,20 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval import evaluate_policy, support_check, write_report
-from lawr_ext.runners.checkpoint import read_checkpoint
+from lawr_ext.runners.checkpoint import final_path, read_checkpoint
+from lawr_ext.runners.pipeline import load_policy, read_summary
 from lawr_ext.utils.distributed import init_world, rank_device
-from lawr_ext.runners.pipeline import final_path, load_policy, read_summary
 
 
 def parse_args() -> argparse.Namespace:
     defaults = EvalConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="run directory or a <phase>/final.pt inside it")
-    parser.add_argument("--policy", default="lawr", choices=("lawr", "flow_bc"), help="which policy of the run")
+    parser.add_argument("--policy", default="lawr", choices=tuple(METHODS), help="which method's policy of the run")
     parser.add_argument("--task", default=None, help="task id (default: the task the run was trained on)")
     parser.add_argument("--num_envs", type=int, default=defaults.num_envs)
     parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
@@ -62,7 +63,7 @@ def main() -> None:
                   task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
-    policy = load_policy(path, kind=args.policy)
+    policy = load_policy(path, method=args.policy)
     dataset_path = args.dataset or read_summary(run_dir).get("dataset", {}).get("path")
     support = None
     report = evaluate_policy(policy.to(cfg.device), cfg, world, **overrides)

@@ -19,8 +19,8 @@ import torch
 from lawr_ext.configs.export import ExportConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, max_abs_diff
 from lawr_ext.export.action_spec import action_spec
-from lawr_ext.runners.checkpoint import read_checkpoint
-from lawr_ext.runners.pipeline import final_path, load_policy
+from lawr_ext.runners.checkpoint import final_path, read_checkpoint
+from lawr_ext.runners.pipeline import load_policy
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -35,7 +35,7 @@ def main() -> None:
 
     run_dir = args.checkpoint.parent.parent if args.checkpoint.is_file() else args.checkpoint
     planner_ckpt = read_checkpoint(final_path(run_dir, "planner"), "planner")
-    policy = load_policy(run_dir, kind="lawr")
+    policy = load_policy(run_dir, method="lawr")
     metadata = build_metadata(policy, task=planner_ckpt["config"]["task"], obs_dim=planner_ckpt["dims"]["obs_dim"],
                               control_rate_hz=cfg.control_rate_hz, config_hash=planner_ckpt["config_hash"],
                               **action_spec())

@@ -4,15 +4,16 @@
     python scripts/train_lawr.py --task Bimanual-Chunk profile=smoke --device cpu       # a tiny CPU run
     python scripts/train_lawr.py --task Bimanual-Chunk --dataset runs/datasets/Bimanual-Chunk-seed0 \
         flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
-    python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.temperature=0.5
+    python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.weights.temperature=0.5
     python scripts/train_lawr.py --task Bimanual-Chunk --baselines fql diffusion         # + baselines, same phases
     ./isaaclab.sh -p scripts/train_lawr.py --task Bimanual-Chunk ...                    # via Isaac Lab's launcher
     torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D  # multi-process (gloo/NCCL)
 
 Known arguments first (Isaac Lab's convention, launcher arguments such as --device included); everything
-else is a hydra override of the TrainConfig composed from tasks/<task>.yaml (see lawr_ext/configs/train.py).
-A killed run resumes from its last checkpoints when the same command is rerun with the same --run_dir.
-``--phase X`` trains only phase X in --run_dir, from the saved (frozen) products of the earlier phases.
+else is a hydra override of the TrainConfig composed from the task's preset tasks/<preset>.yaml (see
+lawr_ext/configs/train.py). A killed run resumes from its last checkpoints when the same command is rerun
+with the same --run_dir. ``--phase X`` trains only phase X in --run_dir, from the saved (frozen) products
+of the earlier phases. With --dataset and --no_eval nothing here needs a simulator (nor Isaac Lab).
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from isaaclab.app import add_launcher_args
+try:
+    from isaaclab.app import add_launcher_args
+except ImportError:  # an offline training host without Isaac Lab: of the launcher's arguments, lawr reads --device
+    def add_launcher_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--device", default=None, help="device to train on: cpu, cuda or cuda:N")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects the preset tasks/<task>.yaml")
-parser.add_argument("--phase", default="all", choices=("flow", "critic", "planner", "all"), help="which phase(s) to train")
+parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects its preset in tasks/")
+parser.add_argument("--phase", default="all", help="which L-AWR phase to train alone (flow, critic or planner), or all")
 parser.add_argument("--dataset", default=None, help="dataset (shard directory, .hdf5 or .npz); default: collect one")
 parser.add_argument("--run_dir", default=None, help="output folder (default runs/<task>/<UTC time>); reuse it to resume")
 parser.add_argument("--baselines", nargs="*", default=[], metavar="NAME",
-                    help="baselines to train (after the phases, from the same frozen flow/critic) and evaluate: "
-                         "flow_bc gaussian_awr fql ofql best_of_n diffusion")
+                    help="baselines to train (after the phases, from the same frozen flow/critic) and evaluate "
+                         "(names: algorithms/registry.py)")
 parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
 parser.add_argument("--no_eval", action="store_true", help="skip the rollouts after training")
 add_launcher_args(parser)
@@ -39,10 +44,11 @@ parser.set_defaults(device=None)  # the launcher's default is cuda:0; without --
 args_cli, hydra_args = parser.parse_known_args()
 
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
-from lawr_ext.configs.train import PHASES, TrainConfig, load_train_config  # noqa: E402
+from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402
+from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
 from lawr_ext.runners import TrainingError, load_policy, train  # noqa: E402
-from lawr_ext.utils.distributed import init_world  # noqa: E402
 from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
+from lawr_ext.utils.distributed import init_world  # noqa: E402
 
 
 def config_from_cli() -> TrainConfig:
@@ -73,8 +79,8 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 
-def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict, kinds: tuple[str, ...]) -> list[str]:
-    """Roll out each policy of ``kinds`` (L-AWR, flow BC, baselines) in the vectorized env; log and summarize.
+def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict, methods: tuple[str, ...]) -> list[str]:
+    """Roll out the policy of each of ``methods`` (L-AWR, flow BC, baselines) in the vectorized env; log, summarize.
 
     A failing rollout (e.g. the simulator returns NaN observations) is recorded in the summary and does not
     prevent the other policy's evaluation; returns the failures.
@@ -85,18 +91,18 @@ def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict, kinds: tuple[str, .
 
     failures = []
     with SummaryWriter(run_dir / "tensorboard" / "eval") as writer:
-        for kind in kinds:
+        for method in methods:
             try:
-                report = evaluate_policy(load_policy(run_dir, kind), cfg.eval)
+                report = evaluate_policy(load_policy(run_dir, method), cfg.eval)
             except ValueError as err:
-                summary[f"eval_{kind}"] = {"error": str(err)}
-                failures.append(f"evaluation of {kind} failed: {err}")
+                summary[f"eval_{method}"] = {"error": str(err)}
+                failures.append(f"evaluation of {method} failed: {err}")
                 continue
-            write_report(report, run_dir / "eval" / kind)
+            write_report(report, run_dir / "eval" / method)
             s = report["summary"]
-            writer.add_scalar(f"eval/{kind}/success_rate", s["success_rate"], cfg.planner.num_steps)
-            writer.add_scalar(f"eval/{kind}/return_mean", s["return_mean"], cfg.planner.num_steps)
-            summary[f"eval_{kind}"] = {"success_rate": s["success_rate"], "success_ci95": s["success_ci95"],
+            writer.add_scalar(f"eval/{method}/success_rate", s["success_rate"], cfg.planner.num_steps)
+            writer.add_scalar(f"eval/{method}/return_mean", s["return_mean"], cfg.planner.num_steps)
+            summary[f"eval_{method}"] = {"success_rate": s["success_rate"], "success_ci95": s["success_ci95"],
                                        "return_mean": s["return_mean"], "episodes": s["episodes"]}
     write_summary(run_dir, summary)
     return failures
@@ -107,11 +113,15 @@ def main() -> None:
         cfg = config_from_cli()
     except ValueError as err:
         sys.exit(f"[lawr] bad configuration: {err}")
+    unknown = [b for b in args_cli.baselines if b not in BASELINE_NAMES]
+    if args_cli.phase not in PHASE_NAMES + ("all",) or unknown:
+        sys.exit(f"[lawr] --phase must be one of {PHASE_NAMES + ('all',)} and --baselines some of {BASELINE_NAMES}; "
+                 f"got --phase {args_cli.phase} --baselines {' '.join(args_cli.baselines)}")
     if args_cli.phase != "all" and cfg.run_dir is None:
         sys.exit(f"[lawr] --phase {args_cli.phase} needs --run_dir: the run whose earlier phases it builds on")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else REPO_ROOT / "runs" / cfg.task / stamp
-    phases = PHASES if args_cli.phase == "all" else (args_cli.phase,)
+    phases = PHASE_NAMES if args_cli.phase == "all" else (args_cli.phase,)
     world = init_world(cfg.device)  # torchrun: every rank runs this script; rank 0 collects, writes, evaluates
     if world.size > 1 and cfg.run_dir is None:
         sys.exit("[lawr] under torchrun pass --run_dir, so that every rank writes and reads the same run")
@@ -124,10 +134,10 @@ def main() -> None:
         dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
     failures = []
     try:
-        summary = train(cfg, dataset, run_dir, phases, world, baselines=tuple(args_cli.baselines))
+        summary = train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
         if world.is_writer and cfg.evaluate and "planner" in phases:
-            kinds = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
-            failures = evaluate(cfg, run_dir, summary, kinds)
+            methods = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
+            failures = evaluate(cfg, run_dir, summary, methods)
     except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
         sys.exit(f"[lawr] {err}")
     if world.is_writer:

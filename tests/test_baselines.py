@@ -15,12 +15,13 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import Learner
-from lawr_ext.algorithms.baselines import BASELINES, BaselineContext, matched_config
 from lawr_ext.algorithms.baselines.best_of_n import BestOfNPolicy
 from lawr_ext.algorithms.baselines.diffusion import DiffusionBC
 from lawr_ext.algorithms.baselines.gaussian_awr import GaussianAWR
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow
+from lawr_ext.algorithms.flow import BehaviorModel, FlowBCPolicy, MeanFlow
+from lawr_ext.algorithms.registry import BASELINES, matched_config
+from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.baselines import AWRWeightConfig, DiffusionConfig, GaussianAWRConfig
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
@@ -113,7 +114,7 @@ def test_fql_distills_from_the_behavior_flows_own_sampler(behavior_flow, normali
 
 
 def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalizer):
-    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow)
+    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer)})
     cfg = matched_config("fql", TINY_FLOW, TINY_CRITIC, alpha=0.1, learning_rate=1e-3, bc_flow_steps=2)
     fql = BASELINES["fql"].build(cfg, ctx)
     behavior_good, _, _ = mode_fractions(FlowBCPolicy(behavior_flow, normalizer)(torch.randn(1000, OBS_DIM)))
@@ -129,7 +130,7 @@ def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalize
 # --- OFQL ---------------------------------------------------------------------------------------------------
 
 def test_ofql_flow_policy_moves_to_the_higher_q_mode(behavior_flow, normalizer):
-    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow)
+    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer)})
     ofql = BASELINES["ofql"].build(matched_config("ofql", TINY_FLOW, TINY_CRITIC, alpha=1.0), ctx)
     train(ofql, 200, uniform_fraction=0.2)
     chunks = ofql.policy()(torch.randn(1000, OBS_DIM))
@@ -191,7 +192,8 @@ def test_ddim_is_deterministic_given_the_noise(diffusion, normalizer):
 
 def test_registry_builds_every_baseline_into_a_chunk_policy(behavior_flow, normalizer):
     critic = DistributionalCritic(TINY_CRITIC, OBS_DIM, H, A, normalizer)
-    ctx = BaselineContext(OBS_DIM, H, A, normalizer, behavior_flow=behavior_flow, critic=critic)
+    products = {"flow": BehaviorModel(behavior_flow, normalizer), "critic": critic}
+    ctx = StageInputs(OBS_DIM, H, A, products)
     obs = torch.randn(5, OBS_DIM)
     for name, baseline in BASELINES.items():
         built = baseline.build(matched_config(name, TINY_FLOW, TINY_CRITIC), ctx)
@@ -201,11 +203,10 @@ def test_registry_builds_every_baseline_into_a_chunk_policy(behavior_flow, norma
         chunks = built(obs)
         assert chunks.shape == (5, H, A) and (built.horizon, built.action_dim) == (H, A), name
         assert torch.isfinite(chunks).all(), name
-        for artifact in baseline.needs:    # a missing earlier phase is a clear error, not an AttributeError
-            with pytest.raises(ValueError, match=artifact):
+        for needed in baseline.needs:      # a missing earlier stage is a clear error, not an AttributeError
+            with pytest.raises(ValueError, match=needed):
                 baseline.build(matched_config(name, TINY_FLOW, TINY_CRITIC),
-                               BaselineContext(OBS_DIM, H, A, normalizer, **{
-                                   a: getattr(ctx, a) for a in ("behavior_flow", "critic") if a != artifact}))
+                               StageInputs(OBS_DIM, H, A, {a: m for a, m in products.items() if a != needed}))
 
 
 def test_bad_configs_fail_with_the_field_name():

@@ -16,7 +16,8 @@ from test_runner import OBS_DIM, TINY, synthetic_dataset
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.base import ChunkPolicy
-from lawr_ext.configs.train import BASELINE_NAMES, load_train_config
+from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES
+from lawr_ext.configs.train import load_train_config
 from lawr_ext.eval.metrics import summarize
 from lawr_ext.eval.rollout import Episode
 from lawr_ext.runners import checkpoint_path, load_policy, read_checkpoint, train, trainer
@@ -97,7 +98,7 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
     dataset = synthetic_dataset(tmp_path / "data.npz")
     cfg = load_train_config("Bimanual-Chunk", OVERRIDES)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(cfg, dataset, straight, baselines=BASELINE_NAMES)
+    train(cfg, dataset, straight, stages=PHASE_NAMES + BASELINE_NAMES)
 
     obs = torch.randn(5, OBS_DIM)
     for name in BASELINE_NAMES:
@@ -124,9 +125,9 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
         with monkeypatch.context() as patch:
             patch.setattr(trainer, "check_metrics", stop_after_first_checkpoint)
             with pytest.raises(KeyboardInterrupt):
-                train(cfg, dataset, resumed, phases=(), baselines=(name,))
+                train(cfg, dataset, resumed, stages=(name,))
         assert read_checkpoint(checkpoint_path(resumed, name))["step"] == 4
-        train(cfg, dataset, resumed, phases=(), baselines=(name,))
+        train(cfg, dataset, resumed, stages=(name,))
         want = read_checkpoint(checkpoint_path(straight, name))["learner"]
         got = read_checkpoint(checkpoint_path(resumed, name))["learner"]
         assert_same(got, want, name)

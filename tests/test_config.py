@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 import pytest
 
+from lawr_ext.algorithms.registry import hashed_config
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
 from lawr_ext.utils.io import config_hash
@@ -63,7 +64,7 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
 
     def hashes(*overrides):
         cfg = load_train_config("Bimanual-Chunk", list(overrides))
-        return [config_hash(cfg.phase_config(p)) for p in ("flow", "critic", "planner")]
+        return [config_hash(hashed_config(cfg, p)) for p in ("flow", "critic", "planner")]
 
     flow, critic, planner = hashes()
     assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere",

@@ -23,14 +23,14 @@ from lawr_ext.utils.io import parameter_fingerprint
 
 cfg = load_train_config("Bimanual-Chunk", sys.argv[3:])
 world = init_world(cfg.device)
-fingerprints, train_phase = {}, pipeline.train_phase
+fingerprints, train_stage = {}, pipeline.train_stage
 
-def recording_train_phase(cfg, phase, learner, *args):  # every rank's weights after each phase
-    metrics = train_phase(cfg, phase, learner, *args)
+def recording_train_stage(cfg, phase, learner, *args):  # every rank's weights after each phase
+    metrics = train_stage(cfg, phase, learner, *args)
     fingerprints[phase] = world.gather(parameter_fingerprint(learner))
     return metrics
 
-pipeline.train_phase = recording_train_phase
+pipeline.train_stage = recording_train_stage
 pipeline.train(cfg, sys.argv[1], sys.argv[2], world=world)
 if world.is_writer:
     open(sys.argv[2] + "/fingerprints.json", "w").write(json.dumps(fingerprints))
@@ -57,6 +57,7 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
         assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
 
     fingerprints = json.loads((run / "fingerprints.json").read_text())
+    assert sorted(fingerprints) == ["critic", "flow", "planner"]  # every phase was recorded
     assert all(len(set(per_rank)) == 1 for per_rank in fingerprints.values()), fingerprints  # ranks in lockstep
 
     # One process, same global batches, each phase on top of the two-rank run's earlier phases (the flow's

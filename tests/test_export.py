@@ -29,8 +29,8 @@ def small_lawr_policy() -> LAWRPolicy:
     decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), OBS_DIM, H, A)
     critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), OBS_DIM, H, A, normalizer)
     learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1), OBS_DIM, H, A, decoder.requires_grad_(False),
-                        critic.requires_grad_(False), normalizer)
-    return LAWRPolicy(learner).eval()
+                        critic.requires_grad_(False).advantage, normalizer)
+    return learner.policy().eval()
 
 
 @pytest.fixture(scope="module")

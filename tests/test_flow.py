@@ -7,7 +7,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow, interpolate, load_frozen_decoder
+from lawr_ext.algorithms.base import freeze
+from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow, build_flow_decoder, interpolate
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.data import keys
 from lawr_ext.eval.diagnostics import sample_quality
@@ -134,7 +135,8 @@ def test_frozen_decoder_is_unchanged_by_training_through_it():
     learner.update(chunk_batch(obs[:64], chunks[:64]))  # the trainer moving on does not touch the copy either
     assert parameter_fingerprint(frozen) == fingerprint
 
-    reloaded = load_frozen_decoder(learner.cfg, O, H, A, frozen.state_dict())  # as Phases 2/3 restore it
+    reloaded = freeze(build_flow_decoder(learner.cfg, O, H, A))  # as the runner restores a product for Phases 2/3
+    reloaded.load_state_dict(frozen.state_dict())
     assert parameter_fingerprint(reloaded) == fingerprint and not any(p.requires_grad for p in reloaded.parameters())
 
 

@@ -74,7 +74,7 @@ def train_planner(frozen_phases, temperature: float, steps: int = 400) -> tuple[
     data, normalizer, decoder, critic = frozen_phases
     cfg = PlannerConfig(hidden_dim=64, num_blocks=2, learning_rate=1e-3,
                         weights=AWRWeightConfig(temperature=temperature, max_weight=100.0))
-    learner = LatentAWR(cfg, O, H, A, decoder, critic, normalizer)
+    learner = LatentAWR(cfg, O, H, A, decoder, critic.advantage, normalizer)
     for _ in range(steps):
         metrics = learner.update(data[torch.randint(len(data), (BATCH,))])
     return learner, metrics
@@ -137,5 +137,5 @@ def test_planner_refuses_a_trainable_flow(frozen_phases):
     data, normalizer, decoder, critic = frozen_phases
     trainable = MeanFlow(FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8), O, H, A, normalizer).decoder
     with pytest.raises(ValueError, match="flow decoder must be frozen"):
-        LatentAWR(PlannerConfig(hidden_dim=16, num_blocks=1), O, H, A, trainable, critic, normalizer)
+        LatentAWR(PlannerConfig(hidden_dim=16, num_blocks=1), O, H, A, trainable, critic.advantage, normalizer)
 

@@ -14,8 +14,8 @@ from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.plain import write_plain
-from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_frozen_flow,
-                              load_policy, read_checkpoint, train)
+from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_policy, load_product,
+                              read_checkpoint, train)
 from lawr_ext.utils.io import parameter_fingerprint
 
 OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
@@ -63,8 +63,8 @@ def test_three_phases_write_checkpoints_logs_summary_and_a_policy(tmp_path, data
     assert (run / "summary.md").read_text().count("## ") >= 2 and (run / "config.json").is_file()
 
     obs = torch.randn(7, OBS_DIM)
-    for kind in ("lawr", "flow_bc"):
-        policy = load_policy(run, kind)
+    for method in ("lawr", "flow_bc"):
+        policy = load_policy(run, method)
         chunk = policy(obs)
         assert chunk.shape == (7, HORIZON, ACTION_DIM) and torch.isfinite(chunk).all()
         assert (policy.horizon, policy.action_dim) == (HORIZON, ACTION_DIM)
@@ -75,23 +75,23 @@ def test_three_phases_write_checkpoints_logs_summary_and_a_policy(tmp_path, data
 def test_flow_is_bit_identical_after_phases_2_and_3(tmp_path, dataset):
     cfg = load_train_config("Bimanual-Chunk", TINY)
     run = tmp_path / "run"
-    train(cfg, dataset, run, phases=("flow",))
+    train(cfg, dataset, run, stages=("flow",))
     dims = read_checkpoint(final_path(run, "flow"))["dims"]
-    decoder, normalizer = load_frozen_flow(final_path(run, "flow"), cfg, dims)
-    before = parameter_fingerprint(decoder), parameter_fingerprint(normalizer)
+    behavior = load_product(run, "flow", cfg, dims)
+    before = parameter_fingerprint(behavior.decoder), parameter_fingerprint(behavior.obs_normalizer)
 
-    train(cfg, dataset, run, phases=("critic", "planner"))
-    after_file = load_frozen_flow(final_path(run, "flow"), cfg, dims)
+    train(cfg, dataset, run, stages=("critic", "planner"))
+    after_file = load_product(run, "flow", cfg, dims)
     # The decoder the planner trained through (saved with the planner) is the same frozen flow, bit for bit.
     policy_decoder = load_policy(run).decoder
-    assert (parameter_fingerprint(after_file[0]), parameter_fingerprint(after_file[1])) == before
+    assert (parameter_fingerprint(after_file.decoder), parameter_fingerprint(after_file.obs_normalizer)) == before
     assert parameter_fingerprint(policy_decoder) == before[0]
 
 
 def test_nan_in_the_critic_stops_with_phase_and_step(tmp_path, dataset, monkeypatch):
     cfg = load_train_config("Bimanual-Chunk", TINY)
     run = tmp_path / "run"
-    train(cfg, dataset, run, phases=("flow",))
+    train(cfg, dataset, run, stages=("flow",))
     original_update, calls = DistributionalCritic.update, []
 
     def poisoned_update(self, batch):  # step 6 meets a NaN weight, as an overflowing optimizer would leave it
@@ -103,7 +103,7 @@ def test_nan_in_the_critic_stops_with_phase_and_step(tmp_path, dataset, monkeypa
 
     monkeypatch.setattr(DistributionalCritic, "update", poisoned_update)
     with pytest.raises(TrainingError, match=r"phase 'critic' stopped at step 6: .*non-finite.*last good checkpoint: step 4"):
-        train(cfg, dataset, run, phases=("critic",))
+        train(cfg, dataset, run, stages=("critic",))
     assert torch.load(checkpoint_path(run, "critic"), weights_only=True)["step"] == 4  # the good one survives
     assert not final_path(run, "critic").exists()
 
@@ -118,31 +118,31 @@ def test_critic_whose_returns_leave_the_support_is_stopped(tmp_path, dataset):
 def test_mismatched_checkpoints_are_one_line_errors(tmp_path, dataset):
     cfg = load_train_config("Bimanual-Chunk", TINY)
     run = tmp_path / "run"
-    train(cfg, dataset, run, phases=("flow",))
+    train(cfg, dataset, run, stages=("flow",))
 
     changed = load_train_config("Bimanual-Chunk", TINY + ["flow.learning_rate=1e-3"])
     with pytest.raises(CheckpointError, match="config hash") as err:
-        train(changed, dataset, run, phases=("flow",))
+        train(changed, dataset, run, stages=("flow",))
     assert "\n" not in str(err.value)
     with pytest.raises(CheckpointError, match="config hash"):  # a later phase refuses a flow of another config
-        train(changed, dataset, run, phases=("critic",))
+        train(changed, dataset, run, stages=("critic",))
 
     wider = synthetic_dataset(tmp_path / "wider.npz", obs_dim=OBS_DIM + 2)
     with pytest.raises(CheckpointError, match="trained on data with"):
-        train(cfg, wider, run, phases=("flow",))
+        train(cfg, wider, run, stages=("flow",))
 
     ckpt = torch.load(checkpoint_path(run, "flow"), weights_only=True)
     ckpt["format_version"] = 999
     torch.save(ckpt, checkpoint_path(run, "flow"))
     with pytest.raises(CheckpointError, match="format version 999"):
-        train(cfg, dataset, run, phases=("flow",))
+        train(cfg, dataset, run, stages=("flow",))
 
     checkpoint_path(run, "flow").write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="not a readable lawr checkpoint"):
-        train(cfg, dataset, run, phases=("flow",))
+        train(cfg, dataset, run, stages=("flow",))
 
     with pytest.raises(CheckpointError, match="phase 'flow' has not finished"):
-        train(cfg, dataset, tmp_path / "fresh", phases=("planner",))
+        train(cfg, dataset, tmp_path / "fresh", stages=("planner",))
 
 
 def test_train_lawr_script_with_hydra_overrides(tmp_path, dataset):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+from tensordict import TensorDict
 
 from lawr_ext.configs.awr import AWRWeightConfig
+
+#: batch (raw observations) -> advantages [B] of its dataset chunks, e.g. ``DistributionalCritic.advantage``.
+#: Called under no_grad: nothing an AWR learner does reaches the critic behind it.
+AdvantageFn = Callable[[TensorDict], torch.Tensor]
 
 
 def awr_weights(advantage: torch.Tensor, cfg: AWRWeightConfig) -> torch.Tensor:

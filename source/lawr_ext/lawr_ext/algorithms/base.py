@@ -1,4 +1,4 @@
-"""What every trainable phase and baseline shares, so one runner can train, checkpoint and resume them all."""
+"""What every trainable stage shares, so one runner can train, checkpoint and resume them all."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 
 class Learner(nn.Module):
-    """A phase's (or a baseline's) networks and optimizers. ``update`` is one gradient step.
+    """A stage's networks and optimizers. ``update`` is one gradient step; ``product`` is what it leaves behind.
 
     Subclasses put their optimizers in ``self.optimizers`` (name -> optimizer) so that
     ``training_state`` captures everything a resumed run needs to continue bit-identically.
@@ -21,6 +21,14 @@ class Learner(nn.Module):
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         raise NotImplementedError
+
+    def policy(self) -> ChunkPolicy:
+        """The policy it trained (learners of policy stages)."""
+        raise NotImplementedError(f"{type(self).__name__} trains no policy")
+
+    def product(self) -> nn.Module:
+        """What its stage saves once trained (``<stage>/final.pt``): by default the policy it trained."""
+        return self.policy()
 
     def training_state(self) -> dict:
         return {"modules": self.state_dict(), "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
@@ -44,3 +52,8 @@ class ChunkPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No parameter takes a gradient, no layer is in train mode: how every stage's product is handed on."""
+    return module.requires_grad_(False).eval()

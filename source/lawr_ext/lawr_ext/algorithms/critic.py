@@ -21,7 +21,7 @@ from torch import nn
 
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.training import ema_update, optimizer_step
-from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.critic import CriticConfig, GuardConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.hl_gauss import HLGauss
 from lawr_ext.modules.mlp import mlp
@@ -85,6 +85,9 @@ class DistributionalCritic(Learner):
             return td_target(batch, next_v) - v
         return self.q_value(obs_norm, batch[keys.ACTIONS], target=True) - v
 
+    def product(self) -> DistributionalCritic:
+        return self
+
     # --- one gradient step -----------------------------------------------------------------------------
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
@@ -124,6 +127,21 @@ class DistributionalCritic(Learner):
                 "critic/target_outside_support": outside.float().mean().item(),
                 "critic/grad_norm": grad_norm.item(),
             }
+
+
+def divergence(metrics: dict[str, float], cfg: CriticConfig, guard: GuardConfig) -> str | None:
+    """Why a critic step's metrics mean the critic is diverging, or None; judged against its value support."""
+    width = cfg.v_max - cfg.v_min
+    outside = metrics.get("critic/target_outside_support", 0.0)
+    if outside > guard.max_outside_support:
+        return (f"critic diverging: {outside:.0%} of the TD targets lie outside the value support "
+                f"[{cfg.v_min}, {cfg.v_max}] (limit {guard.max_outside_support:.0%}); "
+                f"widen critic.v_min/critic.v_max or check the rewards")
+    td_error = metrics.get("critic/td_error", 0.0)
+    if td_error > guard.max_td_error * width:
+        return (f"critic diverging: mean |Q - TD target| = {td_error:.3g} exceeds "
+                f"{guard.max_td_error} x the support width {width:.3g}")
+    return None
 
 
 def td_target(batch: TensorDict, next_value: torch.Tensor) -> torch.Tensor:

@@ -21,13 +21,14 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
 from lawr_ext.algorithms.training import ema_update, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.chunk_mlp import ChunkMLP
 from lawr_ext.modules.chunk_transformer import ChunkTransformer
+from lawr_ext.modules.normalizer import unfitted_obs_normalizer
 
 
 def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -107,8 +108,26 @@ def build_flow_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: 
     return FlowDecoder(build_chunk_net(cfg, obs_dim, horizon, action_dim), obs_dim, horizon, action_dim, cfg.time_eps)
 
 
+class BehaviorModel(nn.Module):
+    """Phase 1's product: the frozen observation normalizer and the frozen one-step decoder T(z; s).
+
+    The action manifold and the coordinates every later stage sees the data in: phases 2 and 3, the
+    baselines, evaluation and export all get them from this one bundle (``inputs["flow"]``).
+    """
+
+    def __init__(self, decoder: FlowDecoder, obs_normalizer: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+        self.obs_normalizer = obs_normalizer
+
+    @classmethod
+    def untrained(cls, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int) -> BehaviorModel:
+        """The same modules with initial weights and empty statistics, to load a saved product into."""
+        return cls(build_flow_decoder(cfg, obs_dim, horizon, action_dim), unfitted_obs_normalizer(obs_dim))
+
+
 class MeanFlow(Learner):
-    """Trains a FlowDecoder with the Mean Flow identity; ``frozen_decoder()`` hands the EMA weights to Phase 2/3."""
+    """Trains a FlowDecoder with the Mean Flow identity; its product is the frozen EMA decoder + the normalizer."""
 
     def __init__(self, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module):
         super().__init__()
@@ -177,21 +196,12 @@ class MeanFlow(Learner):
         self.num_updates += 1
 
     def frozen_decoder(self) -> FlowDecoder:
-        """A detached copy of the EMA weights: requires_grad False, eval mode. Nothing later may change it."""
+        """A detached copy of the EMA weights, frozen (the action manifold's hard constraint): nothing later may
+        change it."""
         return freeze(copy.deepcopy(self.ema_decoder))
 
-
-def freeze(decoder: FlowDecoder) -> FlowDecoder:
-    """The action manifold's hard constraint: no parameter takes a gradient, no layer is in train mode."""
-    return decoder.requires_grad_(False).eval()
-
-
-def load_frozen_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int,
-                        state_dict: dict[str, torch.Tensor]) -> FlowDecoder:
-    """Rebuild a saved ``frozen_decoder().state_dict()`` for Phases 2/3, evaluation and export."""
-    decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
-    decoder.load_state_dict(state_dict)
-    return freeze(decoder)
+    def product(self) -> BehaviorModel:
+        return BehaviorModel(self.frozen_decoder(), self.obs_normalizer)
 
 
 class FlowBCPolicy(ChunkPolicy):

@@ -19,11 +19,10 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from lawr_ext.algorithms.awr import AdvantageFn, awr_weights, effective_sample_fraction
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.algorithms.awr import awr_weights, effective_sample_fraction
-from lawr_ext.algorithms.training import masked_mean, optimizer_step
-from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import FlowDecoder
+from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import ResidualMLP
@@ -39,12 +38,11 @@ class LatentPlanner(nn.Module):
     It bounds ||z|| from above only; the latent norm metrics show whether z drifts toward the origin.
     """
 
-    def __init__(self, obs_dim: int, horizon: int, action_dim: int, hidden_dim: int, num_blocks: int,
-                 typical_set_margin: float):
+    def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
-        self.max_radius = math.sqrt(horizon * action_dim) * (1.0 + typical_set_margin)
-        self.net = ResidualMLP(obs_dim, hidden_dim, horizon * action_dim, num_blocks)
+        self.max_radius = math.sqrt(horizon * action_dim) * (1.0 + cfg.typical_set_margin)
+        self.net = ResidualMLP(obs_dim, cfg.hidden_dim, horizon * action_dim, cfg.num_blocks)
 
     def raw_latent(self, obs_norm: torch.Tensor) -> torch.Tensor:
         """The network's output before the squash, [B, d]."""
@@ -60,30 +58,24 @@ class LatentPlanner(nn.Module):
         return self.squash(self.raw_latent(obs_norm))
 
 
-def _require_frozen(module: nn.Module, what: str) -> None:
-    if any(p.requires_grad for p in module.parameters()):
-        raise ValueError(f"LatentAWR: the {what} must be frozen (requires_grad_(False)) before Phase 3; "
-                         "the planner may not change it")
-
-
 class LatentAWR(Learner):
-    """The planner, the frozen decoder and the frozen normaliser it runs with, and its optimizer.
+    """Trains the planner through the frozen decoder, weighted by ``advantage_fn`` (as GaussianAWR is).
 
     The decoder and normaliser are submodules, so a planner checkpoint carries the exact flow it was trained
-    through; the critic is not (only its ``advantage`` method is kept): it is needed for training, not acting.
+    through; the critic is not: only its advantages are needed, and only for training.
     """
 
     def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
-                 critic: DistributionalCritic, obs_normalizer: nn.Module):
+                 advantage_fn: AdvantageFn, obs_normalizer: nn.Module):
         super().__init__()
-        _require_frozen(decoder, "flow decoder")
-        _require_frozen(critic, "critic")
+        if any(p.requires_grad for p in decoder.parameters()):
+            raise ValueError("LatentAWR: the flow decoder must be frozen (requires_grad_(False)) before Phase 3; "
+                             "the planner may not change it")
         self.cfg = cfg
         self.decoder = decoder.eval()
         self.obs_normalizer = obs_normalizer.eval()
-        self.advantage_fn = critic.advantage  # runs under no_grad
-        self.planner = LatentPlanner(obs_dim, horizon, action_dim, cfg.hidden_dim, cfg.num_blocks,
-                                     cfg.typical_set_margin)
+        self.advantage_fn = advantage_fn
+        self.planner = LatentPlanner(cfg, obs_dim, horizon, action_dim)
         self.optimizers["planner"] = torch.optim.Adam(self.planner.parameters(), lr=cfg.learning_rate)
 
     def train(self, mode: bool = True) -> LatentAWR:
@@ -127,18 +119,18 @@ class LatentAWR(Learner):
             }
 
     def policy(self) -> LAWRPolicy:
-        return LAWRPolicy(self)
+        return LAWRPolicy(self.obs_normalizer, self.planner, self.decoder)
 
 
 class LAWRPolicy(ChunkPolicy):
     """The L-AWR policy: raw obs -> frozen normaliser -> planner -> frozen one-step flow -> chunk. Deterministic."""
 
-    def __init__(self, learner: LatentAWR):
+    def __init__(self, obs_normalizer: nn.Module, planner: LatentPlanner, decoder: FlowDecoder):
         super().__init__()
-        self.obs_normalizer = learner.obs_normalizer
-        self.planner = learner.planner
-        self.decoder = learner.decoder
-        self.horizon, self.action_dim = learner.planner.horizon, learner.planner.action_dim
+        self.obs_normalizer = obs_normalizer
+        self.planner = planner
+        self.decoder = decoder
+        self.horizon, self.action_dim = planner.horizon, planner.action_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         obs_norm = self.obs_normalizer(obs)

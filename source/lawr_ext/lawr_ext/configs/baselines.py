@@ -8,7 +8,8 @@ algorithm, not capacity. Baselines with their own critic take a ``CriticConfig``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from lawr_ext.configs.awr import AWRWeightConfig  # noqa: F401  (re-exported: Gaussian AWR shares it)
 from lawr_ext.configs.critic import CriticConfig
@@ -127,3 +128,38 @@ class DiffusionConfig:
                              f"num_train_timesteps={self.num_train_timesteps}")
         if not 0.0 < self.max_beta < 1.0:
             raise ValueError(f"DiffusionConfig.max_beta: must lie in (0, 1), got {self.max_beta}")
+
+
+@dataclass
+class BaselinesConfig:
+    """Every baseline's settings (``TrainConfig.baselines``): one field per baseline, named like its stage."""
+
+    match_lawr: bool = True          # True: flow-shaped networks take `flow`'s architecture, own critics take
+                                     # `critic`'s, and every trained baseline takes Phase 1's num_steps and
+                                     # batch_size (equal capacity, equal budget); False: the configs below as given
+    flow_bc: FlowBCConfig = field(default_factory=FlowBCConfig)
+    gaussian_awr: GaussianAWRConfig = field(default_factory=GaussianAWRConfig)
+    fql: FQLConfig = field(default_factory=FQLConfig)
+    ofql: OFQLConfig = field(default_factory=OFQLConfig)
+    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+
+
+def match_lawr(settings: Any, flow: FlowConfig, critic: CriticConfig, budget: bool = True) -> Any:
+    """A baseline's ``settings`` at the L-AWR run's capacity (``baselines.match_lawr``), by field type: a
+    ``FlowConfig`` becomes ``flow``, a ``ChunkNetConfig`` its network, a ``CriticConfig`` ``critic``; with
+    ``budget``, ``num_steps`` and ``batch_size`` become Phase 1's. Equal capacity and budget make the
+    comparison about the algorithm."""
+    changes = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, FlowConfig):
+            changes[f.name] = flow
+        elif isinstance(value, ChunkNetConfig):
+            changes[f.name] = ChunkNetConfig.of(flow)
+        elif isinstance(value, CriticConfig):
+            changes[f.name] = critic
+        elif budget and f.name in ("num_steps", "batch_size"):
+            changes[f.name] = getattr(flow, f.name)
+    return replace(settings, **changes)

@@ -48,3 +48,17 @@ class CriticConfig:
             raise ValueError(f"CriticConfig.target_update_rate must be in (0, 1], got {self.target_update_rate}")
         if self.advantage not in ADVANTAGE_FORMS:
             raise ValueError(f"CriticConfig.advantage must be one of {ADVANTAGE_FORMS}, got {self.advantage!r}")
+
+
+@dataclass
+class GuardConfig:
+    """When the critic is declared diverged and its run stopped (NaN/inf in any loss or metric always stops a run)."""
+
+    max_outside_support: float = 0.25  # fraction of a batch's critic TD targets outside [v_min, v_max]
+    max_td_error: float = 1.0          # mean |Q - TD target| as a multiple of the critic's support width
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_outside_support <= 1.0:
+            raise ValueError(f"GuardConfig.max_outside_support: must lie in (0, 1], got {self.max_outside_support}")
+        if not self.max_td_error > 0:
+            raise ValueError(f"GuardConfig.max_td_error: must be > 0, got {self.max_td_error}")

@@ -9,7 +9,7 @@ itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,14 +20,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lawr_ext import REPO_ROOT
-from lawr_ext.algorithms.baselines import BASELINES, matched_config
-from lawr_ext.configs.baselines import (BestOfNConfig, DiffusionConfig, FlowBCConfig, FQLConfig, GaussianAWRConfig,
-                                        OFQLConfig)
-from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.baselines import BaselinesConfig
+from lawr_ext.configs.critic import CriticConfig, GuardConfig
 from lawr_ext.configs.data import DataConfig
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.flow import FlowConfig
-from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.tasks import TASKS
 
@@ -35,43 +32,6 @@ from lawr_ext.tasks import TASKS
 PRESET_DIR = REPO_ROOT / "tasks"
 #: Name of the ``TrainConfig`` schema node in hydra's ConfigStore (the first entry of every preset's defaults).
 SCHEMA_NAME = "lawr_train"
-#: The phases in training order; each trains from the saved (frozen) outputs of the ones before it.
-PHASES = ("flow", "critic", "planner")
-#: The baselines the runner trains from the frozen products of phases 1-2 (algorithms/baselines: BASELINES).
-BASELINE_NAMES = tuple(BASELINES)
-#: Everything the runner trains, in training order (each stage's seed derives from its name, not its place).
-STAGES = PHASES + BASELINE_NAMES
-#: The phase products a baseline's BaselineContext artifact comes from.
-ARTIFACT_PHASES = {"behavior_flow": "flow", "critic": "critic"}
-
-
-@dataclass
-class GuardConfig:
-    """When a run is declared diverged and stopped (NaN/inf in any loss or metric always stops it)."""
-
-    max_outside_support: float = 0.25  # fraction of a batch's critic TD targets outside [v_min, v_max]
-    max_td_error: float = 1.0          # mean |Q - TD target| as a multiple of the critic's support width
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.max_outside_support <= 1.0:
-            raise ValueError(f"GuardConfig.max_outside_support: must lie in (0, 1], got {self.max_outside_support}")
-        if not self.max_td_error > 0:
-            raise ValueError(f"GuardConfig.max_td_error: must be > 0, got {self.max_td_error}")
-
-
-@dataclass
-class BaselinesConfig:
-    """The baselines L-AWR is compared against, trained by the same runner on the same frozen phases 1-2."""
-
-    match_lawr: bool = True          # True: flow-shaped networks take `flow`'s architecture, own critics take
-                                     # `critic`'s, and every trained baseline takes Phase 1's num_steps and
-                                     # batch_size (equal capacity, equal budget); False: the configs below as given
-    flow_bc: FlowBCConfig = field(default_factory=FlowBCConfig)
-    gaussian_awr: GaussianAWRConfig = field(default_factory=GaussianAWRConfig)
-    fql: FQLConfig = field(default_factory=FQLConfig)
-    ofql: OFQLConfig = field(default_factory=OFQLConfig)
-    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
 
 @dataclass
@@ -100,42 +60,6 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if self.eval.task != self.task:  # the policy is evaluated in the task it was trained for
             self.eval.task = self.task
-
-    def baseline_config(self, name: str):
-        """The config baseline ``name`` is built and trained with (``baselines.match_lawr`` applied)."""
-        if name not in BASELINE_NAMES:
-            raise ValueError(f"unknown baseline {name!r}: expected one of {BASELINE_NAMES}")
-        cfg = getattr(self.baselines, name)
-        if not self.baselines.match_lawr:
-            return cfg
-        matched = matched_config(name, self.flow, self.critic)
-        networks = {f.name: getattr(matched, f.name) for f in fields(cfg)
-                    if isinstance(getattr(cfg, f.name), (ChunkNetConfig, CriticConfig))}
-        budget = {f.name: getattr(self.flow, f.name) for f in fields(cfg) if f.name in ("num_steps", "batch_size")}
-        return replace(cfg, **networks, **budget)
-
-    def phase_config(self, stage: str) -> dict:
-        """The settings a phase's (or baseline's) result depends on: what its checkpoint's config hash covers.
-
-        Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size
-        instead), device and evaluation are left out, so changing them never invalidates a checkpoint; the
-        configs of earlier phases are in, since a phase builds on their output. A baseline depends on its
-        own config and on the phases whose products it is built from (Phase 1 always: the obs normalizer).
-        """
-        if stage not in STAGES:
-            raise ValueError(f"unknown phase {stage!r}: expected one of {STAGES}")
-        data = {k: v for k, v in asdict(self.data).items() if k != "path"}
-        common = {"task": self.task, "seed": self.seed, "data": data}
-        if stage in PHASES:
-            return common | {p: asdict(getattr(self, p)) for p in PHASES[: PHASES.index(stage) + 1]}
-        upto = self.baseline_phases(stage)
-        return common | {p: asdict(getattr(self, p)) for p in upto} | {stage: asdict(self.baseline_config(stage))}
-
-    @staticmethod
-    def baseline_phases(name: str) -> tuple[str, ...]:
-        """The L-AWR phases whose frozen products baseline ``name`` is built from, in training order."""
-        needed = {"flow"} | {ARTIFACT_PHASES[a] for a in BASELINES[name].needs}
-        return tuple(p for p in PHASES if p in needed)
 
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

@@ -25,3 +25,8 @@ def fit_obs_normalizer(obs: torch.Tensor) -> EmpiricalNormalization:
     normalizer.train()
     normalizer.update(obs.float())  # one batch: the exact mean and (biased) variance of the dataset
     return normalizer.eval()
+
+
+def unfitted_obs_normalizer(obs_dim: int) -> EmpiricalNormalization:
+    """A normalizer with empty statistics, to load fitted ones into."""
+    return EmpiricalNormalization(shape=obs_dim)

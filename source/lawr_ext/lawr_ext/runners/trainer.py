@@ -1,4 +1,4 @@
-"""The gradient-step loop every phase shares: progress, TensorBoard, checkpoints, resume, divergence stops.
+"""The gradient-step loop every stage shares: progress, TensorBoard, checkpoints, resume, divergence stops.
 
 Resume is bit-identical on the CPU: a checkpoint holds the learner (modules + optimizers), torch's global
 RNG and the batch sampler's generator, so step n+1 after a resume sees the same batch, the same noise and
@@ -15,6 +15,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from lawr_ext.algorithms import registry
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
@@ -26,18 +27,18 @@ from lawr_ext.utils.seeding import derive_seed
 
 
 class TrainingError(RuntimeError):
-    """Training had to stop (NaN/inf, a diverging critic, a failing update): names the phase and the step."""
+    """Training had to stop (NaN/inf, a diverging critic, a failing update): names the stage and the step."""
 
-    def __init__(self, phase: str, step: int, problem: str, last_checkpoint: int | None):
+    def __init__(self, stage: str, step: int, problem: str, last_checkpoint: int | None):
         resume = f"last good checkpoint: step {last_checkpoint}" if last_checkpoint else "no checkpoint written yet"
-        super().__init__(f"phase {phase!r} stopped at step {step}: {' '.join(problem.split())} ({resume})")
-        self.phase, self.step = phase, step
+        super().__init__(f"{registry.describe(stage)} stopped at step {step}: {' '.join(problem.split())} ({resume})")
+        self.stage, self.step = stage, step
 
 
-def phase_seed(cfg: TrainConfig, phase: str) -> int:
-    """Each phase (and baseline) starts from its own seed, derived from the run's seed and its NAME: running
-    it alone (--phase) reproduces it inside a full run, and adding a stage changes no other stage's seed."""
-    return derive_seed(cfg.seed, phase)
+def stage_seed(cfg: TrainConfig, stage: str) -> int:
+    """Each stage starts from its own seed, derived from the run's seed and its NAME: training it alone
+    reproduces it inside a full run, and adding a stage changes no other stage's seed."""
+    return derive_seed(cfg.seed, stage)
 
 
 def dataset_dims(dataset: ChunkDataset) -> dict:
@@ -51,58 +52,48 @@ def weight_norm(learner: Learner) -> float:
     return math.sqrt(sum(p.detach().double().square().sum().item() for p in learner.parameters() if p.requires_grad))
 
 
-def check_metrics(cfg: TrainConfig, phase: str, metrics: dict[str, float]) -> str | None:
-    """The problem with this step's metrics, or None. Critic divergence is judged against its value support."""
+def check_metrics(cfg: TrainConfig, stage: str, metrics: dict[str, float]) -> str | None:
+    """The problem with this step's metrics, or None: any non-finite value, then the stage's own check."""
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:
         return f"non-finite {', '.join(f'{n}={metrics[n]}' for n in bad)}"
-    if phase == "critic":
-        guard, width = cfg.guard, cfg.critic.v_max - cfg.critic.v_min
-        outside = metrics.get("critic/target_outside_support", 0.0)
-        if outside > guard.max_outside_support:
-            return (f"critic diverging: {outside:.0%} of the TD targets lie outside the value support "
-                    f"[{cfg.critic.v_min}, {cfg.critic.v_max}] (limit {guard.max_outside_support:.0%}); "
-                    f"widen critic.v_min/critic.v_max or check the rewards")
-        td_error = metrics.get("critic/td_error", 0.0)
-        if td_error > guard.max_td_error * width:
-            return (f"critic diverging: mean |Q - TD target| = {td_error:.3g} exceeds "
-                    f"{guard.max_td_error} x the support width {width:.3g}")
-    return None
+    check = registry.STAGES[stage].check
+    return check(cfg, metrics) if check is not None else None
 
 
-def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
+def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
                 num_steps: int, batch_size: int, world: World = World()) -> dict[str, float]:
-    """Run ``phase`` up to ``num_steps`` gradient steps of ``batch_size`` chunks (the global batch over all
-    ranks), resuming from its checkpoint if one exists. Only rank 0 writes.
+    """Train ``stage``'s learner up to ``num_steps`` gradient steps of ``batch_size`` chunks (the global batch
+    over all ranks), resuming from its checkpoint if one exists. Only rank 0 writes.
 
     Returns the metrics of the last step (empty if the checkpoint was already complete).
     """
     dims = dataset_dims(dataset)
-    path = checkpoint_path(run_dir, phase)
+    path = checkpoint_path(run_dir, stage)
     if world.is_writer:
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
             stale.unlink()
     if path.exists():
-        ckpt = read_checkpoint(path, phase)
+        ckpt = read_checkpoint(path, stage)
         check_compatible(path, ckpt, cfg, dims)
         if not isinstance(ckpt["rng"], list):
             raise CheckpointError(path, "has no per-rank RNG states (written by an older lawr); use a new run_dir")
         if len(ckpt["rng"]) != world.size:
             raise CheckpointError(path, f"was written by {len(ckpt['rng'])} process(es); resume it with as many, not {world.size}")
-        load_into(path, learner, ckpt["learner"])
+        load_into(path, lambda: learner.load_training_state(ckpt["learner"]), type(learner).__name__)
         set_rng_state(ckpt["rng"][world.rank])
         dataset.load_state_dict(ckpt["sampler"])
         start, last_saved = ckpt["step"], ckpt["step"]
         seconds_before = ckpt.get("train_seconds", 0.0)
     else:
-        torch.manual_seed(phase_seed(cfg, phase) + world.rank * RANK_SEED_STRIDE)  # own noise per rank
-        dataset.generator.manual_seed(phase_seed(cfg, phase))  # the same global batches on every rank
+        torch.manual_seed(stage_seed(cfg, stage) + world.rank * RANK_SEED_STRIDE)  # own noise per rank
+        dataset.generator.manual_seed(stage_seed(cfg, stage))  # the same global batches on every rank
         start, last_saved, seconds_before = 0, None, 0.0
     average_gradients(learner, world)
 
     # purge_step: after a resume, TensorBoard drops the events the killed run logged past the checkpoint
-    writer = SummaryWriter(Path(run_dir) / "tensorboard" / phase, purge_step=start) if world.is_writer else None
-    bar = tqdm(total=num_steps, initial=start, desc=phase, disable=not (cfg.progress and world.is_writer),
+    writer = SummaryWriter(Path(run_dir) / "tensorboard" / stage, purge_step=start) if world.is_writer else None
+    bar = tqdm(total=num_steps, initial=start, desc=stage, disable=not (cfg.progress and world.is_writer),
                dynamic_ncols=True)
     metrics: dict[str, float] = {}
     started = time.perf_counter()
@@ -111,21 +102,21 @@ def train_phase(cfg: TrainConfig, phase: str, learner: Learner, dataset: ChunkDa
             batch = sample_shard(dataset, batch_size, world)
             try:
                 metrics = learner.update(batch)
-            except (ValueError, FloatingPointError) as err:  # the learners' own non-finite-loss checks
-                raise TrainingError(phase, step, str(err), last_saved) from err
-            problem = check_metrics(cfg, phase, metrics)
+            except (ValueError, FloatingPointError) as err:  # a non-finite loss, a batch that does not fit
+                raise TrainingError(stage, step, str(err), last_saved) from err
+            problem = check_metrics(cfg, stage, metrics)
             if problem:
-                raise TrainingError(phase, step, problem, last_saved)
+                raise TrainingError(stage, step, problem, last_saved)
             if writer is not None and (step % cfg.log_interval == 0 or step == num_steps):
                 for name, value in metrics.items():
                     writer.add_scalar(name, value, step)
-                writer.add_scalar(f"weights/{phase}_norm", weight_norm(learner), step)
+                writer.add_scalar(f"weights/{stage}_norm", weight_norm(learner), step)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
             if step % cfg.checkpoint_interval == 0 or step == num_steps:
                 rng_states = world.gather(rng_state())
                 if world.is_writer:
                     seconds = seconds_before + time.perf_counter() - started
-                    save_checkpoint(path, cfg, phase, step, dims, learner, dataset.state_dict(), rng_states, seconds)
+                    save_checkpoint(path, cfg, stage, step, dims, learner, dataset.state_dict(), rng_states, seconds)
                 last_saved = step
             bar.update(1)
     finally:

@@ -12,6 +12,7 @@ from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.flow import FlowDecoder
+from lawr_ext.algorithms.stage import Stage
 
 
 class BestOfNPolicy(ChunkPolicy):
@@ -36,3 +37,10 @@ class BestOfNPolicy(ChunkPolicy):
         best = q.argmax(dim=1)
         return candidates.view(batch_size, self.num_samples, self.horizon, self.action_dim)[
             torch.arange(batch_size, device=obs.device), best]
+
+
+STAGE = Stage(
+    "best_of_n", config="baselines.best_of_n", needs=("flow", "critic"), method="best_of_n",
+    product=lambda cfg, x: BestOfNPolicy(x["flow"].decoder, x["critic"], x["flow"].obs_normalizer, cfg.num_samples,
+                                         cfg.sample_steps),
+)

@@ -25,6 +25,7 @@ from torch import nn
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.training import ema_update, masked_mean, optimizer_step
 from lawr_ext.algorithms.flow import build_chunk_net
+from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.data import keys
 
@@ -125,3 +126,11 @@ class DiffusionPolicy(ChunkPolicy):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(obs.shape[0], self.horizon, self.action_dim, device=obs.device)
         return self.denoiser.sample(self.obs_normalizer(obs), noise, self.num_steps)
+
+
+STAGE = Stage(
+    "diffusion", config="baselines.diffusion", needs=("flow",), method="diffusion",
+    learner=lambda cfg, x: DiffusionBC(cfg, *x.dims, x["flow"].obs_normalizer),
+    product=lambda cfg, x: DiffusionPolicy(DiffusionDenoiser(cfg, *x.dims), x["flow"].obs_normalizer,
+                                           cfg.sample_steps),
+)

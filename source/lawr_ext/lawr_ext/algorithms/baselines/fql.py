@@ -20,11 +20,12 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lawr_ext.algorithms.base import ChunkPolicy, Learner
+from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.algorithms.flow import FlowDecoder, build_chunk_net, one_step
+from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
 
@@ -35,7 +36,7 @@ class FQL(Learner):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
-        self.behavior_flow = behavior_flow.requires_grad_(False).eval()  # frozen: only read, never trained
+        self.behavior_flow = freeze(behavior_flow)  # only read, never trained
         self.actor = build_chunk_net(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = one_step(actor, z, s)
         self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
         self.optimizers["critic"] = self.critic.optimizers["critic"]
@@ -87,3 +88,10 @@ class FQLPolicy(ChunkPolicy):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(obs.shape[0], self.horizon, self.action_dim, device=obs.device)
         return one_step(self.actor, noise, self.obs_normalizer(obs)).clamp(-1.0, 1.0)
+
+
+STAGE = Stage(
+    "fql", config="baselines.fql", needs=("flow",), method="fql",
+    learner=lambda cfg, x: FQL(cfg, *x.dims, x["flow"].obs_normalizer, x["flow"].decoder),
+    product=lambda cfg, x: FQLPolicy(build_chunk_net(cfg.actor, *x.dims), x["flow"].obs_normalizer),
+)

@@ -12,22 +12,17 @@ The evaluated policy is the mean. Reuses: the frozen observation normalizer and 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.algorithms.awr import awr_weights
+from lawr_ext.algorithms.stage import Stage
+from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
 from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.configs.baselines import GaussianAWRConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import mlp
-
-#: batch (raw observations) -> advantages [B] of its dataset chunks, e.g. ``DistributionalCritic.advantage``.
-AdvantageFn = Callable[[TensorDict], torch.Tensor]
-
 
 class GaussianChunkActor(nn.Module):
     """obs_norm [B, O] -> Normal over the flat chunk; mean squashed by tanh into the action box [-1, 1]."""
@@ -99,3 +94,10 @@ class GaussianAWRPolicy(ChunkPolicy):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor.mean_chunk(self.obs_normalizer(obs))
+
+
+STAGE = Stage(
+    "gaussian_awr", config="baselines.gaussian_awr", needs=("flow", "critic"), method="gaussian_awr",
+    learner=lambda cfg, x: GaussianAWR(cfg, *x.dims, x["flow"].obs_normalizer, x["critic"].advantage),
+    product=lambda cfg, x: GaussianAWRPolicy(GaussianChunkActor(cfg, *x.dims), x["flow"].obs_normalizer),
+)

@@ -21,7 +21,8 @@ from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.training import optimizer_step
-from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow
+from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow, build_flow_decoder
+from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import OFQLConfig
 from lawr_ext.data import keys
 
@@ -68,3 +69,11 @@ class OFQL(Learner):
     def policy(self) -> FlowBCPolicy:
         """The one-step sampler of the (EMA) fine-tuned flow: same class as Flow BC, different weights."""
         return FlowBCPolicy(self.mean_flow.ema_decoder, self.obs_normalizer, num_steps=1)
+
+
+STAGE = Stage(
+    "ofql", config="baselines.ofql", needs=("flow",), method="ofql",
+    learner=lambda cfg, x: OFQL(cfg, *x.dims, x["flow"].obs_normalizer,
+                                x["flow"].decoder if cfg.init_from_behavior_flow else None),
+    product=lambda cfg, x: FlowBCPolicy(build_flow_decoder(cfg.flow, *x.dims), x["flow"].obs_normalizer),
+)

@@ -1,0 +1,63 @@
+"""L-AWR top to bottom (``../shared/paper/lawr.tex``): its three stages, in the paper's order.
+
+    normalizer   fitted once on every dataset observation, then frozen (modules/normalizer.py)
+    Mean Flow    phase 1: a one-step generator T(z; s) of action chunks, JiT x-prediction (flow.py)
+    freeze       its EMA weights, requires_grad False: the action manifold, a hard constraint
+    critic       phase 2: HL-Gauss V(s) and twin Q(s, chunk), chunk-level TD on dataset chunks only;
+                 A = Q - V, or the paper's one-step form (critic.py)
+    latent AWR   phase 3: a deterministic planner pi(s) -> z, trained by w(A) ||T(pi(s); s) - a||^2 with
+                 gradients through the frozen T into the planner only (planner.py)
+
+Acting is one planner pass and one flow pass per chunk: a = T(pi(s); s). Each stage is built from the
+frozen products of the stages it needs and leaves its own in ``<run_dir>/<stage>/final.pt``; the runner
+(runners/pipeline.py) trains them, and the baselines (algorithms/baselines/) after them.
+"""
+
+from __future__ import annotations
+
+from lawr_ext.algorithms.critic import DistributionalCritic, divergence
+from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
+from lawr_ext.algorithms.planner import LatentAWR, LatentPlanner, LAWRPolicy
+from lawr_ext.algorithms.stage import Stage, StageInputs
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.eval.diagnostics import flow_sample_quality
+from lawr_ext.modules.normalizer import fit_obs_normalizer
+
+
+def mean_flow(cfg: FlowConfig, inputs: StageInputs) -> MeanFlow:
+    """Phase 1: the normalizer, fitted on all observations and frozen, and the Mean Flow over chunks."""
+    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(inputs.dataset.observations))
+
+
+def behavior_model(cfg: FlowConfig, inputs: StageInputs) -> BehaviorModel:
+    """Phase 1's product, frozen by ``MeanFlow.product``: the normalizer and the one-step decoder T(z; s)."""
+    return BehaviorModel.untrained(cfg, *inputs.dims)
+
+
+def critic(cfg: CriticConfig, inputs: StageInputs) -> DistributionalCritic:
+    """Phase 2: the critics see observations through the frozen normalizer; the critic is its own product."""
+    return DistributionalCritic(cfg, *inputs.dims, inputs["flow"].obs_normalizer)
+
+
+def latent_awr(cfg: PlannerConfig, inputs: StageInputs) -> LatentAWR:
+    """Phase 3: the planner, regressed through the frozen decoder with weights from the frozen critic's A."""
+    behavior = inputs["flow"]
+    return LatentAWR(cfg, *inputs.dims, behavior.decoder, inputs["critic"].advantage, behavior.obs_normalizer)
+
+
+def lawr_policy(cfg: PlannerConfig, inputs: StageInputs) -> LAWRPolicy:
+    """Phase 3's product: normalizer -> planner -> frozen one-step decoder. Acting needs no critic."""
+    behavior = inputs["flow"]
+    return LAWRPolicy(behavior.obs_normalizer, LatentPlanner(cfg, *inputs.dims), behavior.decoder)
+
+
+STAGES = (
+    Stage("flow", config="flow", learner=mean_flow, product=behavior_model,
+          report=lambda product, dataset: flow_sample_quality(product.decoder, product.obs_normalizer, dataset)),
+    Stage("critic", config="critic", needs=("flow",), learner=critic, product=critic,
+          check=lambda run, metrics: divergence(metrics, run.critic, run.guard)),
+    Stage("planner", config="planner", needs=("flow", "critic"), learner=latent_awr, product=lawr_policy,
+          method="lawr"),
+)

@@ -1,0 +1,81 @@
+"""Everything the runner trains, in training order: L-AWR's three phases, then the baselines.
+
+Adding a method is one file that ends in ``STAGE = Stage(...)`` (``algorithms/stage.py``) and one entry in
+``BASELINES`` below; its settings are a dataclass in ``configs/baselines.py`` (a field of ``BaselinesConfig``).
+Each stage's seed derives from its name, so a new entry changes no other stage's seed or result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from operator import attrgetter
+from typing import Any
+
+from lawr_ext.algorithms import lawr
+from lawr_ext.algorithms.baselines import best_of_n, diffusion, flow_bc, fql, gaussian_awr, ofql
+from lawr_ext.algorithms.stage import Stage
+from lawr_ext.configs.baselines import match_lawr
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.train import TrainConfig
+
+PHASES: dict[str, Stage] = {stage.name: stage for stage in lawr.STAGES}
+BASELINES: dict[str, Stage] = {stage.name: stage for stage in (
+    flow_bc.STAGE,
+    gaussian_awr.STAGE,
+    fql.STAGE,
+    ofql.STAGE,
+    best_of_n.STAGE,
+    diffusion.STAGE,
+)}
+STAGES: dict[str, Stage] = PHASES | BASELINES
+#: Policies by the name they are evaluated, exported and benchmarked under ("lawr" is the planner's).
+METHODS: dict[str, Stage] = {stage.method: stage for stage in STAGES.values() if stage.method}
+PHASE_NAMES, BASELINE_NAMES = tuple(PHASES), tuple(BASELINES)
+
+
+def describe(name: str) -> str:
+    """How messages name a stage: "phase 'critic'", "baseline 'fql'"."""
+    return f"{'phase' if name in PHASES else 'baseline'} {name!r}"
+
+
+def stage_config(cfg: TrainConfig, name: str) -> Any:
+    """The settings stage ``name`` is built and trained with (``baselines.match_lawr`` applied to baselines)."""
+    settings = attrgetter(STAGES[name].config)(cfg)
+    if name in BASELINES and cfg.baselines.match_lawr:
+        settings = match_lawr(settings, cfg.flow, cfg.critic)
+    return settings
+
+
+def with_needs(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` and every stage they are built from, directly or not, in training order."""
+    wanted, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}: expected one of {tuple(STAGES)}")
+        if name not in wanted:
+            wanted.add(name)
+            todo += STAGES[name].needs
+    return tuple(name for name in STAGES if name in wanted)
+
+
+def hashed_config(cfg: TrainConfig, name: str) -> dict:
+    """The settings stage ``name``'s result depends on: what its checkpoints' config hash covers.
+
+    The task, the seed, the data settings and the configs of the stage and of every stage it is built from.
+    Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size instead),
+    device and evaluation are left out, so changing them never invalidates a checkpoint.
+    """
+    data = {k: v for k, v in asdict(cfg.data).items() if k != "path"}
+    return {"task": cfg.task, "seed": cfg.seed, "data": data} | {
+        stage: asdict(stage_config(cfg, stage)) for stage in with_needs((name,))}
+
+
+def matched_config(name: str, flow: FlowConfig, critic: CriticConfig, **overrides: Any) -> Any:
+    """Baseline ``name``'s default settings with its networks made L-AWR's (``match_lawr``, without the
+    budget), then ``overrides``."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINE_NAMES}")
+    default = attrgetter(BASELINES[name].config)(TrainConfig())
+    return replace(match_lawr(default, flow, critic, budget=False), **overrides)
