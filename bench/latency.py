@@ -30,8 +30,8 @@ from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
-from lawr_ext.export.action_spec import action_spec
 from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.tasks import get_task
 from lawr_ext.tasks.bimanual.env_cfg import BimanualChunkEnvCfg
 
 
@@ -72,8 +72,9 @@ def main() -> None:
     env_cfg = BimanualChunkEnvCfg()
     obs_dim, horizon, action_dim = env_cfg.observation_space, env_cfg.chunk_horizon, env_cfg.action_space
     lawr, diffusion = build_policies(obs_dim, horizon, action_dim, args.diffusion_steps)
-    metadata = build_metadata(lawr, task="Bimanual-Chunk", obs_dim=obs_dim, control_rate_hz=50.0,
-                              config_hash="latency-bench", **action_spec())
+    task = get_task("Bimanual-Chunk")
+    metadata = build_metadata(lawr, task=task.id, obs_dim=obs_dim, control_rate_hz=task.control_hz,
+                              config_hash="latency-bench", **task.load("action_spec")())
 
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         session = load_onnx(export_onnx(lawr, Path(tmp) / "lawr.onnx", metadata), num_threads=args.threads)[0]

@@ -4,7 +4,8 @@
     python scripts/export.py --checkpoint runs/<run> --out deploy/ --formats onnx
 
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``), each carrying its metadata
-(task, H, action scaling and joint order, control rate, obs dim, format version, config hash), then
+(task, H, action scaling and joint order and control rate as the task registers them, obs dim, format
+version, config hash), then
 checks every file against the eager policy on random observations and fails if they differ by more than
 ``ExportConfig.parity_atol``. Deploy the .onnx with onnxruntime alone: see scripts/deploy_onnx.py.
 """
@@ -18,9 +19,9 @@ import torch
 
 from lawr_ext.configs.export import ExportConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, max_abs_diff
-from lawr_ext.export.action_spec import action_spec
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
 from lawr_ext.runners.pipeline import load_policy
+from lawr_ext.tasks import get_task
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -36,9 +37,10 @@ def main() -> None:
     run_dir = args.checkpoint.parent.parent if args.checkpoint.is_file() else args.checkpoint
     planner_ckpt = read_checkpoint(final_path(run_dir, "planner"), "planner")
     policy = load_policy(run_dir, method="lawr")
-    metadata = build_metadata(policy, task=planner_ckpt["config"]["task"], obs_dim=planner_ckpt["dims"]["obs_dim"],
-                              control_rate_hz=cfg.control_rate_hz, config_hash=planner_ckpt["config_hash"],
-                              **action_spec())
+    task = get_task(planner_ckpt["config"]["task"])
+    metadata = build_metadata(policy, task=task.id, obs_dim=planner_ckpt["dims"]["obs_dim"],
+                              control_rate_hz=task.control_hz, config_hash=planner_ckpt["config_hash"],
+                              **task.load("action_spec")())
 
     out_dir = args.out or run_dir / "export"
     obs = torch.randn(cfg.parity_batch, metadata["obs_dim"])

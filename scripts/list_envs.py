@@ -1,22 +1,21 @@
-"""List the registered lawr tasks with their env config entry points and key settings.
+"""List the registered lawr tasks: env factory, preset, experts, action spec, control rate (and Isaac Lab env cfg).
 
     python scripts/list_envs.py
 """
 
 import lawr_ext  # noqa: F401  (sets the Warp kernel cache before warp loads)
-import gymnasium as gym
-
-from lawr_ext.tasks import TASKS, load_env_cfg
+from lawr_ext.tasks import get_task, load_env_cfg, registered_tasks
 
 
 def main() -> None:
-    for task in TASKS:
-        spec = gym.spec(task)
-        cfg = load_env_cfg(task)
-        control_hz = round(1.0 / (cfg.sim.dt * cfg.decimation))
-        print(f"{task:28s} {spec.entry_point}\n{'':28s} cfg={spec.kwargs['env_cfg_entry_point']} "
-              f"obs={cfg.observation_space} act={cfg.action_space} control={control_hz} Hz "
-              f"episode={cfg.episode_length_s} s chunk_horizon={cfg.chunk_horizon}")
+    for task in registered_tasks():
+        spec = get_task(task)
+        print(f"{task:28s} env={spec.env or spec.make_env} preset=tasks/{spec.preset}.yaml control={spec.control_hz:g} Hz "
+              f"experts={'yes' if spec.experts else 'no'} action_spec={'yes' if spec.action_spec else 'no'}")
+        if spec.env_cfg is not None:
+            cfg = load_env_cfg(task)
+            print(f"{'':28s} cfg={spec.env_cfg} obs={cfg.observation_space} act={cfg.action_space} "
+                  f"episode={cfg.episode_length_s} s chunk_horizon={cfg.chunk_horizon}")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,32 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
     new_flow = hashes("flow.learning_rate=1e-3")
     assert all(a != b for a, b in zip(new_flow, [flow, critic, planner]))  # later phases build on the flow
     assert train_config_from_dict(asdict(base)) == base
+
+
+def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
+    """Users edit the presets in the checkout's top-level tasks/; a wheel must carry them (package data)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from lawr_ext import REPO_ROOT
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in ("tasks", "source"):  # the link lawr_ext/presets -> tasks/ stays a link, as in a checkout
+        shutil.copytree(REPO_ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    installed = tmp_path / "site"
+    zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).extractall(installed)
+    compose = ("import lawr_ext.configs.train as t; cfg = t.load_train_config('Bimanual-Chunk-Insertion', "
+               "['profile=smoke']); print(t.PRESET_DIR.resolve(), cfg.task, cfg.flow.arch, cfg.critic.v_max)")
+    done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "500.0"]

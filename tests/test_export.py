@@ -117,7 +117,7 @@ def test_onnx_session_output_is_float32_chunk(exported):
 def test_action_spec_reproduces_the_env_action_mapping():
     from types import SimpleNamespace
 
-    from lawr_ext.export.action_spec import action_spec
+    from lawr_ext.tasks import get_task
     from lawr_ext.tasks.bimanual.env import BimanualChunkEnv
     from lawr_ext.tasks.bimanual.robot import ALL_JOINT_NAMES, SPEC, arm_limits
 
@@ -129,8 +129,16 @@ def test_action_spec_reproduces_the_env_action_mapping():
     actions = torch.rand(5, 14) * 2 - 1
     BimanualChunkEnv._pre_physics_step(env, actions)
 
-    spec = action_spec()
+    spec = get_task("Bimanual-Chunk").load("action_spec")()
     targets = torch.tensor(spec["action_offset"]) + torch.tensor(spec["action_scale"]) * actions
     for i, name in enumerate(spec["joint_names"]):
         for joint in spec["gripper_joints"].get(name, [name]):
             assert torch.allclose(env.joint_targets[:, ALL_JOINT_NAMES.index(joint)], targets[:, i], atol=1e-6), name
+
+
+@pytest.mark.parametrize("task", ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"])
+def test_registered_control_rate_is_the_env_cfg_rate(task):
+    from lawr_ext.tasks import get_task, load_env_cfg
+
+    cfg = load_env_cfg(task)
+    assert get_task(task).control_hz == pytest.approx(1.0 / (cfg.sim.dt * cfg.decimation))

@@ -11,7 +11,6 @@ class ExportConfig:
     onnx_opset: int = 18           # rsl_rl / Isaac Lab's choice: works across x86 and aarch64 runtimes
     parity_atol: float = 1e-4      # max |exported - eager| accepted by the post-export check
     parity_batch: int = 64         # random observations used by the post-export check
-    control_rate_hz: float = 50.0  # env steps per second the chunk is meant to be played at
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - {"onnx", "torchscript"}

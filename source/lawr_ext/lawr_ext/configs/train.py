@@ -1,10 +1,12 @@
 """The whole L-AWR training run as one typed config, composed by hydra from the yaml presets in ``tasks/``.
 
-``tasks/<task>.yaml`` (e.g. ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``) starts from the
-``TrainConfig`` schema registered here and sets the task's values; ``tasks/profile/*.yaml`` are optional
-overlays (``profile=smoke`` for a tiny CPU run, ``profile=gpu`` for a GPU host); any field can then be
-overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``). Every dataclass validates
-itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError`` naming the field.
+Each task registers its preset (``TaskSpec.preset``: ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``),
+which starts from the ``TrainConfig`` schema registered here and sets the task's values;
+``tasks/profile/*.yaml`` are optional overlays (``profile=smoke`` for a tiny CPU run, ``profile=gpu`` for a GPU
+host); any field can then be overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
+Every dataclass validates itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
+naming the field. The presets are the repository's top-level ``tasks/`` folder, which users edit; the package
+reaches it as ``lawr_ext/presets`` (a link in a checkout, a copy inside a wheel).
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lawr_ext import REPO_ROOT
 from lawr_ext.configs.baselines import BaselinesConfig
 from lawr_ext.configs.critic import CriticConfig, GuardConfig
 from lawr_ext.configs.data import DataConfig
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.tasks import TASKS
+from lawr_ext.tasks import get_task
 
-#: The folder of yaml presets users edit (one per task, plus ``profile/`` overlays).
-PRESET_DIR = REPO_ROOT / "tasks"
+#: The yaml presets (one per task, plus ``profile/`` overlays): the top-level tasks/ folder users edit.
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 #: Name of the ``TrainConfig`` schema node in hydra's ConfigStore (the first entry of every preset's defaults).
 SCHEMA_NAME = "lawr_train"
 
@@ -65,32 +66,25 @@ class TrainConfig:
 ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
 
 
-def preset_name(task: str) -> str:
-    """``Bimanual-Chunk-Insertion`` -> ``bimanual_chunk_insertion`` (the preset file ``tasks/<name>.yaml``)."""
-    return task.lower().replace("-", "_")
-
-
-def known_tasks(preset_dir: Path = PRESET_DIR) -> list[str]:
-    return sorted(OmegaConf.load(p).task for p in preset_dir.glob("*.yaml"))
-
-
 def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str | Path = PRESET_DIR) -> TrainConfig:
-    """Compose ``tasks/<task>.yaml`` with hydra ``overrides`` and return the validated ``TrainConfig``.
+    """Compose the preset ``task`` registers with hydra ``overrides`` and return the validated ``TrainConfig``.
 
     Any problem (unknown task, unknown key, wrong type, invalid value) raises a one-line ``ValueError``.
     """
+    try:
+        spec = get_task(task)
+    except ValueError as err:
+        raise ValueError(f"TrainConfig.task: {err}") from None
     preset_dir = Path(preset_dir).resolve()
-    preset = preset_dir / f"{preset_name(task)}.yaml"
+    preset = preset_dir / f"{spec.preset}.yaml"
     if not preset.is_file():
-        raise ValueError(f"TrainConfig.task: unknown task {task!r} (no preset {preset}; known: {known_tasks(preset_dir)})")
+        raise ValueError(f"TrainConfig.task: the preset of task {task!r} is missing: {preset}")
     try:
         with initialize_config_dir(config_dir=str(preset_dir), version_base=None):
             composed = compose(config_name=preset.stem, overrides=list(overrides))
         cfg = OmegaConf.to_object(composed)
     except (HydraException, OmegaConfBaseException) as err:
         raise ValueError(f"config {preset.name} {list(overrides)}: {_one_line(err)}") from err
-    if cfg.task not in TASKS:
-        raise ValueError(f"TrainConfig.task: {cfg.task!r} (from {preset.name}) is not a registered lawr task {TASKS}")
     if cfg.task != task:
         raise ValueError(f"TrainConfig.task: preset {preset.name} is for {cfg.task!r}, not {task!r}")
     return cfg

@@ -52,7 +52,14 @@ class VecEnv(Protocol):
 
 
 class Expert(Protocol):
-    """A batched scripted expert: ``reset`` (re)starts the given envs' plans, ``act`` returns [N, A] in [-1, 1]."""
+    """A batched scripted expert: ``reset`` (re)starts the given envs' plans, ``act`` returns [N, A] in [-1, 1].
+
+    A task registers a factory of them (``TaskSpec.experts``); ``num_strategies`` and ``quality_names`` are
+    the labels it draws from per episode.
+    """
+
+    num_strategies: int
+    quality_names: tuple[str, ...]
 
     def reset(self, env_ids: torch.Tensor, strategy: torch.Tensor, quality: torch.Tensor) -> None: ...
 
@@ -210,14 +217,18 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
 
 def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectConfig, device: str = "cpu", *,
                  rank: int = 0, world_size: int = 1, **env_overrides) -> Path:
-    """Create the task's env (``env_overrides``: env cfg fields, as for ``make_env``) and scripted expert
-    and :func:`collect` into ``out_dir`` (this rank's rounds), resuming what is there."""
-    from lawr_ext.tasks import make_env
-    from lawr_ext.tasks.bimanual.experts import NUM_STRATEGIES, QUALITY, make_expert
+    """Create the task's env (``env_overrides``: env cfg fields, as for ``make_env``) and the scripted expert
+    the task registers, and :func:`collect` into ``out_dir`` (this rank's rounds), resuming what is there."""
+    from lawr_ext.tasks import get_task, make_env
 
+    spec = get_task(task)
+    if spec.experts is None:
+        raise ValueError(f"task {task!r} has no scripted experts to collect with; give a dataset (--dataset)")
     env = make_env(task, num_envs, device=device, seed=cfg.seed, **env_overrides)
     try:
-        return collect(env, make_expert(task, env), out_dir, cfg, task_metadata(task, env, QUALITY),
-                       num_strategies=NUM_STRATEGIES, num_qualities=len(QUALITY), rank=rank, world_size=world_size)
+        expert = spec.load("experts")(task, env)
+        return collect(env, expert, out_dir, cfg, task_metadata(task, env, expert.quality_names),
+                       num_strategies=expert.num_strategies, num_qualities=len(expert.quality_names), rank=rank,
+                       world_size=world_size)
     finally:
         env.close()

@@ -91,6 +91,8 @@ class BimanualExpert:
     """Phase-scheduled expert; subclasses give the per-role targets of each phase."""
 
     schedule: tuple[int, ...] = ()  # phase end times in control steps
+    num_strategies = NUM_STRATEGIES  # the labels collection draws per episode
+    quality_names = QUALITY
 
     def __init__(self, env, cfg: ExpertConfig | None = None):
         self.env = env
