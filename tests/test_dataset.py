@@ -8,7 +8,8 @@ import torch
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.episodes import DatasetError
-from lawr_ext.data.hdf5 import EpisodeRecord, read_hdf5, shard_path, write_episodes
+from lawr_ext.data.hdf5 import read_hdf5, shard_path
+from lawr_ext.data.hdf5_writer import EpisodeRecord, write_episodes
 from lawr_ext.data.plain import write_plain
 
 GAMMA = 0.5  # exact in binary: hand-computed sums compare exactly

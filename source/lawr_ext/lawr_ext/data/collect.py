@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lawr_ext.data.hdf5 import EpisodeRecord, list_shards, read_shard_info, shard_path, write_episodes
+from lawr_ext.data.hdf5 import list_shards, read_shard_info, shard_path
+from lawr_ext.data.hdf5_writer import EpisodeRecord, write_episodes
 from lawr_ext.utils.seeding import derive_seed
 
 

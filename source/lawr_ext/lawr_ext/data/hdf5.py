@@ -20,6 +20,9 @@ the shard being written, never damage one already on disk. Demo ids are global a
 shards can be merged by copying groups. The reader takes either a directory of shards or one file
 (e.g. from Isaac Lab's recorder, when it has rewards); ``dones``/``truncated``/``success`` and the
 labels are optional there (an episode without a done flag counts as cut off, not terminated).
+
+Reading is h5py alone, so training needs no Isaac Lab; collection writes the shards with Isaac Lab's own
+handler (``hdf5_writer.py``).
 """
 
 from __future__ import annotations
@@ -27,15 +30,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import torch
-from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
 
 from lawr_ext.data.episodes import DatasetError, Episodes, as_flags, as_float32
-from lawr_ext.utils.io import atomic_path
 
 SHARD_PATTERN = re.compile(r"shard_(\d+)\.hdf5")
 DEMO_PATTERN = re.compile(r"demo_(\d+)")
@@ -49,63 +49,6 @@ def list_shards(directory: str | os.PathLike) -> list[Path]:
     """Shard files of a dataset directory in index order (temporary files of killed writes are ignored)."""
     shards = [p for p in Path(directory).iterdir() if SHARD_PATTERN.fullmatch(p.name)]
     return sorted(shards, key=lambda p: int(SHARD_PATTERN.fullmatch(p.name).group(1)))
-
-
-@dataclass
-class EpisodeRecord:
-    """One finished episode as the collector hands it to the writer."""
-
-    obs: torch.Tensor  # float32 [T, O]
-    actions: torch.Tensor  # float32 [T, A]
-    rewards: torch.Tensor  # float32 [T]
-    terminated: torch.Tensor  # bool [T]
-    truncated: torch.Tensor  # bool [T]
-    success: torch.Tensor  # bool [T]
-    strategy: int
-    quality: int
-    seed: int  # seed of the env reset that started the episode
-
-
-class _LabeledWriter(HDF5DatasetFileHandler):
-    """Isaac Lab's writer plus the file metadata and per-episode labels it has no API for."""
-
-    def set_meta(self, meta: dict) -> None:
-        self._hdf5_file_stream.attrs["lawr_meta"] = json.dumps(meta)
-
-    def write_labeled_episode(self, record: EpisodeRecord, demo_id: int) -> None:
-        episode = EpisodeData()
-        episode.data = {
-            "obs": {"policy": record.obs},
-            "actions": record.actions,
-            "rewards": record.rewards,
-            "dones": record.terminated,
-            "truncated": record.truncated,
-            "success": record.success,
-        }
-        episode.success = bool(record.success.any())
-        episode.seed = record.seed
-        self.write_episode(episode, demo_id=demo_id)
-        attrs = self._hdf5_data_group[f"demo_{demo_id}"].attrs
-        attrs["strategy"] = record.strategy
-        attrs["quality"] = record.quality
-
-
-def write_episodes(path: str | os.PathLike, records: list[EpisodeRecord], first_id: int, meta: dict) -> None:
-    """Atomically write ``records`` as demos ``first_id, first_id+1, ...`` into the file ``path``."""
-    with atomic_path(path) as tmp:
-        # Isaac Lab's handler appends ".hdf5" to any other name, so write beside tmp and move it over.
-        h5_tmp = tmp.with_name(tmp.name + ".hdf5")
-        writer = _LabeledWriter()
-        try:
-            writer.create(str(h5_tmp), env_name=meta.get("task"))
-            writer.set_meta(meta)
-            for offset, record in enumerate(records):
-                writer.write_labeled_episode(record, first_id + offset)
-            writer.close()
-            os.replace(h5_tmp, tmp)
-        finally:
-            writer.close()
-            h5_tmp.unlink(missing_ok=True)
 
 
 def read_shard_info(path: str | os.PathLike) -> tuple[dict, int]:
