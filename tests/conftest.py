@@ -1,7 +1,19 @@
-import os
+"""Shared test setup and the helpers more than one test file uses (a tiny run, toy envs, policies)."""
 
+import os
+import socket
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
 import pytest
 import torch
+
+from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.data.collect import CollectConfig, collect
+from lawr_ext.data.hdf5 import list_shards
+from lawr_ext.data.plain import write_plain
 
 # Tests are tiny: one thread per process avoids oversubscribing CI's 2 cores (measured 23 s -> 2.5 s for a pipeline).
 torch.set_num_threads(int(os.environ.get("LAWR_TEST_THREADS", "1")))
@@ -10,3 +22,208 @@ torch.set_num_threads(int(os.environ.get("LAWR_TEST_THREADS", "1")))
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
+
+
+# ---------------------------------------------------------------- a tiny run on a synthetic plain dataset
+
+OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
+#: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.
+TINY = ["data.horizon=4", "data.gamma=0.9", "progress=false", "log_interval=2", "checkpoint_interval=4",
+        "flow.arch=mlp", "flow.width=32", "flow.depth=1", "flow.time_embed_dim=8", "flow.batch_size=16", "flow.num_steps=8",
+        "critic.hidden_dim=32", "critic.num_layers=1", "critic.num_bins=21", "critic.v_min=0", "critic.v_max=2",
+        "critic.batch_size=16", "critic.num_steps=8",
+        "planner.hidden_dim=32", "planner.num_blocks=1", "planner.batch_size=16", "planner.num_steps=8"]
+
+
+def synthetic_dataset(path: Path, num_episodes: int = 24, length: int = 10, obs_dim: int = OBS_DIM) -> Path:
+    """Two behaviours: actions near +0.5 succeed (reward 1 on the last step), near -0.5 fail."""
+    rng = np.random.default_rng(0)
+    good = np.arange(num_episodes) % 2 == 0
+    sign = np.where(good, 0.5, -0.5).repeat(length)[:, None]
+    n = num_episodes * length
+    last = np.zeros(n, dtype=bool)
+    last[length - 1::length] = True
+    write_plain(path, observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
+                actions=np.clip(sign + 0.1 * rng.normal(size=(n, ACTION_DIM)), -1, 1).astype(np.float32),
+                rewards=(last & good.repeat(length)).astype(np.float32), terminals=last, timeouts=np.zeros(n, bool),
+                success=good.repeat(length))
+    return path
+
+
+def plain_hdf5_copy(npz: Path, path: Path) -> Path:
+    """The same plain-format arrays as one HDF5 file (the other plain layout)."""
+    with np.load(npz) as arrays, h5py.File(path, "w") as file:
+        for key in arrays.files:
+            file[key] = arrays[key]
+    return path
+
+
+def assert_same_state(got, want, where: str = "state") -> None:
+    """torch.equal on every tensor of two nested state dicts / lists, == on everything else."""
+    if isinstance(want, torch.Tensor):
+        assert torch.equal(got, want), where
+    elif isinstance(want, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            assert_same_state(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_state(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+# ---------------------------------------------------------------- a toy vectorized env and its scripted expert
+
+STEP = 0.25  # how far one full action moves the point
+
+
+class LineEnv:
+    """N points on a line, pure torch. Reaching x >= 1 terminates (success); ``max_episode_length`` steps truncate.
+
+    Like an Isaac Lab DirectRLEnv it auto-resets finished envs inside ``step`` from the global torch RNG
+    (seeded by ``reset(seed)``), returns the reset observation for them, and returns the same buffers
+    every step, overwritten in place. obs = (x, steps taken so far).
+    """
+
+    def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0):
+        self.num_envs, self.max_episode_length, self.step_delay_s = num_envs, max_episode_length, step_delay_s
+        self.x = torch.zeros(num_envs)
+        self.episode_length = torch.zeros(num_envs, dtype=torch.long)
+        self.obs_buf = torch.zeros(num_envs, 2)
+        self.reward_buf = torch.zeros(num_envs)
+        self.terminated_buf = torch.zeros(num_envs, dtype=torch.bool)
+        self.truncated_buf = torch.zeros(num_envs, dtype=torch.bool)
+
+    def _obs(self):
+        self.obs_buf[:] = torch.stack([self.x, self.episode_length.float()], dim=1)
+        return {"policy": self.obs_buf}
+
+    def reset(self, seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.x = torch.rand(self.num_envs) * 0.5
+        self.episode_length.zero_()
+        return self._obs(), {}
+
+    def step(self, actions):
+        time.sleep(self.step_delay_s)
+        self.x = self.x + STEP * actions[:, 0]
+        self.episode_length += 1
+        self.reward_buf[:] = self.x
+        self.terminated_buf[:] = self.x >= 1.0
+        self.truncated_buf[:] = ~self.terminated_buf & (self.episode_length >= self.max_episode_length)
+        done = self.terminated_buf | self.truncated_buf
+        self.x[done] = torch.rand(int(done.sum())) * 0.5
+        self.episode_length[done] = 0
+        extras = {"success": self.terminated_buf}
+        return self._obs(), self.reward_buf, self.terminated_buf, self.truncated_buf, extras
+
+
+class LineExpert:
+    """Strategy 0 walks at full speed, strategy 1 at half speed; quality 1 adds noise, quality 2 walks backwards."""
+
+    def __init__(self, env):
+        self.env = env
+        self.speed = torch.zeros(env.num_envs)
+        self.noise = torch.zeros(env.num_envs)
+
+    def reset(self, env_ids, strategy, quality):
+        direction = torch.where(quality == 2, -1.0, 1.0)
+        self.speed[env_ids] = direction * torch.where(strategy == 0, 1.0, 0.5)
+        self.noise[env_ids] = (quality == 1).float() * 0.3
+
+    def act(self):
+        action = self.speed + self.noise * torch.randn(self.env.num_envs)
+        return torch.cat([action[:, None], torch.zeros(self.env.num_envs, 1)], dim=1) * 1.5  # > 1: clipped
+
+
+META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
+
+
+def collect_line(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0, meta=META):
+    """A dataset of the line env's scripted episodes in ``out`` (a shard directory), resuming what is there."""
+    env = LineEnv(num_envs, step_delay_s=step_delay_s)
+    cfg = CollectConfig(num_episodes=num_episodes, seed=seed, progress=progress)
+    return collect(env, LineExpert(env), out, cfg, meta, num_strategies=2, num_qualities=3)
+
+
+def read_demos(directory):
+    """Every demo of a dataset directory as {name: (arrays..., attrs)} for exact comparison."""
+    demos = {}
+    for shard in list_shards(directory):
+        with h5py.File(shard) as file:
+            for name, demo in file["data"].items():
+                keys = ("obs/policy", "actions", "rewards", "dones", "truncated", "success")
+                arrays = {key: demo[key][()].tolist() for key in keys}
+                demos[name] = (arrays, dict(demo.attrs))
+    return demos
+
+
+# ---------------------------------------------------------------- a fake evaluation env and a stamping policy
+
+class CountingEnv:
+    """``num_envs`` envs; env e's episodes last ``lengths[e]`` steps and succeed iff e is in ``succeed``.
+
+    obs = (env id, step in episode); every executed action is recorded with (episode, step).
+    Finished envs auto-reset inside ``step`` like an Isaac Lab DirectRLEnv.
+    """
+
+    def __init__(self, lengths, succeed=(), strategy=None, blow_up=(), drop=()):
+        self.num_envs = len(lengths)
+        self.blow_up = torch.tensor([e in blow_up for e in range(self.num_envs)])  # envs whose episodes end in a physics failure
+        self.drop = torch.tensor([e in drop for e in range(self.num_envs)])  # ... or with an object knocked off the table
+        self.lengths = torch.tensor(lengths)
+        self.succeed = torch.tensor([e in succeed for e in range(self.num_envs)])
+        self.strategy = strategy
+        self.t = torch.zeros(self.num_envs, dtype=torch.long)
+        self.episode = torch.zeros(self.num_envs, dtype=torch.long)
+        self.executed = [[] for _ in range(self.num_envs)]  # per env: (episode, step, action)
+
+    def _obs(self):
+        return {"policy": torch.stack([torch.arange(self.num_envs), self.t], 1).float()}
+
+    def reset(self):
+        self.t.zero_()
+        return self._obs(), {}
+
+    def step(self, actions):
+        for e in range(self.num_envs):
+            self.executed[e].append((int(self.episode[e]), int(self.t[e]), actions[e].clone()))
+        self.t += 1
+        done = self.t >= self.lengths
+        extras = {"success": done & self.succeed}  # success shows on the last step only
+        if self.strategy is not None:
+            extras["strategy"] = torch.tensor(self.strategy)
+        if self.blow_up.any():
+            extras["physics_failure"] = done & self.blow_up
+        if self.drop.any():
+            extras["object_dropped"] = done & self.drop
+        terminated, truncated = done & (self.succeed | self.drop), done & ~(self.succeed | self.drop)
+        self.t[done] = 0
+        self.episode[done] += 1
+        return self._obs(), torch.ones(self.num_envs), terminated, truncated, extras
+
+
+class StampPolicy(ChunkPolicy):
+    """Chunk entry j planned at episode step t is the action (t, j): executed actions reveal their origin."""
+
+    def __init__(self, horizon):
+        super().__init__()
+        self.horizon, self.action_dim = horizon, 2
+        self.calls = 0
+
+    def forward(self, obs):
+        self.calls += 1
+        t = obs[:, 1:2].expand(-1, self.horizon)
+        j = torch.arange(self.horizon, dtype=obs.dtype).expand_as(t)
+        return torch.stack([t, j], dim=-1)
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

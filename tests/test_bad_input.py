@@ -15,12 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from test_collect import META, LineEnv, LineExpert
-from test_runner import TINY, synthetic_dataset
+from conftest import META, TINY, collect_line, plain_hdf5_copy, synthetic_dataset
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.configs.train import load_train_config
-from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.data.episodes import DatasetError
 from lawr_ext.data.hdf5 import list_shards
@@ -102,17 +100,11 @@ def test_dimension_that_disagrees_with_the_config(tmp_path, expected, fragments)
 
 # --- HDF5: garbage, truncation at several offsets, broken groups ----------------------------------------
 def plain_hdf5(tmp_path: Path) -> Path:
-    path = tmp_path / "plain.hdf5"
-    with h5py.File(path, "w") as file:
-        for key, value in good_arrays(tmp_path).items():
-            file[key] = value
-    return path
+    return plain_hdf5_copy(synthetic_dataset(tmp_path / "good.npz"), tmp_path / "plain.hdf5")
 
 
 def collected(out: Path, meta: dict = META, num_episodes: int = 6) -> Path:
-    env = LineEnv(num_envs=3)
-    cfg = CollectConfig(num_episodes=num_episodes, progress=False)
-    return collect(env, LineExpert(env), out, cfg, meta, num_strategies=2, num_qualities=3)
+    return collect_line(out, num_envs=3, num_episodes=num_episodes, meta=meta)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.25, 0.5, 0.9, 0.999])

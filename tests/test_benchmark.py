@@ -6,26 +6,20 @@ Only the rollout is replaced: ``toy_evaluate`` plays the synthetic dataset's gam
 the policy's chunk leans to the +0.5 behaviour, the one that earned reward) and fails on a non-finite chunk.
 """
 
-import importlib.util
 import json
 import shutil
 
 import pytest
 import torch
-from test_runner import OBS_DIM, TINY, synthetic_dataset
+from conftest import OBS_DIM, TINY, assert_same_state, synthetic_dataset
 
-from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.eval.metrics import summarize
 from lawr_ext.eval.rollout import Episode
-from lawr_ext.runners import checkpoint_path, load_policy, read_checkpoint, train, trainer
+from lawr_ext.runners import benchmark, checkpoint_path, load_policy, read_checkpoint, train, trainer
 from lawr_ext.runners.trainer import check_metrics
-
-spec = importlib.util.spec_from_file_location("benchmark", REPO_ROOT / "scripts" / "benchmark.py")
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
 
 TASKS = ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"]
 #: Trained baselines take Phase 1's budget (baselines.match_lawr): 8 steps each, as every TINY phase.
@@ -130,19 +124,5 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
         train(cfg, dataset, resumed, stages=(name,))
         want = read_checkpoint(checkpoint_path(straight, name))["learner"]
         got = read_checkpoint(checkpoint_path(resumed, name))["learner"]
-        assert_same(got, want, name)
+        assert_same_state(got, want, name)
 
-
-def assert_same(got, want, where):
-    if isinstance(want, torch.Tensor):
-        assert torch.equal(got, want), where
-    elif isinstance(want, dict):
-        assert got.keys() == want.keys(), where
-        for key in want:
-            assert_same(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, f"{where}[{i}]")
-    else:
-        assert got == want, where

@@ -7,102 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import pytest
 import torch
+from conftest import META, STEP, LineEnv, LineExpert, collect_line, read_demos
 
 from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.hdf5 import list_shards
 
-STEP = 0.25  # how far one full action moves the point
-
-
-class LineEnv:
-    """N points on a line, pure torch. Reaching x >= 1 terminates (success); ``max_episode_length`` steps truncate.
-
-    Like an Isaac Lab DirectRLEnv it auto-resets finished envs inside ``step`` from the global torch RNG
-    (seeded by ``reset(seed)``), returns the reset observation for them, and returns the same buffers
-    every step, overwritten in place. obs = (x, steps taken so far).
-    """
-
-    def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0):
-        self.num_envs, self.max_episode_length, self.step_delay_s = num_envs, max_episode_length, step_delay_s
-        self.x = torch.zeros(num_envs)
-        self.episode_length = torch.zeros(num_envs, dtype=torch.long)
-        self.obs_buf = torch.zeros(num_envs, 2)
-        self.reward_buf = torch.zeros(num_envs)
-        self.terminated_buf = torch.zeros(num_envs, dtype=torch.bool)
-        self.truncated_buf = torch.zeros(num_envs, dtype=torch.bool)
-
-    def _obs(self):
-        self.obs_buf[:] = torch.stack([self.x, self.episode_length.float()], dim=1)
-        return {"policy": self.obs_buf}
-
-    def reset(self, seed=None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        self.x = torch.rand(self.num_envs) * 0.5
-        self.episode_length.zero_()
-        return self._obs(), {}
-
-    def step(self, actions):
-        time.sleep(self.step_delay_s)
-        self.x = self.x + STEP * actions[:, 0]
-        self.episode_length += 1
-        self.reward_buf[:] = self.x
-        self.terminated_buf[:] = self.x >= 1.0
-        self.truncated_buf[:] = ~self.terminated_buf & (self.episode_length >= self.max_episode_length)
-        done = self.terminated_buf | self.truncated_buf
-        self.x[done] = torch.rand(int(done.sum())) * 0.5
-        self.episode_length[done] = 0
-        extras = {"success": self.terminated_buf}
-        return self._obs(), self.reward_buf, self.terminated_buf, self.truncated_buf, extras
-
-
-class LineExpert:
-    """Strategy 0 walks at full speed, strategy 1 at half speed; quality 1 adds noise, quality 2 walks backwards."""
-
-    def __init__(self, env):
-        self.env = env
-        self.speed = torch.zeros(env.num_envs)
-        self.noise = torch.zeros(env.num_envs)
-
-    def reset(self, env_ids, strategy, quality):
-        direction = torch.where(quality == 2, -1.0, 1.0)
-        self.speed[env_ids] = direction * torch.where(strategy == 0, 1.0, 0.5)
-        self.noise[env_ids] = (quality == 1).float() * 0.3
-
-    def act(self):
-        action = self.speed + self.noise * torch.randn(self.env.num_envs)
-        return torch.cat([action[:, None], torch.zeros(self.env.num_envs, 1)], dim=1) * 1.5  # > 1: clipped
-
-
-META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
-
-
-def _collect(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0):
-    env = LineEnv(num_envs, step_delay_s=step_delay_s)
-    cfg = CollectConfig(num_episodes=num_episodes, seed=seed, progress=progress)
-    return collect(env, LineExpert(env), out, cfg, META, num_strategies=2, num_qualities=3)
-
-
-def _demos(directory):
-    """Every demo of a dataset directory as {name: (arrays..., attrs)} for exact comparison."""
-    demos = {}
-    for shard in list_shards(directory):
-        with h5py.File(shard) as file:
-            for name, demo in file["data"].items():
-                keys = ("obs/policy", "actions", "rewards", "dones", "truncated", "success")
-                arrays = {key: demo[key][()].tolist() for key in keys}
-                demos[name] = (arrays, dict(demo.attrs))
-    return demos
-
-
 def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
-    _collect(tmp_path / "d", num_envs=4, num_episodes=10)
+    collect_line(tmp_path / "d", num_envs=4, num_episodes=10)
     episodes = load_episodes(tmp_path / "d")
-    assert episodes.num_episodes == 10 and sorted(_demos(tmp_path / "d")) == sorted(f"demo_{i}" for i in range(10))
+    assert episodes.num_episodes == 10 and sorted(read_demos(tmp_path / "d")) == sorted(f"demo_{i}" for i in range(10))
     assert len(list_shards(tmp_path / "d")) == 3  # rounds of 4, 4, 2
     for e, (start, length) in enumerate(zip(episodes.starts.tolist(), episodes.lengths.tolist())):
         obs, actions = episodes.obs[start : start + length], episodes.actions[start : start + length]
@@ -130,28 +46,28 @@ def test_labels_follow_the_quality_mix(tmp_path):
 
 
 def test_rerun_is_a_no_op_and_a_larger_rerun_appends_like_one_run(tmp_path):
-    _collect(tmp_path / "d", num_episodes=6)  # rounds: 4 + a short round of 2
-    first = _demos(tmp_path / "d")
+    collect_line(tmp_path / "d", num_episodes=6)  # rounds: 4 + a short round of 2
+    first = read_demos(tmp_path / "d")
     mtimes = [p.stat().st_mtime_ns for p in list_shards(tmp_path / "d")]
-    _collect(tmp_path / "d", num_episodes=6)
+    collect_line(tmp_path / "d", num_episodes=6)
     assert [p.stat().st_mtime_ns for p in list_shards(tmp_path / "d")] == mtimes  # nothing rewritten
-    _collect(tmp_path / "d", num_episodes=11)
-    _collect(tmp_path / "ref", num_episodes=11)
-    grown = _demos(tmp_path / "d")
-    assert grown == _demos(tmp_path / "ref") and all(grown[name] == first[name] for name in first)
+    collect_line(tmp_path / "d", num_episodes=11)
+    collect_line(tmp_path / "ref", num_episodes=11)
+    grown = read_demos(tmp_path / "d")
+    assert grown == read_demos(tmp_path / "ref") and all(grown[name] == first[name] for name in first)
 
 
 def test_resume_refuses_a_directory_collected_with_other_settings(tmp_path):
-    _collect(tmp_path / "d", num_episodes=4, seed=0)
+    collect_line(tmp_path / "d", num_episodes=4, seed=0)
     with pytest.raises(ValueError, match="collected with other settings"):
-        _collect(tmp_path / "d", num_episodes=8, seed=1)
+        collect_line(tmp_path / "d", num_episodes=8, seed=1)
 
 
 def test_kill_9_mid_collection_then_rerun_gives_the_uninterrupted_dataset(tmp_path):
     """A collector subprocess is SIGKILLed after its first shard; rerunning completes the identical dataset."""
     script = (
-        "import sys; sys.path.insert(0, {tests!r}); from pathlib import Path; import test_collect as t;"
-        "t._collect(Path({out!r}), num_episodes=12, step_delay_s=0.02)"
+        "import sys; sys.path.insert(0, {tests!r}); from pathlib import Path; from conftest import collect_line;"
+        "collect_line(Path({out!r}), num_episodes=12, step_delay_s=0.02)"
     ).format(tests=str(Path(__file__).parent), out=str(tmp_path / "killed"))
     process = subprocess.Popen([sys.executable, "-c", script])
     try:
@@ -167,9 +83,9 @@ def test_kill_9_mid_collection_then_rerun_gives_the_uninterrupted_dataset(tmp_pa
     load_episodes(tmp_path / "killed")  # what survived the kill is readable
     (tmp_path / "killed" / ".shard_000001.hdf5.k9x2.tmp.hdf5").write_bytes(b"half a shard")  # a kill mid-write
 
-    _collect(tmp_path / "killed", num_episodes=12)
-    _collect(tmp_path / "ref", num_episodes=12)
-    assert _demos(tmp_path / "killed") == _demos(tmp_path / "ref")
+    collect_line(tmp_path / "killed", num_episodes=12)
+    collect_line(tmp_path / "ref", num_episodes=12)
+    assert read_demos(tmp_path / "killed") == read_demos(tmp_path / "ref")
     assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]  # temp files cleaned
 
 
@@ -178,7 +94,7 @@ def list_shards_if_any(directory):
 
 
 def test_progress_bar_reports_episodes(tmp_path, capsys):
-    _collect(tmp_path / "d", num_episodes=6, progress=True)
+    collect_line(tmp_path / "d", num_episodes=6, progress=True)
     err = capsys.readouterr().err
     assert "6/6" in err and "episode" in err
 
@@ -199,7 +115,7 @@ def test_real_env_collection_resumes_to_the_same_dataset(tmp_path):
                 collect(env, expert, out, CollectConfig(num_episodes=size, progress=False), meta, **labels)
     finally:
         env.close()
-    assert _demos(tmp_path / "grown") == _demos(tmp_path / "once")
+    assert read_demos(tmp_path / "grown") == read_demos(tmp_path / "once")
     episodes = load_episodes(tmp_path / "once")
     assert episodes.num_episodes == 8 and episodes.obs.shape[1] == meta["obs_dim"] == 45
     assert (episodes.lengths == 10).all() and not episodes.terminated.any()  # too short to succeed: time-outs

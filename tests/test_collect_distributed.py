@@ -4,14 +4,13 @@ exactly the single-process dataset, and any number of processes can finish a par
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
-from test_collect import META, LineEnv, LineExpert, _collect, _demos
+from conftest import META, LineEnv, LineExpert, collect_line, free_port, read_demos
 
 from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
@@ -43,24 +42,18 @@ Path({out!r}, f"written_by_rank{{world.rank}}.json").write_text(json.dumps(writt
 
 
 def collect_part(out: Path, rank: int, world_size: int) -> Path:
-    """This rank's share of the dataset ``_collect(out, NUM_ENVS, NUM_EPISODES)`` writes in one process."""
+    """This rank's share of the dataset ``collect_line(out, NUM_ENVS, NUM_EPISODES)`` writes in one process."""
     env = LineEnv(NUM_ENVS)
     cfg = CollectConfig(num_episodes=NUM_EPISODES, progress=False)
     return collect(env, LineExpert(env), out, cfg, META, num_strategies=2, num_qualities=3,
                    rank=rank, world_size=world_size)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_two_ranks(out: Path) -> list[list[str]]:
     """Two processes with torchrun's environment; returns the shard files each rank wrote."""
     worker = out.parent / "worker.py"
     worker.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(out)))
-    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
+    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
                         "OMP_NUM_THREADS": "1"}
     ranks = [subprocess.Popen([sys.executable, str(worker)], env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
@@ -95,12 +88,12 @@ def test_two_ranks_merge_into_the_single_process_dataset(two_ranks, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(written[0] + written[1])
     assert not _seeds(out, written[0]) & _seeds(out, written[1])
 
-    demos = _demos(out)
+    demos = read_demos(out)
     assert sorted(demos) == sorted(f"demo_{i}" for i in range(NUM_EPISODES))  # all present, once
     assert len({attrs["seed"] for _, attrs in demos.values()}) == 5  # one seed per round
 
-    _collect(tmp_path / "one_process", num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
-    assert demos == _demos(tmp_path / "one_process")  # the world size does not change the data
+    collect_line(tmp_path / "one_process", num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
+    assert demos == read_demos(tmp_path / "one_process")  # the world size does not change the data
 
     dataset = ChunkDataset.from_path(out, horizon=4, gamma=0.9)
     assert dataset.episodes.num_episodes == NUM_EPISODES
@@ -115,8 +108,8 @@ def test_a_partial_multi_process_dataset_is_finished_by_one_process(two_ranks, t
     load_episodes(out)  # what survived is a readable dataset with a gap
     kept = {p.name: p.stat().st_mtime_ns for p in list_shards(out)}
 
-    _collect(out, num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
-    _collect(tmp_path / "one_process", num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
-    assert _demos(out) == _demos(tmp_path / "one_process")
+    collect_line(out, num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
+    collect_line(tmp_path / "one_process", num_envs=NUM_ENVS, num_episodes=NUM_EPISODES)
+    assert read_demos(out) == read_demos(tmp_path / "one_process")
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept  # only the gap was collected
     assert sorted(p.name for p in out.iterdir()) == [f"shard_00000{r}.hdf5" for r in range(5)]  # temp file gone

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import torch
-from test_runner import TINY, synthetic_dataset
+from conftest import TINY, synthetic_dataset
 
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.runners import final_path, read_checkpoint, train

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import CountingEnv, StampPolicy
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
@@ -51,66 +52,6 @@ def test_wilson_rejects_impossible_counts():
         wilson_interval(0, 0)
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(11, 10)
-
-
-# ---------------------------------------------------------------- fake env and a policy that stamps its chunks
-
-class CountingEnv:
-    """``num_envs`` envs; env e's episodes last ``lengths[e]`` steps and succeed iff e is in ``succeed``.
-
-    obs = (env id, step in episode); every executed action is recorded with (episode, step).
-    Finished envs auto-reset inside ``step`` like an Isaac Lab DirectRLEnv.
-    """
-
-    def __init__(self, lengths, succeed=(), strategy=None, blow_up=(), drop=()):
-        self.num_envs = len(lengths)
-        self.blow_up = torch.tensor([e in blow_up for e in range(self.num_envs)])  # envs whose episodes end in a physics failure
-        self.drop = torch.tensor([e in drop for e in range(self.num_envs)])  # ... or with an object knocked off the table
-        self.lengths = torch.tensor(lengths)
-        self.succeed = torch.tensor([e in succeed for e in range(self.num_envs)])
-        self.strategy = strategy
-        self.t = torch.zeros(self.num_envs, dtype=torch.long)
-        self.episode = torch.zeros(self.num_envs, dtype=torch.long)
-        self.executed = [[] for _ in range(self.num_envs)]  # per env: (episode, step, action)
-
-    def _obs(self):
-        return {"policy": torch.stack([torch.arange(self.num_envs), self.t], 1).float()}
-
-    def reset(self):
-        self.t.zero_()
-        return self._obs(), {}
-
-    def step(self, actions):
-        for e in range(self.num_envs):
-            self.executed[e].append((int(self.episode[e]), int(self.t[e]), actions[e].clone()))
-        self.t += 1
-        done = self.t >= self.lengths
-        extras = {"success": done & self.succeed}  # success shows on the last step only
-        if self.strategy is not None:
-            extras["strategy"] = torch.tensor(self.strategy)
-        if self.blow_up.any():
-            extras["physics_failure"] = done & self.blow_up
-        if self.drop.any():
-            extras["object_dropped"] = done & self.drop
-        terminated, truncated = done & (self.succeed | self.drop), done & ~(self.succeed | self.drop)
-        self.t[done] = 0
-        self.episode[done] += 1
-        return self._obs(), torch.ones(self.num_envs), terminated, truncated, extras
-
-
-class StampPolicy(ChunkPolicy):
-    """Chunk entry j planned at episode step t is the action (t, j): executed actions reveal their origin."""
-
-    def __init__(self, horizon):
-        super().__init__()
-        self.horizon, self.action_dim = horizon, 2
-        self.calls = 0
-
-    def forward(self, obs):
-        self.calls += 1
-        t = obs[:, 1:2].expand(-1, self.horizon)
-        j = torch.arange(self.horizon, dtype=obs.dtype).expand_as(t)
-        return torch.stack([t, j], dim=-1)
 
 
 def _cfg(**kw):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_collect_distributed import _free_port
+from conftest import free_port
 
 # One rank as torchrun starts it. make_env is replaced by the counting fake env of test_eval (no simulator):
 # env e's episodes last 2 + e steps and the ones of env 1 succeed.
@@ -18,7 +18,7 @@ import lawr_ext.tasks
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval import evaluate_policy
 from lawr_ext.utils.distributed import init_world
-from test_eval import CountingEnv, StampPolicy
+from conftest import CountingEnv, StampPolicy
 
 seeds = []
 def fake_make_env(task, num_envs, device, seed, **overrides):
@@ -38,7 +38,7 @@ print(json.dumps({{"seeds": seeds, "summary": report["summary"], "processes": re
 def test_two_ranks_split_the_episodes_and_merge_one_report(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER.format(tests=str(Path(__file__).parent)))
-    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
+    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
                         "OMP_NUM_THREADS": "1"}
     ranks = [subprocess.Popen([sys.executable, str(worker)], env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]

@@ -10,12 +10,9 @@ import os
 import subprocess
 import sys
 
-import h5py
-import numpy as np
 import pytest
 import torch
-from test_bad_input import collected
-from test_runner import TINY, synthetic_dataset
+from conftest import TINY, collect_line, plain_hdf5_copy, synthetic_dataset
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.runners import final_path, read_checkpoint
@@ -44,24 +41,17 @@ finally:
 """
 
 
-def _plain_hdf5(npz, path):
-    with np.load(npz) as arrays, h5py.File(path, "w") as file:
-        for key in arrays.files:
-            file[key] = arrays[key]
-    return path
-
-
 @pytest.mark.parametrize("layout", ["npz", "plain_hdf5", "collected_shards"])
 def test_train_lawr_without_any_simulator_package(tmp_path, layout):
     overrides = list(TINY)
     if layout == "collected_shards":  # the line env's rewards (its position, up to ~1.2 per step) need a wider support
-        dataset = collected(tmp_path / "shards", {"task": "Bimanual-Chunk", "obs_dim": 2, "action_dim": 2,
-                                                 "control_hz": 50.0, "chunk_horizon": 4})
+        dataset = collect_line(tmp_path / "shards", num_envs=3, num_episodes=6, meta={
+            "task": "Bimanual-Chunk", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0, "chunk_horizon": 4})
         overrides.append("critic.v_max=10")
     else:
         dataset = synthetic_dataset(tmp_path / "data.npz")
         if layout == "plain_hdf5":
-            dataset = _plain_hdf5(dataset, tmp_path / "data.hdf5")
+            dataset = plain_hdf5_copy(dataset, tmp_path / "data.hdf5")
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER.format(blocked=BLOCKED, script=str(REPO_ROOT / "scripts" / "train_lawr.py")))
     run = tmp_path / "run"

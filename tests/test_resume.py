@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import TINY, synthetic_dataset
+from conftest import TINY, assert_same_state, synthetic_dataset
 
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.runners import checkpoint_path, final_path, read_checkpoint, train
@@ -90,21 +90,7 @@ def test_kill_9_at_several_points_then_resume_is_bit_identical(tmp_path):
     for phase in ("flow", "critic", "planner"):
         got, want = read_checkpoint(checkpoint_path(interrupted, phase)), read_checkpoint(checkpoint_path(reference, phase))
         assert got["step"] == want["step"] == 12
-        _assert_equal(got["learner"], want["learner"], f"{phase} training state")
-        _assert_equal(read_checkpoint(final_path(interrupted, phase))["model"],
+        assert_same_state(got["learner"], want["learner"], f"{phase} training state")
+        assert_same_state(read_checkpoint(final_path(interrupted, phase))["model"],
                       read_checkpoint(final_path(reference, phase))["model"], f"{phase} final")
 
-
-def _assert_equal(got, want, where: str) -> None:
-    if isinstance(want, torch.Tensor):
-        assert torch.equal(got, want), where
-    elif isinstance(want, dict):
-        assert got.keys() == want.keys(), where
-        for key in want:
-            _assert_equal(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
-            _assert_equal(g, w, f"{where}[{i}]")
-    else:
-        assert got == want, where

@@ -4,43 +4,17 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import ACTION_DIM, HORIZON, OBS_DIM, TINY, synthetic_dataset
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.configs.train import load_train_config
-from lawr_ext.data.plain import write_plain
 from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_policy, load_product,
                               read_checkpoint, train)
 from lawr_ext.utils.io import parameter_fingerprint
-
-OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
-#: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.
-TINY = ["data.horizon=4", "data.gamma=0.9", "progress=false", "log_interval=2", "checkpoint_interval=4",
-        "flow.arch=mlp", "flow.width=32", "flow.depth=1", "flow.time_embed_dim=8", "flow.batch_size=16", "flow.num_steps=8",
-        "critic.hidden_dim=32", "critic.num_layers=1", "critic.num_bins=21", "critic.v_min=0", "critic.v_max=2",
-        "critic.batch_size=16", "critic.num_steps=8",
-        "planner.hidden_dim=32", "planner.num_blocks=1", "planner.batch_size=16", "planner.num_steps=8"]
-
-
-def synthetic_dataset(path: Path, num_episodes: int = 24, length: int = 10, obs_dim: int = OBS_DIM) -> Path:
-    """Two behaviours: actions near +0.5 succeed (reward 1 on the last step), near -0.5 fail."""
-    rng = np.random.default_rng(0)
-    good = np.arange(num_episodes) % 2 == 0
-    sign = np.where(good, 0.5, -0.5).repeat(length)[:, None]
-    n = num_episodes * length
-    last = np.zeros(n, dtype=bool)
-    last[length - 1::length] = True
-    write_plain(path, observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
-                actions=np.clip(sign + 0.1 * rng.normal(size=(n, ACTION_DIM)), -1, 1).astype(np.float32),
-                rewards=(last & good.repeat(length)).astype(np.float32), terminals=last, timeouts=np.zeros(n, bool),
-                success=good.repeat(length))
-    return path
-
 
 @pytest.fixture
 def dataset(tmp_path):

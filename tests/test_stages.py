@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 import torch
-from test_runner import TINY, synthetic_dataset
+from conftest import TINY, assert_same_state, synthetic_dataset
 
 from lawr_ext.algorithms import registry
 from lawr_ext.configs.train import load_train_config
@@ -11,19 +11,6 @@ from lawr_ext.runners import checkpoint_path, final_path, read_checkpoint, train
 from lawr_ext.runners.trainer import stage_seed
 
 STAGES = registry.PHASE_NAMES + ("fql", "gaussian_awr")
-
-
-def _tensors(state) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for key in sorted(state) for t in _tensors(state[key])]
-    return [t for value in state for t in _tensors(value)] if isinstance(state, (list, tuple)) else []
-
-
-def _same(got, want) -> bool:
-    got, want = _tensors(got), _tensors(want)
-    return len(got) == len(want) and all(torch.equal(g, w) for g, w in zip(got, want))
 
 
 def test_inserting_a_stage_leaves_every_other_stage_unchanged(tmp_path, monkeypatch):
@@ -45,11 +32,10 @@ def test_inserting_a_stage_leaves_every_other_stage_unchanged(tmp_path, monkeypa
     assert list(summary["baselines"]) == ["probe", "gaussian_awr", "fql"]  # it really ran before the others
 
     for name in STAGES:  # the same seed, the same batches, the same weights
-        for path in (checkpoint_path, final_path):
-            want, got = (read_checkpoint(path(run, name)) for run in (before, after))
-            assert _same(got["learner" if path is checkpoint_path else "model"],
-                         want["learner" if path is checkpoint_path else "model"]), f"{name} {path.__name__}"
+        for path, key in ((checkpoint_path, "learner"), (final_path, "model")):
+            want, got = (read_checkpoint(path(run, name))[key] for run in (before, after))
+            assert_same_state(got, want, f"{name} {key}")
     # The inserted stage has a seed of its own (its name's): same settings as gaussian_awr, other weights.
     assert stage_seed(cfg, "probe") != stage_seed(cfg, "gaussian_awr")
-    assert not _same(read_checkpoint(final_path(after, "probe"))["model"],
-                     read_checkpoint(final_path(after, "gaussian_awr"))["model"])
+    probe_model, awr_model = (read_checkpoint(final_path(after, n))["model"] for n in ("probe", "gaussian_awr"))
+    assert not all(torch.equal(probe_model[k], awr_model[k]) for k in awr_model)

@@ -1,0 +1,262 @@
+"""Benchmark L-AWR against every baseline: same data, same frozen phases 1-2, same evaluation, several seeds.
+
+``run_benchmark`` is what ``scripts/benchmark.py`` runs. For each task one dataset
+(``<dataset_dir>/<task>[.hdf5|.npz]`` if present, else collected once into ``<out>/<task>/dataset``); for
+each seed one run directory ``<out>/<task>/seed<k>`` in which the runner trains the stages the methods
+need (L-AWR's phases, the baselines) from the same frozen flow/critic. Every method is evaluated with the
+run's ``eval`` config (the same for all of them). One result file per (task, seed, method) cell,
+``<out>/<task>/seed<k>/cells/<method>.json``; a rerun skips the cells already on disk. Then
+``<out>/results.json``, ``<out>/table.md`` and the plots ``<out>/success.png``, ``<out>/curves_<task>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from lawr_ext.algorithms import registry
+from lawr_ext.configs.train import TrainConfig, load_train_config
+from lawr_ext.eval.metrics import wilson_interval
+from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
+from lawr_ext.runners.pipeline import load_policy, train
+from lawr_ext.utils.io import atomic_write_text
+
+#: Every method the benchmark knows: L-AWR, then the baselines in registry order.
+METHODS = tuple(registry.METHODS)
+#: Timed calls of a policy at batch 1 (after WARMUP_CALLS untimed ones) for the per-chunk latency.
+LATENCY_CALLS, WARMUP_CALLS = 30, 3
+DATASET_SUFFIXES = ("", ".hdf5", ".h5", ".npz")
+
+Evaluate = Callable[[torch.nn.Module, object], dict]  # (policy, EvalConfig) -> report with a "summary"
+
+
+def log(message: str) -> None:
+    print(f"[benchmark] {message}", flush=True)
+
+
+def stages(method: str) -> tuple[str, ...]:
+    """What the runner trains for ``method``: its training time is theirs summed (shared phases included)."""
+    return registry.with_needs((registry.METHODS[method].name,))
+
+
+def training_seconds(run_dir: Path, method: str) -> float:
+    """Summed from the checkpoints (flow_bc and best_of_n have none of their own: only the phases count)."""
+    paths = [checkpoint_path(run_dir, s) for s in stages(method)]
+    return sum(read_checkpoint(p).get("train_seconds", 0.0) for p in paths if p.is_file())
+
+
+@torch.no_grad()
+def latency_ms(policy: torch.nn.Module, obs_dim: int) -> float:
+    """Median wall time of one chunk at batch 1 on the CPU (what a robot's control loop waits for)."""
+    obs = torch.zeros(1, obs_dim)
+    for _ in range(WARMUP_CALLS):
+        policy(obs)
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        policy(obs)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def find_dataset(task: str, cfg: TrainConfig, out: Path, dataset_dir: Path | None) -> Path:
+    """The task's dataset from ``dataset_dir`` if it has one, else collected (once, resumably) into ``out``."""
+    if dataset_dir is not None:
+        for suffix in DATASET_SUFFIXES:
+            candidate = dataset_dir / f"{task}{suffix}"
+            if candidate.exists():
+                return candidate
+        log(f"no dataset for {task} in {dataset_dir} (looked for {task}{{{','.join(DATASET_SUFFIXES)}}}): collecting")
+    from lawr_ext.data.collect import CollectConfig, collect_task  # starts the simulator
+
+    log(f"{task}: collecting {cfg.data.collect_num_episodes} episodes with {cfg.data.collect_num_envs} envs")
+    collect_cfg = CollectConfig(num_episodes=cfg.data.collect_num_episodes, seed=0, progress=cfg.progress)
+    return collect_task(task, out / task / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
+
+
+def cell_path(out: Path, task: str, seed: int, method: str) -> Path:
+    return out / task / f"seed{seed}" / "cells" / f"{method}.json"
+
+
+def run_seed(task: str, seed: int, methods: list[str], out: Path, overrides: list[str], dataset: Path,
+             evaluate: Evaluate) -> list[str]:
+    """Train and evaluate the unfinished cells of one (task, seed); returns the failures (one line each)."""
+    todo = [m for m in methods if not cell_path(out, task, seed, m).is_file()]
+    if not todo:
+        log(f"{task} seed {seed}: all {len(methods)} cells done, skipped")
+        return []
+    run_dir = out / task / f"seed{seed}"
+    cfg = load_train_config(task, overrides + [f"seed={seed}", f"data.path='{dataset.resolve()}'"])
+    needed = registry.with_needs(tuple(registry.METHODS[m].name for m in todo))
+    log(f"{task} seed {seed}: training {', '.join(needed)}")
+    train(cfg, dataset, run_dir, needed)
+
+    failures = []
+    for method in todo:
+        log(f"{task} seed {seed}: evaluating {method}")
+        policy = load_policy(run_dir, method)
+        started = time.perf_counter()
+        try:
+            summary = evaluate(policy, cfg.eval)["summary"]
+        except ValueError as err:  # e.g. NaN observations from the simulator: the other cells still run
+            failures.append(f"{task} seed {seed} {method}: evaluation failed: {err}")
+            log(failures[-1])
+            continue
+        obs_dim = read_checkpoint(final_path(run_dir, "flow"))["dims"]["obs_dim"]
+        cell = {"task": task, "seed": seed, "method": method,
+                "episodes": summary["episodes"], "successes": summary["successes"],
+                "success_rate": summary["success_rate"], "return_mean": summary["return_mean"],
+                "train_seconds": training_seconds(run_dir, method),
+                "eval_seconds": time.perf_counter() - started,
+                "latency_ms": latency_ms(policy.cpu(), obs_dim)}
+        atomic_write_text(json.dumps(cell, indent=2) + "\n", cell_path(out, task, seed, method))
+        log(f"{task} seed {seed} {method}: success {cell['successes']}/{cell['episodes']}, "
+            f"return {cell['return_mean']:.2f}, latency {cell['latency_ms']:.2f} ms")
+    return failures
+
+
+def aggregate(cells: list[dict]) -> dict:
+    """Pooled over seeds: successes / episodes with its Wilson CI; per-seed rates for the spread; means."""
+    successes, episodes = sum(c["successes"] for c in cells), sum(c["episodes"] for c in cells)
+    rates = [c["success_rate"] for c in cells]
+    return {"seeds": [c["seed"] for c in cells], "successes": successes, "episodes": episodes,
+            "success_rate": successes / episodes, "success_ci95": list(wilson_interval(successes, episodes)),
+            "per_seed_success": rates, "success_seed_std": statistics.pstdev(rates),
+            "return_mean": statistics.fmean(c["return_mean"] for c in cells),
+            "train_seconds": statistics.fmean(c["train_seconds"] for c in cells),
+            "latency_ms": statistics.fmean(c["latency_ms"] for c in cells)}
+
+
+def collect_results(out: Path, tasks: list[str], seeds: list[int], methods: list[str]) -> dict:
+    """Every finished cell on disk, and the aggregate of each (task, method) that has at least one."""
+    results: dict = {"tasks": tasks, "seeds": seeds, "methods": methods, "cells": [], "aggregate": {}}
+    for task in tasks:
+        for method in methods:
+            cells = [json.loads(p.read_text()) for s in seeds if (p := cell_path(out, task, s, method)).is_file()]
+            results["cells"] += cells
+            if cells:
+                results["aggregate"].setdefault(task, {})[method] = aggregate(cells)
+    return results
+
+
+def markdown_table(results: dict, command: str) -> str:
+    """One section per task, one row per method; the failed cells of this invocation listed at the end."""
+    lines = ["# Benchmark", "", f"`{command}`", "",
+             "Success: pooled over seeds (successes / episodes) with its Wilson 95% CI; per seed in brackets. "
+             "Return: mean over seeds. Train: wall seconds of the method's training, including the shared "
+             "phases it is built from (flow_bc and best_of_n train nothing of their own). Latency: median "
+             "milliseconds per chunk at batch 1 on the CPU.", ""]
+    for task in results["tasks"]:
+        lines += [f"## {task}", "", "| method | success | 95% CI | per seed | return | train s | latency ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for method in results["methods"]:
+            agg = results["aggregate"].get(task, {}).get(method)
+            if agg is None:
+                lines.append(f"| {method} | no finished cell | | | | | |")
+                continue
+            low, high = agg["success_ci95"]
+            per_seed = ", ".join(f"{r:.2f}" for r in agg["per_seed_success"])
+            lines.append(f"| {method} | {agg['success_rate']:.2f} ({agg['successes']}/{agg['episodes']}) | "
+                         f"[{low:.2f}, {high:.2f}] | [{per_seed}] (sd {agg['success_seed_std']:.2f}) | "
+                         f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |")
+        lines.append("")
+    if results["failures"]:
+        lines += ["## Failures (rerun the command to retry these cells)", ""]
+        lines += [f"- {failure}" for failure in results["failures"]] + [""]
+    return "\n".join(lines)
+
+
+def learning_curves(run_dir: Path, method: str) -> tuple[str, list[int], list[float]] | None:
+    """The method's own training loss from TensorBoard (L-AWR: the planner's); None if it trains nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    stage = registry.METHODS[method].name
+    folder = run_dir / "tensorboard" / stage
+    if not folder.is_dir():
+        return None
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    losses = sorted(t for t in events.Tags()["scalars"] if t.endswith("loss"))
+    if not losses:
+        return None
+    scalars = events.Scalars(losses[0])
+    return losses[0], [s.step for s in scalars], [s.value for s in scalars]
+
+
+def plot(results: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    tasks, methods = results["tasks"], results["methods"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(1.2 * len(methods) + 2, 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        aggs = [results["aggregate"].get(task, {}).get(m) for m in methods]
+        rates = [a["success_rate"] if a else 0.0 for a in aggs]
+        errors = [[max(0.0, a["success_rate"] - a["success_ci95"][0]) if a else 0.0 for a in aggs],  # float noise
+                  [max(0.0, a["success_ci95"][1] - a["success_rate"]) if a else 0.0 for a in aggs]]
+        ax.bar(methods, rates, yerr=errors, capsize=3, color="tab:blue")
+        ax.set(title=task, ylabel="success rate (pooled, Wilson 95% CI)", ylim=(0, 1))
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(out / "success.png", dpi=120)
+    plt.close(fig)
+    written.append(out / "success.png")
+
+    for task in tasks:
+        fig, axes = plt.subplots(1, len(methods), figsize=(3 * len(methods), 2.8), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            ax.set_title(method)
+            for seed in results["seeds"]:
+                curve = learning_curves(out / task / f"seed{seed}", method)
+                if curve is not None:
+                    tag, steps, values = curve
+                    ax.plot(steps, values, label=f"seed {seed}")
+                    ax.set(xlabel="gradient step", ylabel=tag)
+            if ax.lines:
+                ax.legend(fontsize="small")
+            else:
+                ax.text(0.5, 0.5, "nothing trained\n(frozen phases only)", ha="center", va="center",
+                        transform=ax.transAxes)
+        fig.tight_layout()
+        path = out / f"curves_{task}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def run_benchmark(tasks: list[str], seeds: list[int], methods: list[str], out: str | Path,
+                  overrides: list[str] = (), dataset_dir: str | Path | None = None, evaluate: Evaluate | None = None,
+                  command: str = "", make_plots: bool = True) -> dict:
+    """Every (task, seed, method) cell not yet on disk, then results.json, table.md and the plots."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; expected some of {METHODS}")
+    if evaluate is None:
+        from lawr_ext.eval import evaluate_policy as evaluate
+    out, overrides = Path(out), list(overrides)
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else None
+    failures = []
+    for task in tasks:
+        if all(cell_path(out, task, s, m).is_file() for s in seeds for m in methods):
+            log(f"{task}: all cells done, skipped")
+            continue
+        dataset = find_dataset(task, load_train_config(task, overrides), out, dataset_dir)
+        for seed in seeds:
+            failures += run_seed(task, seed, methods, out, overrides, dataset, evaluate)
+
+    results = collect_results(out, tasks, seeds, methods) | {"command": command, "overrides": overrides,
+                                                             "failures": failures}
+    atomic_write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
+    atomic_write_text(markdown_table(results, command), out / "table.md")
+    if make_plots:
+        plot(results, out)
+    return results
