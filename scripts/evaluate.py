@@ -7,7 +7,7 @@
     torchrun --nproc_per_node=4 scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --device cuda
         # one process per GPU, each with its own envs and seed range; rank 0 writes the merged report
 
-``--checkpoint`` is a run directory or one of its ``<phase>/final.pt`` files. Writes ``eval.json`` and
+``--checkpoint`` is a run directory or one of its ``<stage>/final.pt`` files. Writes ``eval.json`` and
 ``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``). For L-AWR it also runs Phase 3's support
 check (typical-set fraction, distance of its chunks to the data) on the run's dataset.
 """
@@ -30,7 +30,7 @@ from lawr_ext.utils.distributed import init_world, rank_device
 def parse_args() -> argparse.Namespace:
     defaults = EvalConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="run directory or a <phase>/final.pt inside it")
+    parser.add_argument("--checkpoint", required=True, help="run directory or a <stage>/final.pt inside it")
     parser.add_argument("--policy", default="lawr", choices=tuple(METHODS), help="which method's policy of the run")
     parser.add_argument("--task", default=None, help="task id (default: the task the run was trained on)")
     parser.add_argument("--num_envs", type=int, default=defaults.num_envs)

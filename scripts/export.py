@@ -28,7 +28,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="run directory or a <phase>/final.pt inside it")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="run directory or a <stage>/final.pt inside it")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <run_dir>/export)")
     parser.add_argument("--formats", nargs="+", default=list(ExportConfig.formats), choices=tuple(SUFFIX))
     args = parser.parse_args()

@@ -2,14 +2,17 @@
 
 Data flows sim -> dataset -> phase 1 (flow) -> phase 2 (critic) -> phase 3 (planner) -> evaluation -> export:
 
-    tasks/       Isaac Lab task family ``Bimanual-Chunk`` (env, Warp reward/success kernels, scripted experts)
+    tasks/       lawr's task registry (env factory, preset, experts, action spec as entry points) and the
+                 Isaac Lab task family ``Bimanual-Chunk`` (env, Warp reward/success kernels, scripted experts)
     data/        HDF5 datasets on disk and the loader that cuts them into TensorDict batches of action chunks
     modules/     networks shared by every algorithm (MLPs, the JiT chunk transformer, HL-Gauss heads)
-    algorithms/  flow.py (phase 1), critic.py (phase 2), planner.py (phase 3), baselines/
-    configs/     typed dataclass configs, registered with hydra
-    runners/     the phase-by-phase training loop: checkpoints, resume, logging
-    eval/        vectorized rollouts, success-rate confidence intervals
-    export/      planner + frozen flow as one TorchScript / ONNX graph
+    algorithms/  lawr.py (L-AWR top to bottom) over flow.py, critic.py, planner.py; baselines/; stage.py and
+                 registry.py (everything the runner trains); training.py (gradient step, masked mean, EMA)
+    configs/     typed dataclass configs, composed by hydra (imports nothing from algorithms/ or runners/)
+    runners/     the stage-by-stage training loop: checkpoints, resume, logging; the benchmark
+    eval/        vectorized rollouts, success-rate confidence intervals, diagnostics of trained models
+    export/      a trained policy as one TorchScript / ONNX graph
+    utils/       atomic writes and hashes, derived seeds, the torchrun process group
 """
 
 import os

@@ -22,7 +22,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
-from lawr_ext.algorithms.training import ema_update, masked_sum, optimizer_step
+from lawr_ext.algorithms.training import EMA, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
@@ -134,9 +134,7 @@ class MeanFlow(Learner):
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
-        self.ema_decoder = copy.deepcopy(self.decoder).requires_grad_(False)
-        # Counts updates for the EMA warm-up; a buffer, so a resumed run continues the same schedule.
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.ema = EMA(self.decoder)
         self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.learning_rate,
                                                     weight_decay=cfg.weight_decay)
 
@@ -190,15 +188,13 @@ class MeanFlow(Learner):
 
     def update_ema(self) -> None:
         # Warm-up (1 + n) / (10 + n): the EMA tracks early weights closely instead of averaging in the random init.
-        n = int(self.num_updates)
-        decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))
-        ema_update(self.ema_decoder, self.decoder, 1 - decay)
-        self.num_updates += 1
+        n = int(self.ema.num_updates)
+        self.ema.update(self.decoder, min(self.cfg.ema_decay, (1 + n) / (10 + n)))
 
     def frozen_decoder(self) -> FlowDecoder:
         """A detached copy of the EMA weights, frozen (the action manifold's hard constraint): nothing later may
         change it."""
-        return freeze(copy.deepcopy(self.ema_decoder))
+        return freeze(copy.deepcopy(self.ema.module))
 
     def product(self) -> BehaviorModel:
         return BehaviorModel(self.frozen_decoder(), self.obs_normalizer)

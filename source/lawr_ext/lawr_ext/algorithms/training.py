@@ -16,6 +16,7 @@ chunks reduces through ``masked_sum`` / ``masked_mean``. Which reduction each lo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -62,7 +63,24 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, paramet
 def ema_update(averaged: nn.Module, online: nn.Module, rate: float) -> None:
     """Move every parameter of ``averaged`` the fraction ``rate`` of the way to ``online``'s.
 
-    The one weight average of the code base: EMA copies (rate = 1 - decay) and Polyak target networks
-    (rate = tau). Buffers are not averaged.
+    The one weight average of the code base: EMA copies (rate = 1 - decay, ``EMA``) and Polyak target
+    networks (rate = tau). Buffers are not averaged.
     """
     torch._foreach_lerp_(list(averaged.parameters()), list(online.parameters()), rate)
+
+
+class EMA(nn.Module):
+    """An exponential moving average of a network's weights (the copy a policy acts with) and its update count.
+
+    ``num_updates`` is a buffer, so a resumed run continues the same decay schedule.
+    """
+
+    def __init__(self, online: nn.Module):
+        super().__init__()
+        self.module = copy.deepcopy(online).requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def update(self, online: nn.Module, decay: float) -> None:
+        """module <- decay * module + (1 - decay) * online (decay 0: a copy)."""
+        ema_update(self.module, online, 1 - decay)
+        self.num_updates += 1

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass
 class DataConfig:
-    path: str | None = None          # HDF5 dataset; None -> collect one into <run_dir>/dataset.h5 with the settings below
+    path: str | None = None          # dataset (shard directory, .hdf5 or .npz); None -> collect a shard directory
+                                     # <run_dir>/dataset with the settings below
     horizon: int = 50                # H: actions per chunk (50 steps = 1 s at 50 Hz)
     gamma: float = 0.99              # per-step discount; a chunk bootstraps with gamma^k (k = its valid steps)
     collect_num_envs: int = 16       # parallel envs when collecting (CPU-sized; raise on a GPU host)

@@ -51,7 +51,7 @@ class TrainConfig:
     evaluate: bool = True            # roll out L-AWR and flow BC in the env after training
     log_interval: int = 50           # gradient steps between TensorBoard scalars
     checkpoint_interval: int = 1000  # gradient steps between resumable checkpoints (one is always written at the end)
-    progress: bool = True            # tqdm progress bar per phase
+    progress: bool = True            # tqdm progress bar per stage
 
     def __post_init__(self) -> None:
         if self.seed < 0:

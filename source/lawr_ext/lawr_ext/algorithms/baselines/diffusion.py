@@ -15,7 +15,6 @@ DDIM (eta = 0) walks K of those steps down to x_0 deterministically given the in
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -23,7 +22,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.algorithms.training import ema_update, masked_mean, optimizer_step
+from lawr_ext.algorithms.training import EMA, masked_mean, optimizer_step
 from lawr_ext.algorithms.flow import build_chunk_net
 from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import DiffusionConfig
@@ -95,9 +94,7 @@ class DiffusionBC(Learner):
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim)
-        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False)
-        # Counts updates: the first one copies the weights into the EMA; a buffer, so a resumed run continues.
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.ema = EMA(self.denoiser)
         self.optimizers["denoiser"] = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.learning_rate,
                                                         weight_decay=cfg.weight_decay)
 
@@ -105,12 +102,11 @@ class DiffusionBC(Learner):
         loss = self.denoiser.loss(batch[keys.ACTIONS], self.obs_normalizer(batch[keys.OBS]), batch[keys.MASK])
         grad_norm = optimizer_step(self.optimizers["denoiser"], loss, self.denoiser.parameters(),
                                    self.cfg.max_grad_norm, "DiffusionBC")
-        ema_update(self.ema_denoiser, self.denoiser, 1.0 if self.num_updates == 0 else 1 - self.cfg.ema_decay)
-        self.num_updates += 1
+        self.ema.update(self.denoiser, 0.0 if self.ema.num_updates == 0 else self.cfg.ema_decay)  # first: a copy
         return {"diffusion/loss": loss.item(), "diffusion/grad_norm": grad_norm.item()}
 
     def policy(self) -> DiffusionPolicy:
-        return DiffusionPolicy(self.ema_denoiser, self.obs_normalizer, self.cfg.sample_steps)
+        return DiffusionPolicy(self.ema.module, self.obs_normalizer, self.cfg.sample_steps)
 
 
 class DiffusionPolicy(ChunkPolicy):

@@ -38,7 +38,7 @@ class OFQL(Learner):
             if behavior_flow is None:
                 raise ValueError("OFQLConfig.init_from_behavior_flow=True needs the Phase-1 behavior_flow")
             self.mean_flow.decoder.load_state_dict(behavior_flow.state_dict())
-            self.mean_flow.ema_decoder.load_state_dict(behavior_flow.state_dict())
+            self.mean_flow.ema.module.load_state_dict(behavior_flow.state_dict())
         self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
         self.optimizers["critic"] = self.critic.optimizers["critic"]
         self.optimizers["flow"] = self.mean_flow.optimizers["flow"]
@@ -68,7 +68,7 @@ class OFQL(Learner):
 
     def policy(self) -> FlowBCPolicy:
         """The one-step sampler of the (EMA) fine-tuned flow: same class as Flow BC, different weights."""
-        return FlowBCPolicy(self.mean_flow.ema_decoder, self.obs_normalizer, num_steps=1)
+        return FlowBCPolicy(self.mean_flow.ema.module, self.obs_normalizer, num_steps=1)
 
 
 STAGE = Stage(

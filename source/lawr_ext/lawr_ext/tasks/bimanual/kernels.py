@@ -60,6 +60,16 @@ def _held(grasp: wp.vec3, gap: float, pos: wp.vec3, quat: wp.quat, half: wp.vec3
 
 
 @wp.func
+def _position(pose: wp.array2d(dtype=wp.float32), i: int) -> wp.vec3:
+    return wp.vec3(pose[i, 0], pose[i, 1], pose[i, 2])
+
+
+@wp.func
+def _rotation(pose: wp.array2d(dtype=wp.float32), i: int) -> wp.quat:
+    return wp.quat(pose[i, 3], pose[i, 4], pose[i, 5], pose[i, 6])
+
+
+@wp.func
 def _lift(pos: wp.vec3, half_z: float, lift_height: float) -> float:
     return wp.clamp((pos[2] - half_z) / lift_height, 0.0, 1.0)
 
@@ -76,8 +86,7 @@ def handover_kernel(
     success: wp.array(dtype=wp.bool),
 ):
     i = wp.tid()
-    pos = wp.vec3(pose[i, 0], pose[i, 1], pose[i, 2])
-    quat = wp.quat(pose[i, 3], pose[i, 4], pose[i, 5], pose[i, 6])
+    pos, quat = _position(pose, i), _rotation(pose, i)
     held_l = _held(grasp[i, 0], gap[i, 0], pos, quat, half)
     held_r = _held(grasp[i, 1], gap[i, 1], pos, quat, half)
     flags = held_flags[i] | wp.int32(held_l) | (wp.int32(held_r) * 2)
@@ -120,10 +129,8 @@ def insertion_kernel(
     success: wp.array(dtype=wp.bool),
 ):
     i = wp.tid()
-    peg = wp.vec3(peg_pose[i, 0], peg_pose[i, 1], peg_pose[i, 2])
-    peg_q = wp.quat(peg_pose[i, 3], peg_pose[i, 4], peg_pose[i, 5], peg_pose[i, 6])
-    sock = wp.vec3(socket_pose[i, 0], socket_pose[i, 1], socket_pose[i, 2])
-    sock_q = wp.quat(socket_pose[i, 3], socket_pose[i, 4], socket_pose[i, 5], socket_pose[i, 6])
+    peg, peg_q = _position(peg_pose, i), _rotation(peg_pose, i)
+    sock, sock_q = _position(socket_pose, i), _rotation(socket_pose, i)
     held_peg = wp.max(_held(grasp[i, 0], gap[i, 0], peg, peg_q, peg_half),
                       _held(grasp[i, 1], gap[i, 1], peg, peg_q, peg_half))
     held_sock = wp.max(_held(grasp[i, 0], gap[i, 0], sock, sock_q, socket_half),

@@ -24,6 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -108,9 +109,13 @@ def _new_stage(root_path: str):
     return stage, root
 
 
-def _save_stage(stage, path: Path) -> Path:
-    # atomic: parallel processes (torchrun ranks, test workers) may write the same cached asset at once
-    atomic_write_text(stage.GetRootLayer().ExportToString(), path)
+def _cached_usd(name: str, spec, out_dir: Path | None, build_stage: Callable[[], object]) -> Path:
+    """``<out_dir or build/assets>/<name>_<hash of spec>.usda``, written from ``build_stage()`` unless it exists."""
+    path = (out_dir or REPO_ROOT / "build" / "assets") / f"{name}_{spec_hash(spec)}.usda"
+    if not path.exists():
+        stage = build_stage()  # held while exporting: its root layer lives only as long as the stage
+        # atomic: parallel processes (torchrun ranks, test workers) may write the same cached asset at once
+        atomic_write_text(stage.GetRootLayer().ExportToString(), path)
     return path
 
 
@@ -121,10 +126,10 @@ def _box_inertia(mass: float, size: tuple[float, float, float]) -> tuple[float, 
 
 def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path:
     """Write the two-arm articulation as USD (once per parameter hash) and return its path."""
-    out_dir = out_dir or REPO_ROOT / "build" / "assets"
-    path = out_dir / f"bimanual_vx300_{spec_hash(spec)}.usda"
-    if path.exists():
-        return path
+    return _cached_usd("bimanual_vx300", spec, out_dir, lambda: _robot_stage(spec))
+
+
+def _robot_stage(spec: RobotSpec):
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics
 
     stage, root = _new_stage("/Robot")
@@ -225,7 +230,7 @@ def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path
             j.CreateUpperLimitAttr(spec.finger_upper)
             drive(j, "linear")
             stiff_limits(j)
-    return _save_stage(stage, path)
+    return stage
 
 
 @dataclass(frozen=True)
@@ -240,10 +245,10 @@ class SocketSpec:
 
 def write_socket_usd(spec: SocketSpec = SocketSpec(), out_dir: Path | None = None) -> Path:
     """Write the socket (one rigid body of four box walls) as USD, cached by a hash of its parameters."""
-    out_dir = out_dir or REPO_ROOT / "build" / "assets"
-    path = out_dir / f"socket_{spec_hash(spec)}.usda"
-    if path.exists():
-        return path
+    return _cached_usd("socket", spec, out_dir, lambda: _socket_stage(spec))
+
+
+def _socket_stage(spec: SocketSpec):
     from pxr import Gf, UsdGeom, UsdPhysics
 
     stage, root = _new_stage("/Socket")
@@ -266,7 +271,7 @@ def write_socket_usd(spec: SocketSpec = SocketSpec(), out_dir: Path | None = Non
         cube.AddTranslateOp().Set(Gf.Vec3d(*center))
         cube.AddScaleOp().Set(Gf.Vec3f(*size))
         UsdPhysics.CollisionAPI.Apply(cube.GetPrim())
-    return _save_stage(stage, path)
+    return stage
 
 
 # ------------------------------------------------------------------------------------- torch FK / IK
