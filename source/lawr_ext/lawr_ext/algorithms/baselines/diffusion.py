@@ -22,9 +22,9 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
-from lawr_ext.algorithms.training import EMA, masked_mean, optimizer_step
 from lawr_ext.algorithms.flow import build_chunk_net
 from lawr_ext.algorithms.stage import Stage
+from lawr_ext.algorithms.training import EMA, masked_mean, optimizer_step
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.data import keys
 

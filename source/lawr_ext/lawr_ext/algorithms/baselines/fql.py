@@ -23,9 +23,9 @@ from torch import nn
 from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.algorithms.flow import FlowDecoder, build_chunk_net, one_step
 from lawr_ext.algorithms.stage import Stage
+from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
 

@@ -16,9 +16,9 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.stage import Stage
-from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
 from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.configs.baselines import GaussianAWRConfig
 from lawr_ext.data import keys

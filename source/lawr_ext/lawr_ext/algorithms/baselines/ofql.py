@@ -20,9 +20,9 @@ from torch import nn
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow, build_flow_decoder
 from lawr_ext.algorithms.stage import Stage
+from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.configs.baselines import OFQLConfig
 from lawr_ext.data import keys
 
