@@ -20,7 +20,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-SUPPORTED_FORMAT_VERSION = 2  # layout of the metadata this loop understands
+SUPPORTED_FORMAT_VERSION = 3  # layout of the metadata this loop understands
 
 
 class OnnxChunkPolicy:

@@ -35,7 +35,7 @@ class ToyEvaluation:
         self.calls = []
 
     def __call__(self, policy: ChunkPolicy, cfg) -> dict:
-        self.calls.append(type(policy).__name__)
+        self.calls.append(policy.name)
         torch.manual_seed(cfg.seed)
         with torch.no_grad():
             mean_action = policy(torch.randn(EPISODES, OBS_DIM)).mean(dim=(1, 2))

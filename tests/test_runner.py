@@ -57,7 +57,7 @@ def test_flow_is_bit_identical_after_phases_2_and_3(tmp_path, dataset):
     train(cfg, dataset, run, stages=("critic", "planner"))
     after_file = load_product(run, "flow", cfg, dims)
     # The decoder the planner trained through (saved with the planner) is the same frozen flow, bit for bit.
-    policy_decoder = load_policy(run).decoder
+    policy_decoder = load_policy(run).policy.decoder
     assert (parameter_fingerprint(after_file.decoder), parameter_fingerprint(after_file.obs_normalizer)) == before
     assert parameter_fingerprint(policy_decoder) == before[0]
 

@@ -42,7 +42,9 @@ class Learner(nn.Module):
 class ChunkPolicy(nn.Module):
     """Every evaluated or exported policy: raw observations [B, O] -> action chunks [B, H, A].
 
-    Actions are in the env's normalized action space. ``forward`` must be deterministic for a
+    A method's own policy acts in its learners' action coordinates (Phase 1's action normalizer);
+    ``EnvActionPolicy`` around it gives the env's actions, and that is what is evaluated and exported.
+    ``forward`` must be deterministic for a
     deterministic policy (L-AWR, Gaussian mean); stochastic ones (flow BC, diffusion) draw from
     torch's global RNG so that a seeded evaluation is reproducible.
     """
@@ -50,8 +52,31 @@ class ChunkPolicy(nn.Module):
     horizon: int
     action_dim: int
 
+    @property
+    def name(self) -> str:
+        """What reports and export metadata call it: its class name."""
+        return type(self).__name__
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class EnvActionPolicy(ChunkPolicy):
+    """A method's policy with its chunks mapped from the learners' action coordinates back to env actions,
+    clipped to the env's action box [-1, 1]: the policy that is evaluated, exported and deployed."""
+
+    def __init__(self, policy: ChunkPolicy, action_normalizer: nn.Module):
+        super().__init__()
+        self.policy = policy
+        self.action_normalizer = action_normalizer
+        self.horizon, self.action_dim = policy.horizon, policy.action_dim
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.action_normalizer.unnormalize(self.policy(obs)).clamp(-1.0, 1.0)
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -1,6 +1,6 @@
 """L-AWR top to bottom (``../shared/paper/lawr.tex``): its three stages, in the paper's order.
 
-    normalizer   fitted once on every dataset observation, then frozen (modules/normalizer.py)
+    normalizers  fitted once on every dataset observation and action, then frozen (modules/normalizer.py)
     Mean Flow    phase 1: a one-step generator T(z; s) of action chunks, JiT x-prediction (flow.py)
     freeze       its EMA weights, requires_grad False: the action manifold, a hard constraint
     critic       phase 2: HL-Gauss V(s) and twin Q(s, chunk), chunk-level TD on dataset chunks only;
@@ -15,6 +15,8 @@ frozen products of the stages it needs and leaves its own in ``<run_dir>/<stage>
 
 from __future__ import annotations
 
+import copy
+
 from lawr_ext.algorithms.critic import DistributionalCritic, divergence
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
 from lawr_ext.algorithms.planner import LatentAWR, LatentPlanner, LAWRPolicy
@@ -27,8 +29,10 @@ from lawr_ext.modules.normalizer import fit_obs_normalizer
 
 
 def mean_flow(cfg: FlowConfig, inputs: StageInputs) -> MeanFlow:
-    """Phase 1: the normalizer, fitted on all observations and frozen, and the Mean Flow over chunks."""
-    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(inputs.dataset.observations))
+    """Phase 1: the normalizers (observations: fitted here on all of them; actions: the dataset's, which its
+    batches are already in), frozen, and the Mean Flow over chunks."""
+    dataset = inputs.dataset
+    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(dataset.observations), copy.deepcopy(dataset.action_normalizer))
 
 
 def behavior_model(cfg: FlowConfig, inputs: StageInputs) -> BehaviorModel:

@@ -11,6 +11,10 @@ class DataConfig:
                                      # <run_dir>/dataset with the settings below
     horizon: int = 50                # H: actions per chunk (50 steps = 1 s at 50 Hz)
     gamma: float = 0.99              # per-step discount; a chunk bootstraps with gamma^k (k = its valid steps)
+    # Per-dimension action coordinates every learner trains in (modules/normalizer.py): "min_max" maps the data's
+    # range of each action onto [-1, 1] (the env's actions are scaled to the joint limits, where the arms' data
+    # spans a tenth of the grippers'); "none" trains on the env's actions as they are.
+    action_normalization: str = "min_max"
     collect_num_envs: int = 16       # parallel envs when collecting (CPU-sized; raise on a GPU host)
     collect_num_episodes: int = 200  # scripted-expert episodes in a collected dataset
 
@@ -19,6 +23,9 @@ class DataConfig:
             raise ValueError(f"DataConfig.horizon: must be >= 1, got {self.horizon}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"DataConfig.gamma: must lie in (0, 1], got {self.gamma}")
+        if self.action_normalization not in ("min_max", "none"):
+            raise ValueError(f"DataConfig.action_normalization: expected 'min_max' or 'none', "
+                             f"got {self.action_normalization!r}")
         for name in ("collect_num_envs", "collect_num_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}: must be >= 1, got {getattr(self, name)}")

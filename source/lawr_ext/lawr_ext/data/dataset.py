@@ -34,6 +34,7 @@ from lawr_ext.data import keys
 from lawr_ext.data.episodes import DatasetError, Episodes
 from lawr_ext.data.hdf5 import open_hdf5, read_hdf5
 from lawr_ext.data.plain import read_plain
+from lawr_ext.modules.normalizer import ActionNormalizer
 
 
 def load_episodes(path: str | os.PathLike) -> Episodes:
@@ -60,6 +61,10 @@ class ChunkDataset:
 
     Sampling uses ``generator`` when given, else the dataset's own CPU generator (seeded with ``seed``)
     whose state :meth:`state_dict` / :meth:`load_state_dict` save and restore for bit-identical resume.
+
+    Batches carry actions in the coordinates of ``action_normalizer``, fitted here on every action of the
+    dataset (``action_normalization``: "min_max" or "none"); Phase 1 saves it with the behaviour model, and
+    policies map their chunks back to env actions with it. ``episodes`` keeps the env's actions.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class ChunkDataset:
         obs_dim: int | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        action_normalization: str = "none",
     ):
         if horizon < 1:
             raise ValueError(f"chunk horizon must be >= 1, got {horizon}")
@@ -93,6 +99,7 @@ class ChunkDataset:
         self.horizon, self.gamma, self.source, self.device = horizon, gamma, source, torch.device(device)
         self.episodes = episodes
         self.generator = torch.Generator().manual_seed(seed)
+        self.action_normalizer = ActionNormalizer.fit(episodes.actions, action_normalization)
         self._index_chunks()
         if self.num_chunks == 0:
             raise DatasetError(source, "no chunk can be built (every episode is a single truncated step)")
@@ -126,7 +133,8 @@ class ChunkDataset:
 
     def _episodes_to_device(self) -> None:
         ep = self.episodes
-        self._obs, self._actions = ep.obs.to(self.device), ep.actions.to(self.device)
+        self._obs = ep.obs.to(self.device)
+        self._actions = self.action_normalizer.normalize(ep.actions).to(self.device)
         self._success = ep.success.float().to(self.device)
         self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
         self._offsets = torch.arange(self.horizon, device=self.device)

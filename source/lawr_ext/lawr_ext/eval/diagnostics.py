@@ -17,6 +17,7 @@ from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
+    from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
 
@@ -104,13 +105,18 @@ def support_metrics(decoder: FlowDecoder, planner: LatentPlanner, obs_norm: torc
 
 
 @torch.no_grad()
-def support_check(policy: LAWRPolicy, dataset: ChunkDataset, num_samples: int, seed: int = 0) -> dict[str, float]:
+def support_check(policy: EnvActionPolicy, dataset: ChunkDataset, num_samples: int, seed: int = 0) -> dict[str, float]:
     """Phase 3's support check on dataset states: do L-AWR's chunks stay on the data manifold?
 
-    ``num_samples`` distinct dataset chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
+    ``policy`` is the L-AWR policy as ``load_policy`` returns it; the dataset's chunks are compared in the
+    policy's own action coordinates, whatever the dataset was opened with. ``num_samples`` distinct dataset
+    chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
     """
     generator = torch.Generator().manual_seed(seed)
     batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
     device = next(policy.parameters()).device
-    obs_norm = policy.obs_normalizer(batch[keys.OBS].to(device))
-    return support_metrics(policy.decoder, policy.planner, obs_norm, batch[keys.ACTIONS].to(device))
+    lawr: LAWRPolicy = policy.policy
+    env_actions = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS])
+    data_chunks = policy.action_normalizer.normalize(env_actions.to(device))
+    obs_norm = lawr.obs_normalizer(batch[keys.OBS].to(device))
+    return support_metrics(lawr.decoder, lawr.planner, obs_norm, data_chunks)

@@ -38,7 +38,7 @@ def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World()
     episodes = [e for rank_episodes, _ in per_rank for e in rank_episodes]
     timing = {"env_steps": sum(t["env_steps"] for _, t in per_rank), "seconds": max(t["seconds"] for _, t in per_rank)}
     return {"task": cfg.task,
-            "context": {"policy": type(policy).__name__, "horizon": policy.horizon, "exec_horizon": cfg.exec_horizon,
+            "context": {"policy": policy.name, "horizon": policy.horizon, "exec_horizon": cfg.exec_horizon,
                         "temporal_ensemble": cfg.temporal_ensemble, "num_envs": num_envs * world.size,
                         "processes": world.size, "seed": cfg.seed},
             "config": asdict(cfg), "summary": summarize(episodes), "timing": timing}

@@ -34,7 +34,7 @@ def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate
         if len(values) != policy.action_dim:
             raise ValueError(f"export metadata: {name} has {len(values)} entries, the policy has "
                              f"action_dim={policy.action_dim}")
-    return {"format_version": FORMAT_VERSION, "task": task, "policy": type(policy).__name__,
+    return {"format_version": FORMAT_VERSION, "task": task, "policy": policy.name,
             "horizon": policy.horizon, "action_dim": policy.action_dim, "obs_dim": obs_dim,
             "control_rate_hz": control_rate_hz, "joint_names": list(joint_names),
             "action_scale": [float(v) for v in action_scale], "action_offset": [float(v) for v in action_offset],

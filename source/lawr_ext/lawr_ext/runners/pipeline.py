@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lawr_ext.algorithms import registry
-from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
+from lawr_ext.algorithms.base import ChunkPolicy, EnvActionPolicy, Learner, freeze
 from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset
@@ -38,7 +38,8 @@ from lawr_ext.utils.io import atomic_write_text
 
 
 def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
-    dataset = ChunkDataset.from_path(path, cfg.data.horizon, cfg.data.gamma, device=cfg.device, seed=cfg.seed)
+    dataset = ChunkDataset.from_path(path, cfg.data.horizon, cfg.data.gamma, device=cfg.device, seed=cfg.seed,
+                                     action_normalization=cfg.data.action_normalization)
     recorded = dataset.episodes.meta.get("task")  # collected datasets know their task; plain files do not
     if recorded is not None and recorded != cfg.task:
         raise DatasetError(path, f"collected on task {recorded!r}, but this run trains {cfg.task!r}")
@@ -145,7 +146,8 @@ def load_policy(path: str | Path, method: str = "lawr") -> ChunkPolicy:
     """The ChunkPolicy of ``method`` (``registry.METHODS``: "lawr", "flow_bc", "fql", ...) from a run directory
     or one of its ``final.pt`` files (which selects its run directory), on the CPU, in eval mode.
 
-    It is the method's saved product; a method with nothing to train is also built, from the run's products,
+    It is the method's saved product, its chunks mapped back to env actions (``EnvActionPolicy``, with Phase 1's
+    action normalizer); a method with nothing to train is also built, from the run's products,
     when it was not run here (flow_bc: the frozen flow sampled from the prior). Only what acting needs is
     loaded: the L-AWR policy comes without its critic.
     """
@@ -158,7 +160,8 @@ def load_policy(path: str | Path, method: str = "lawr") -> ChunkPolicy:
     # The config to rebuild it with: its own record, or that of the products it is built from.
     meta = read_checkpoint(own if own.is_file() else final_path(run_dir, stage.needs[0]))
     cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
-    policy = stage.product(registry.stage_config(cfg, stage.name), run_inputs(run_dir, cfg, dims))
+    inputs = run_inputs(run_dir, cfg, dims)
+    policy = stage.product(registry.stage_config(cfg, stage.name), inputs)
     if own.is_file() or stage.learner is not None:  # a trained stage that has not finished fails here
         load_final(run_dir, stage.name, policy, cfg, dims)
-    return policy.eval()
+    return EnvActionPolicy(policy, inputs["flow"].action_normalizer).eval()

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 
 #: Bumped whenever the layout of checkpoints / exported files changes incompatibly.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _fsync_dir(path: Path) -> None:
