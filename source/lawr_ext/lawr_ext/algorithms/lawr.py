@@ -46,9 +46,10 @@ def critic(cfg: CriticConfig, inputs: StageInputs) -> DistributionalCritic:
 
 
 def latent_awr(cfg: PlannerConfig, inputs: StageInputs) -> LatentAWR:
-    """Phase 3: the planner, regressed through the frozen decoder with weights from the frozen critic's A."""
-    behavior = inputs["flow"]
-    return LatentAWR(cfg, *inputs.dims, behavior.decoder, inputs["critic"].advantage, behavior.obs_normalizer)
+    """Phase 3: the planner, regressed through the frozen decoder with weights from the frozen critic's A
+    (and, with ``q_weight`` > 0, pushed up the frozen critic's Q)."""
+    behavior, critic = inputs["flow"], inputs["critic"]
+    return LatentAWR(cfg, *inputs.dims, behavior.decoder, critic.advantage, behavior.obs_normalizer, critic.q_value)
 
 
 def lawr_policy(cfg: PlannerConfig, inputs: StageInputs) -> LAWRPolicy:

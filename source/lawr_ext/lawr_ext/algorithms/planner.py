@@ -1,9 +1,10 @@
 """Phase 3 of L-AWR: a deterministic latent planner trained by advantage-weighted regression through the frozen flow.
 
-    z = pi_phi(s)                      latent chunk [B, H, A], squashed into the prior's typical radius
+    z = pi_phi(s)                      latent chunk [B, H, A], in the prior's typical ball or on its shell
     a_hat = T_theta(z; s)              Phase 1's one-step map (frozen: requires_grad False, eval mode)
     loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
     w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
+  (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow)
 
 The gradient reaches phi only through the flow's Jacobian dT/dz ("gradient flow"): no inverse flow is needed
 and nothing here can change the flow or the critic. Whether the planner lands ON a mode rather than between
@@ -14,6 +15,7 @@ targets, so the weights must concentrate on one mode (small tau) for the planner
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from tensordict import TensorDict
@@ -28,20 +30,27 @@ from lawr_ext.data import keys
 from lawr_ext.modules.mlp import ResidualMLP
 
 
-class LatentPlanner(nn.Module):
-    """pi_phi(obs_norm [B, O]) -> z [B, H, A], a deterministic latent inside the ball ||z|| <= max_radius.
+#: (obs_norm [B, O], chunk [B, H, A]) -> Q [B], differentiable in the chunk (e.g. ``DistributionalCritic.q_value``).
+QFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-    The prior N(0, I_d) (d = H * A) concentrates on the shell ||z|| ~ sqrt(d); latents far outside it were
-    never decoded during Phase 1, so T(z) is unconstrained there. The radial squash
+
+class LatentPlanner(nn.Module):
+    """pi_phi(obs_norm [B, O]) -> z [B, H, A], a deterministic latent where the frozen flow was trained to decode.
+
+    The prior N(0, I_d) (d = H * A) concentrates on the shell ||z|| ~ sqrt(d); latents far off it were never
+    decoded during Phase 1, so T(z) is unconstrained there. ``latent="ball"``: the radial squash
         z = max_radius * tanh(||z_raw|| / max_radius) * z_raw / ||z_raw||,   max_radius = sqrt(d) (1 + margin)
-    keeps z's direction, is the identity near the origin, and is smooth everywhere (no clipping kink).
-    It bounds ||z|| from above only; the latent norm metrics show whether z drifts toward the origin.
+    keeps z's direction, is the identity near the origin, and is smooth everywhere (no clipping kink); it bounds
+    ||z|| from above only, and the latent norm metrics show whether z drifts toward the origin (where a smooth
+    flow decodes an average of the modes). ``latent="sphere"``: z = sqrt(d) z_raw / ||z_raw||, on the shell.
     """
 
     def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
-        self.max_radius = math.sqrt(horizon * action_dim) * (1.0 + cfg.typical_set_margin)
+        self.on_sphere = cfg.latent == "sphere"
+        self.typical_radius = math.sqrt(horizon * action_dim)
+        self.max_radius = self.typical_radius * (1.0 if self.on_sphere else 1.0 + cfg.typical_set_margin)
         self.net = ResidualMLP(obs_dim, cfg.hidden_dim, horizon * action_dim, cfg.num_blocks)
 
     def raw_latent(self, obs_norm: torch.Tensor) -> torch.Tensor:
@@ -49,10 +58,10 @@ class LatentPlanner(nn.Module):
         return self.net(obs_norm)
 
     def squash(self, z_raw: torch.Tensor) -> torch.Tensor:
-        """[B, d] -> [B, H, A] with norm < max_radius (branch-free, so it traces and exports)."""
+        """[B, d] -> [B, H, A] on the shell, or inside the ball (branch-free, so it traces and exports)."""
         radius = torch.linalg.vector_norm(z_raw, dim=-1, keepdim=True).clamp_min(1e-6)
-        z = z_raw * (self.max_radius * torch.tanh(radius / self.max_radius) / radius)
-        return z.view(-1, self.horizon, self.action_dim)
+        scale = self.max_radius / radius if self.on_sphere else self.max_radius * torch.tanh(radius / self.max_radius) / radius
+        return (z_raw * scale).view(-1, self.horizon, self.action_dim)
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
         return self.squash(self.raw_latent(obs_norm))
@@ -62,11 +71,12 @@ class LatentAWR(Learner):
     """Trains the planner through the frozen decoder, weighted by ``advantage_fn`` (as GaussianAWR is).
 
     The decoder and normaliser are submodules, so a planner checkpoint carries the exact flow it was trained
-    through; the critic is not: only its advantages are needed, and only for training.
+    through; the critic is not: only its advantages (and, with ``cfg.q_weight`` > 0, the differentiable
+    ``q_fn(obs_norm, chunk)`` of its frozen Q) are needed, and only for training.
     """
 
     def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
-                 advantage_fn: AdvantageFn, obs_normalizer: nn.Module):
+                 advantage_fn: AdvantageFn, obs_normalizer: nn.Module, q_fn: QFn | None = None):
         super().__init__()
         if any(p.requires_grad for p in decoder.parameters()):
             raise ValueError("LatentAWR: the flow decoder must be frozen (requires_grad_(False)) before Phase 3; "
@@ -74,7 +84,9 @@ class LatentAWR(Learner):
         self.cfg = cfg
         self.decoder = decoder.eval()
         self.obs_normalizer = obs_normalizer.eval()
-        self.advantage_fn = advantage_fn
+        if cfg.q_weight > 0 and q_fn is None:
+            raise ValueError("LatentAWR: PlannerConfig.q_weight > 0 needs the frozen critic's q_fn")
+        self.advantage_fn, self.q_fn = advantage_fn, q_fn
         self.planner = LatentPlanner(cfg, obs_dim, horizon, action_dim)
         self.optimizers["planner"] = torch.optim.Adam(self.planner.parameters(), lr=cfg.learning_rate)
 
@@ -97,15 +109,22 @@ class LatentAWR(Learner):
         # Squared distance per step, averaged over each chunk's real steps (padding has no target).
         step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
         sq_error = masked_mean(step_error, batch[keys.MASK], dim=-1)
-        loss = (weight * sq_error).mean()
+        awr_loss = (weight * sq_error).mean()
+        q_loss = torch.zeros_like(awr_loss)
+        if self.cfg.q_weight > 0:  # through the frozen critic and flow into the planner only
+            q = self.q_fn(obs_norm, chunk)
+            q_loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6)
+        loss = awr_loss + self.cfg.q_weight * q_loss
         grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(), self.cfg.max_grad_norm,
-                                   "LatentAWR", advantage_mean=advantage.mean())
+                                   "LatentAWR", awr=awr_loss, q=q_loss, advantage_mean=advantage.mean())
 
         with torch.no_grad():
             raw_norm = z_raw.norm(dim=-1)
-            typical_radius = math.sqrt(z_raw.shape[-1])
+            typical_radius = self.planner.typical_radius
             return {
                 "planner/loss": loss.item(),
+                "planner/awr_loss": awr_loss.item(),
+                "planner/q_loss": q_loss.item(),
                 "planner/action_mse": sq_error.mean().item(),
                 "planner/advantage_mean": advantage.mean().item(),
                 "planner/advantage_std": advantage.std().item(),
