@@ -95,6 +95,8 @@ def host_info(device: str) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "numpy": np.__version__, "cpu_count": os.cpu_count(), "device": device,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cuda_available": torch.cuda.is_available(),
+            # a phase's peak covers its whole train() call: the dataset on the device, networks, optimizers, activations
             "memory_kind": "torch.cuda.max_memory_allocated" if device.startswith("cuda") else "process max RSS"}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(device)

@@ -80,6 +80,8 @@ def pack(run_dir: str | Path, out_dir: str | Path, max_parts: int = 7, part_byte
         if archive.stat().st_size > max_parts * part_bytes:
             raise ValueError(f"gpu_transport: even {members} need {archive.stat().st_size / 2**20:.1f} MiB, more "
                              f"than {max_parts} parts of {part_bytes / 2**20:.2f} MiB")
+        for stale in out_dir.glob(f"{PART_PREFIX}*"):  # of an earlier pack into the same folder
+            stale.unlink()
         parts = []
         with archive.open("rb") as f:
             for index, block in enumerate(iter(lambda: f.read(part_bytes), b"")):
