@@ -2,6 +2,7 @@
 # One GPU visit (README "GPU check"): bench/gpu_check.py with the offline path's packages on the path.
 #
 #     bash bench/gpu_check.sh OUT_DIR [--device cpu] [gpu_check.py options] [hydra overrides]
+#     PYTHON=/path/to/python bash bench/gpu_check.sh OUT_DIR    # the interpreter with torch (default python3)
 #
 # The GPU host has torch, numpy, h5py, onnxruntime, tqdm and tensorboard; the rest (tensordict, hydra,
 # omegaconf, rsl_rl, ...) travel as wheels in .whl/ (bench/fetch_gpu_wheels.sh) and are installed into
