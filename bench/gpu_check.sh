@@ -16,7 +16,12 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import tensordict, hydra, omegaconf, yaml, rsl_rl" 2>/dev/null; then
     ls .whl/*.whl >/dev/null 2>&1 || { echo "gpu_check: packages missing and no .whl/ (run bench/fetch_gpu_wheels.sh, carry .whl)" >&2; exit 1; }
     site=${TMPDIR:-/tmp}/lawr-gpu-site
-    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check --upgrade --target "$site" .whl/*.whl
+    if "$PY" -m pip --version >/dev/null 2>&1; then
+        PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --no-index --no-deps --no-compile \
+            --disable-pip-version-check --upgrade --target "$site" .whl/*.whl
+    else  # no pip: a wheel is a zip archive laid out as site-packages
+        for wheel in .whl/*.whl; do "$PY" -m zipfile -e "$wheel" "$site"; done
+    fi
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD/source/lawr_ext${PYTHONPATH:+:$PYTHONPATH}
