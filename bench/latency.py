@@ -1,103 +1,256 @@
-"""Per-chunk inference latency on the CPU: exported L-AWR (one network pass) vs K-step DDIM diffusion.
+"""Per-chunk inference latency: L-AWR (planner + one flow pass) vs K-step DDIM diffusion, pair by pair in one runtime.
 
-    python bench/latency.py                          # default sizes, batch 1 and 256, 1 thread
-    python bench/latency.py --batch_sizes 1 --threads 2
+    python bench/latency.py                                        # CPU: eager, TorchScript, onnxruntime; batch 1
+    python bench/latency.py --device cuda --batch_sizes 1 4096     # GPU: eager, CUDA graph, torch.compile
+    python bench/latency.py --runtimes eager torchscript --batch_sizes 1 256 --json latency.json
 
 Both policies are built at the project's default sizes with the same network (``FlowConfig``: the
 diffusion denoiser IS the flow's architecture), with random weights: latency does not depend on
-training. L-AWR runs as exported (ONNX via onnxruntime, TorchScript) and eagerly; diffusion runs eagerly,
-as the evaluation harness runs it. Every figure is the median of repeated calls, all measured in this one
-run, round-robin; the ratios divide diffusion's latency by L-AWR's. One diffusion call at batch 256 costs
-K full network passes over 256 x 50 tokens (minutes on a small CPU), so above batch 1 every policy is timed
-``--repeats_large`` times (default once).
+training. Each ratio divides diffusion's latency by L-AWR's in the SAME runtime, so it measures the K
+denoising steps, not one runtime's overhead against another's; where a runtime times only one of the two,
+there is no ratio:
+
+    eager         the policies' own forward (as the evaluation harness runs them)
+    torchscript   traced and saved with lawr's exporter (CPU)
+    onnxruntime   exported to ONNX with lawr's exporter, run by onnxruntime (CPU): L-AWR only, unless
+                  --onnx_diffusion (exporting the K unrolled DDIM steps took > 12 min on this 2-core CPU)
+    cuda_graph    the whole call captured once per batch size and replayed (CUDA): no launch overhead
+    compile       torch.compile of each policy's networks (planner and flow / denoiser), the glue eager
+
+Each figure is the median of repeated calls after one warm-up call, all measured in this one run,
+round-robin (background load hits both policies alike). One K = 50 diffusion call at batch 256 takes
+minutes on a small CPU: above batch 1 each policy is timed ``--repeats_large`` times (default 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.baselines.diffusion import DiffusionDenoiser, DiffusionPolicy
-from lawr_ext.algorithms.flow import build_flow_decoder
-from lawr_ext.algorithms.planner import LatentPlanner, LAWRPolicy
+from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
+from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
 from lawr_ext.configs.baselines import DiffusionConfig
+from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
-from lawr_ext.configs.train import TrainConfig
-from lawr_ext.export import build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
+from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.modules.normalizer import fit_obs_normalizer
-from lawr_ext.tasks import get_task
-from lawr_ext.tasks.bimanual.env_cfg import BimanualChunkEnvCfg
+
+#: Bimanual-Chunk's observation size, chunk horizon and action size (tests/test_gpu_check.py checks them
+#: against the env cfg; the bench does not import the simulator, so it runs on a host without it).
+BIMANUAL_DIMS = (45, 50, 14)
+RUNTIMES = {"cpu": ("eager", "torchscript", "onnxruntime"), "cuda": ("eager", "cuda_graph", "compile")}
+POLICIES = ("L-AWR", "diffusion")
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps: int,
+                   flow_cfg: FlowConfig | None = None, planner_cfg: PlannerConfig | None = None
+                   ) -> dict[str, ChunkPolicy]:
+    """L-AWR (normalizer -> planner -> frozen one-step flow) and a diffusion policy of the same network."""
+    flow_cfg, planner_cfg = flow_cfg or FlowConfig(), planner_cfg or PlannerConfig()
+    normalizer = fit_obs_normalizer(torch.randn(1024, obs_dim))
+    decoder = build_flow_decoder(flow_cfg, obs_dim, horizon, action_dim).requires_grad_(False).eval()
+    lawr = LAWRPolicy(normalizer, LatentPlanner(planner_cfg, obs_dim, horizon, action_dim), decoder).eval()
+    diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(flow_cfg), sample_steps=diffusion_steps)
+    denoiser = DiffusionDenoiser(diffusion_cfg, obs_dim, horizon, action_dim).eval()
+    diffusion = DiffusionPolicy(denoiser, normalizer, diffusion_cfg.sample_steps).eval()
+    return {"L-AWR": lawr, "diffusion": diffusion}
+
+
+# --- runtimes: runtime(policy, name, setup) -> at(obs) -> a call that computes one batch of chunks ---------
+class Setup(NamedTuple):
+    workdir: Path         # exported files
+    threads: int          # CPU threads of onnxruntime
+    obs_dim: int
+    onnx_diffusion: bool  # export the K-step diffusion graph too (> 10 min on a small CPU)
+
+
+def bench_metadata(policy: ChunkPolicy, obs_dim: int) -> dict:
+    """Export metadata with placeholder joint names: the exporter needs it, the timing does not read it."""
+    from lawr_ext.export import build_metadata
+
+    return build_metadata(policy, task="latency-bench", obs_dim=obs_dim, control_rate_hz=50.0,
+                          joint_names=[f"a{i}" for i in range(policy.action_dim)],
+                          action_scale=[1.0] * policy.action_dim, action_offset=[0.0] * policy.action_dim,
+                          config_hash="latency-bench")
+
+
+def eager(policy: ChunkPolicy, name: str, setup: Setup):
+    return lambda obs: lambda: policy(obs)
+
+
+def torchscript(policy: ChunkPolicy, name: str, setup: Setup):
+    from lawr_ext.export import export_torchscript, load_torchscript
+
+    with warnings.catch_warnings():  # the trace check re-runs diffusion with fresh noise and reports a mismatch
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        path = export_torchscript(policy, setup.workdir / f"{name}.pt", bench_metadata(policy, setup.obs_dim))
+    module = load_torchscript(path)[0]
+    return lambda obs: lambda: module(obs)
+
+
+def onnxruntime(policy: ChunkPolicy, name: str, setup: Setup):
+    from lawr_ext.export import export_onnx, load_onnx
+
+    if isinstance(policy, DiffusionPolicy) and not setup.onnx_diffusion:
+        raise RuntimeError("not exported: the dynamo exporter unrolls the K DDIM steps into one graph, which took "
+                           "> 12 min on a 2-core CPU; pass --onnx_diffusion to wait for it")
+
+    path = export_onnx(policy, setup.workdir / f"{name}.onnx", bench_metadata(policy, setup.obs_dim))
+    session = load_onnx(path, num_threads=setup.threads)[0]
+
+    def at(obs: torch.Tensor):
+        feeds = {"obs": obs.cpu().numpy()}
+        return lambda: session.run(None, feeds)
+    return at
+
+
+def cuda_graph(policy: ChunkPolicy, name: str, setup: Setup):
+    def at(obs: torch.Tensor):
+        static_obs = obs.clone()
+        side = torch.cuda.Stream()  # warm-up runs off the default stream, as graph capture requires
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                policy(static_obs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_chunks = policy(static_obs)  # lives in the graph's memory pool; each replay rewrites it
+
+        def replay(graph=graph, buffers=(static_obs, static_chunks)):  # keeps the memory the graph reads alive
+            graph.replay()
+        return replay
+    return at
+
+
+def compiled(policy: ChunkPolicy, name: str, setup: Setup):
+    policy = copy.deepcopy(policy)
+    for module in policy.modules():  # L-AWR: planner and flow; diffusion: the denoiser's network
+        if isinstance(module, (FlowDecoder, LatentPlanner)):
+            module.compile(dynamic=False)
+    return lambda obs: lambda: policy(obs)
+
+
+RUNTIME_FNS = {"eager": eager, "torchscript": torchscript, "onnxruntime": onnxruntime,
+               "cuda_graph": cuda_graph, "compile": compiled}
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, float]:
     """Median seconds per call of each function, called round-robin: background load hits all of them alike."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps: int):
-    """Default-size L-AWR (normalizer -> planner -> frozen one-step flow) and an equal-width diffusion policy."""
-    cfg = TrainConfig()
-    normalizer = fit_obs_normalizer(torch.randn(1024, obs_dim))
-    decoder = build_flow_decoder(cfg.flow, obs_dim, horizon, action_dim).requires_grad_(False).eval()
-    lawr = LAWRPolicy(normalizer, LatentPlanner(cfg.planner, obs_dim, horizon, action_dim), decoder).eval()
-    diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(cfg.flow), sample_steps=diffusion_steps)
-    denoiser = DiffusionDenoiser(diffusion_cfg, obs_dim, horizon, action_dim).eval()
-    diffusion = DiffusionPolicy(denoiser, normalizer, diffusion_cfg.sample_steps).eval()
-    return lawr, diffusion
+def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: tuple[str, ...] | None = None,
+            dims: tuple[int, int, int] = BIMANUAL_DIMS, diffusion_steps: int = 50, repeats: int = 7,
+            repeats_large: int = 2, threads: int = 1, flow_cfg: FlowConfig | None = None,
+            planner_cfg: PlannerConfig | None = None, onnx_diffusion: bool = False,
+            on_result: Callable[[dict], None] | None = None) -> dict:
+    """{"config": ..., "runtimes": {runtime: {"seconds", "batches": {batch: {"L-AWR_ms", "diffusion_ms", "ratio"}},
+    "errors": {...}}}}; ratio = diffusion / L-AWR, both in that runtime, and only where both were timed.
+
+    A policy a runtime cannot take (an exporter or a compiler that fails on its graph) is recorded under
+    "errors" and the rest still runs. ``on_result`` sees the result after every runtime (to save it as it grows).
+    """
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    runtimes = tuple(runtimes or RUNTIMES[kind])
+    torch.manual_seed(0)
+    policies = {k: p.to(device) for k, p in build_policies(*dims, diffusion_steps, flow_cfg, planner_cfg).items()}
+    flow_cfg = flow_cfg or FlowConfig()
+    result = {"config": {"device": device, "obs_dim": dims[0], "horizon": dims[1], "action_dim": dims[2],
+                         "network": f"{flow_cfg.arch} width {flow_cfg.width} depth {flow_cfg.depth}",
+                         "diffusion_steps": diffusion_steps, "threads": threads, "repeats": repeats,
+                         "repeats_large": repeats_large, "statistic": "median ms per chunk batch"},
+              "runtimes": {}}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        for runtime in runtimes:
+            started = time.perf_counter()
+            setup = Setup(Path(tmp), threads, dims[0], onnx_diffusion)
+            outcome: dict = {"batches": {}, "errors": {}}
+            makers = {}
+            for name, policy in policies.items():
+                try:
+                    makers[name] = RUNTIME_FNS[runtime](policy, name, setup)
+                except Exception as err:  # noqa: BLE001 - one failure must not lose the other figures
+                    outcome["errors"][name] = one_line(err)
+            try:
+                for batch in batch_sizes:
+                    obs = torch.randn(batch, dims[0], device=device)
+                    fns = {k: make(obs) for k, make in makers.items()}
+                    interleaved_medians(fns, 1, device)  # warm-up: TorchScript profiling, compilation, first kernels
+                    seconds = interleaved_medians(fns, repeats if batch == 1 else repeats_large, device)
+                    row = {f"{k}_ms": 1e3 * s for k, s in seconds.items()}
+                    if len(seconds) == len(POLICIES):
+                        row["ratio"] = seconds["diffusion"] / seconds["L-AWR"]
+                    outcome["batches"][str(batch)] = row
+            except Exception as err:  # noqa: BLE001 - e.g. a compiler failing at the first call
+                outcome["errors"]["timing"] = one_line(err)
+            result["runtimes"][runtime] = {"seconds": time.perf_counter() - started} | outcome
+            if on_result is not None:
+                on_result(result)
+    return result
+
+
+def one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"
+
+
+def print_table(result: dict) -> None:
+    cfg = result["config"]
+    print(f"obs {cfg['obs_dim']}, chunk {cfg['horizon']}x{cfg['action_dim']}, {cfg['network']}, "
+          f"K={cfg['diffusion_steps']}, {cfg['device']}, {cfg['threads']} thread(s); {cfg['statistic']}")
+    print(f"{'runtime':<12} {'batch':>6} {'L-AWR ms':>11} {'diffusion ms':>13} {'diffusion / L-AWR':>18}")
+    for runtime, outcome in result["runtimes"].items():
+        for batch, row in outcome["batches"].items():
+            cells = [f"{row[k]:.3f}" if k in row else "-" for k in ("L-AWR_ms", "diffusion_ms")]
+            ratio = f"{row['ratio']:.1f}x" if "ratio" in row else "-"
+            print(f"{runtime:<12} {batch:>6} {cells[0]:>11} {cells[1]:>13} {ratio:>18}")
+        for what, error in outcome["errors"].items():
+            print(f"{runtime:<12} {what}: {error}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=None, help="default: 1 (CPU), 1 4096 (CUDA)")
+    parser.add_argument("--runtimes", nargs="+", choices=tuple(RUNTIME_FNS), default=None,
+                        help=f"default: {' '.join(RUNTIMES['cpu'])} (CPU), {' '.join(RUNTIMES['cuda'])} (CUDA)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime")
     parser.add_argument("--diffusion_steps", type=int, default=50, help="K DDIM steps of the diffusion baseline")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per policy at batch 1")
-    parser.add_argument("--repeats_large", type=int, default=1,
-                        help="timed calls above batch 1 (a K=50 diffusion call at batch 256 takes minutes)")
+    parser.add_argument("--repeats_large", type=int, default=2, help="timed calls per policy above batch 1")
+    parser.add_argument("--onnx_diffusion", action="store_true",
+                        help="onnxruntime: export the diffusion policy too (K unrolled steps, > 10 min on a small CPU)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    env_cfg = BimanualChunkEnvCfg()
-    obs_dim, horizon, action_dim = env_cfg.observation_space, env_cfg.chunk_horizon, env_cfg.action_space
-    lawr, diffusion = build_policies(obs_dim, horizon, action_dim, args.diffusion_steps)
-    task = get_task("Bimanual-Chunk")
-    metadata = build_metadata(lawr, task=task.id, obs_dim=obs_dim, control_rate_hz=task.control_hz,
-                              config_hash="latency-bench", **task.load("action_spec")())
-
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        session = load_onnx(export_onnx(lawr, Path(tmp) / "lawr.onnx", metadata), num_threads=args.threads)[0]
-        lawr_ts = load_torchscript(export_torchscript(lawr, Path(tmp) / "lawr.pt", metadata))[0]
-        print(f"obs {obs_dim}, chunk {horizon}x{action_dim}, flow/denoiser {TrainConfig().flow.arch} "
-              f"width {TrainConfig().flow.width} depth {TrainConfig().flow.depth}, K={args.diffusion_steps}, "
-              f"{args.threads} thread(s); median ms per chunk")
-        for batch in args.batch_sizes:
-            obs = torch.randn(batch, obs_dim)
-            obs_np = obs.numpy()
-            fns = {"L-AWR onnxruntime": lambda: session.run(None, {"obs": obs_np}),
-                   "L-AWR TorchScript": lambda: lawr_ts(obs),
-                   "L-AWR eager": lambda: lawr(obs),
-                   "diffusion eager": lambda: diffusion(obs)}
-            # warm-up: TorchScript profiles each new shape on its first calls; diffusion only once (it is slow)
-            interleaved_medians({k: f for k, f in fns.items() if batch == args.batch_sizes[0] or "L-AWR" in k}, 1)
-            ms = interleaved_medians(fns, args.repeats if batch == 1 else args.repeats_large)
-            ms = {k: 1e3 * v for k, v in ms.items()}
-            print(f"\nbatch {batch}")
-            for name, value in ms.items():
-                print(f"  {name:<22} {value:10.2f} ms")
-            for name in ("L-AWR onnxruntime", "L-AWR TorchScript", "L-AWR eager"):
-                print(f"  ratio diffusion eager / {name:<18} {ms['diffusion eager'] / ms[name]:7.1f}x")
+    batch_sizes = args.batch_sizes or ([1, 4096] if args.device.startswith("cuda") else [1])
+    result = measure(args.device, tuple(batch_sizes), args.runtimes, diffusion_steps=args.diffusion_steps,
+                     repeats=args.repeats, repeats_large=args.repeats_large, threads=args.threads,
+                     onnx_diffusion=args.onnx_diffusion)
+    print_table(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
