@@ -43,6 +43,17 @@ class Episodes:
     def num_steps(self) -> int:
         return len(self.rewards)
 
+    def select(self, keep: torch.Tensor) -> Episodes:
+        """The episodes where ``keep`` (bool [E]) is True, in order, with the same metadata."""
+        keep = torch.as_tensor(keep, dtype=torch.bool)
+        if keep.shape != (self.num_episodes,):
+            raise ValueError(f"Episodes.select: keep has shape {tuple(keep.shape)}, expected ({self.num_episodes},)")
+        step_episode = torch.repeat_interleave(torch.arange(self.num_episodes), self.lengths)
+        rows = keep[step_episode]
+        return Episodes(obs=self.obs[rows], actions=self.actions[rows], rewards=self.rewards[rows],
+                        lengths=self.lengths[keep], terminated=self.terminated[keep], success=self.success[keep],
+                        strategy=self.strategy[keep], quality=self.quality[keep], meta=dict(self.meta))
+
     @staticmethod
     def concatenate(parts: list[Episodes], meta: dict | None = None) -> Episodes:
         def cat(name: str) -> torch.Tensor:

@@ -1,0 +1,304 @@
+"""Why does a trained policy fail on a task? One command that measures each hypothesis and writes a table + plots.
+
+    python bench/diagnose.py --task Bimanual-Chunk --dataset runs/datasets/bc256 --out runs/diagnose/bc256 \
+        --run runs/Bimanual-Chunk/<time> [--parts replay precision exec_horizon learning_curve easiest scaling]
+
+Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended run redoes only what is missing):
+
+    replay          the dataset's recorded actions replayed open-loop from the same resets: is the action path
+                    reproducible (fraction of the clean expert's successes the replay reproduces)?
+    precision       how close the frozen flow of --run comes to the dataset's chunks (one draw, 4-step draw, best of
+                    16, a latent optimized on the sqrt(d) sphere, T(0)) and how close each trained policy does, in
+                    env action units and end-effector millimetres (eval/diagnostics.py)
+    exec_horizon    --run's policies executed with exec_horizon 1, 4, 8, 16, H and with ACT's temporal ensembling
+    learning_curve  the whole pipeline trained at several step counts (--curve_steps, every phase alike), success and
+                    return of L-AWR and flow BC at each, and the training cost per gradient step of each phase
+    easiest         the easiest learners on the easiest data: a deterministic L1 chunk regressor (the ACT baseline)
+                    and Phase 1's flow, on clean-expert episodes of one strategy only (no multimodality, no RL)
+    scaling         the pipeline with and without the dataset-fitted action normalizer (data.action_normalization)
+
+Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``; every
+evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals. Writes OUT/diagnose.md,
+OUT/learning_curve.png and OUT/exec_horizon.png; OUT/runs/ holds the runs it trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from lawr_ext.algorithms import registry
+from lawr_ext.configs.eval import EvalConfig
+from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
+from lawr_ext.data.dataset import ChunkDataset, load_episodes
+from lawr_ext.eval import evaluate_policy
+from lawr_ext.eval.diagnostics import flow_precision, policy_precision
+from lawr_ext.runners.checkpoint import final_path, read_checkpoint
+from lawr_ext.runners.pipeline import load_policy, load_product, open_dataset, run_stage
+from lawr_ext.runners.trainer import dataset_dims
+from lawr_ext.tasks import get_task
+from lawr_ext.utils.io import atomic_write_text
+
+PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "easiest", "scaling")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="Bimanual-Chunk")
+    parser.add_argument("--dataset", required=True, help="the dataset every part trains on / replays")
+    parser.add_argument("--out", required=True, help="output folder (diagnose.json/.md, plots, runs/)")
+    parser.add_argument("--run", default=None, help="a trained run for 'precision' and 'exec_horizon' "
+                                                    "(default: the learning curve's largest run)")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--profile", default="cpu", help="training profile (tasks/profile/<name>.yaml)")
+    parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes per policy and setting")
+    parser.add_argument("--num_envs", type=int, default=64)
+    parser.add_argument("--replay_episodes", type=int, default=128)
+    parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
+    parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
+    parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides applied to every training")
+    return parser.parse_args()
+
+
+class Diagnosis:
+    """The parts' results, cached in OUT/diagnose.json after each measurement."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = Path(args.out)
+        self.path = self.out / "diagnose.json"
+        self.results = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.results.setdefault("dataset", str(args.dataset))
+
+    def cached(self, part: str, key: str, compute):
+        """``results[part][key]``, computed (and saved) if missing."""
+        section = self.results.setdefault(part, {})
+        if key not in section:
+            started = time.perf_counter()
+            section[key] = compute()
+            print(f"[diagnose] {part}/{key}: {json.dumps(section[key])[:300]} ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+            atomic_write_text(json.dumps(self.results, indent=2) + "\n", self.path)
+        return section[key]
+
+    # --- building blocks -------------------------------------------------------------------------------------
+    def config(self, overrides: list[str]) -> TrainConfig:
+        return load_train_config(self.args.task, [f"profile={self.args.profile}", "progress=false"]
+                                 + self.args.overrides + overrides)
+
+    def train(self, name: str, overrides: list[str], stages: tuple[str, ...], keep=None) -> Path:
+        """Train ``stages`` (and what they need) into OUT/runs/<name>; ``keep`` selects episodes (bool [E])."""
+        cfg, run_dir = self.config(overrides), self.out / "runs" / name
+        if keep is None:
+            dataset = open_dataset(cfg, self.args.dataset)
+        else:
+            episodes = load_episodes(self.args.dataset).select(keep)
+            dataset = ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=self.args.dataset,
+                                   seed=cfg.seed, action_normalization=cfg.data.action_normalization)
+        for stage in registry.with_needs(stages):
+            run_stage(cfg, stage, dataset, run_dir)
+        return run_dir
+
+    def evaluate(self, run_dir: Path, method: str, **eval_fields) -> dict:
+        """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``."""
+        cfg = EvalConfig(task=self.args.task, num_envs=self.args.num_envs, num_episodes=self.args.episodes,
+                         progress=False, **eval_fields)
+        s = evaluate_policy(load_policy(run_dir, method), cfg)["summary"]
+        return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
+                                  "objects_dropped", "physics_failures")}
+
+    # --- the parts -----------------------------------------------------------------------------------------
+    def replay(self) -> None:
+        from lawr_ext.eval.replay import replay_rounds
+
+        episodes = load_episodes(self.args.dataset)
+        num_envs = int(episodes.meta.get("collection", {}).get("num_envs", 1))
+        rounds = math.ceil(self.args.replay_episodes / num_envs)
+        self.cached("replay", f"{rounds * num_envs}_episodes",
+                    lambda: replay_rounds(episodes, rounds, source=self.args.dataset)["summary"])
+
+    def precision(self, run_dir: Path) -> None:
+        meta = read_checkpoint(final_path(run_dir, "flow"))
+        cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
+        dataset = open_dataset(cfg, self.args.dataset)
+        end_effectors = _end_effectors(self.args.task)
+        behavior = load_product(run_dir, "flow", cfg, dims)
+        self.cached("precision", f"{run_dir.name}/flow",
+                    lambda: flow_precision(behavior, dataset, end_effectors=end_effectors))
+        for method in self.args.methods:
+            stage = registry.METHODS[method]
+            if stage.learner is not None and final_path(run_dir, stage.name).is_file():
+                self.cached("precision", f"{run_dir.name}/{method}",
+                            lambda: policy_precision(load_policy(run_dir, method), dataset, end_effectors=end_effectors))
+
+    def exec_horizon(self, run_dir: Path) -> None:
+        for method in self.args.methods:
+            for k in self.args.exec_horizons:
+                self.cached("exec_horizon", f"{run_dir.name}/{method}/exec{k}",
+                            lambda: self.evaluate(run_dir, method, exec_horizon=k))
+            self.cached("exec_horizon", f"{run_dir.name}/{method}/exec1_ensemble",
+                        lambda: self.evaluate(run_dir, method, exec_horizon=1, temporal_ensemble=True))
+
+    def learning_curve(self) -> Path:
+        run_dir = None
+        for steps in self.args.curve_steps:
+            overrides = [f"{phase}.num_steps={steps}" for phase in registry.PHASE_NAMES]
+            run_dir = self.train(f"curve_{steps}", overrides, registry.PHASE_NAMES)
+            self.cached("learning_curve", f"{steps}/seconds_per_step", lambda: _seconds_per_step(run_dir))
+            for method in self.args.methods:
+                self.cached("learning_curve", f"{steps}/{method}", lambda: self.evaluate(run_dir, method))
+        return run_dir
+
+    def easiest(self) -> None:
+        episodes = load_episodes(self.args.dataset)
+        keep = (episodes.quality == 0) & (episodes.strategy == 0)
+        self.results.setdefault("easiest", {})["subset"] = f"quality 0 (clean), strategy 0: {int(keep.sum())} episodes"
+        run_dir = self.train("easiest_clean_strategy0", [], ("act", "flow"), keep=keep)
+        for method in ("act", "flow_bc"):
+            self.cached("easiest", method, lambda: self.evaluate(run_dir, method))
+        full = self.train("easiest_all_data", [], ("act",))
+        self.cached("easiest", "act_on_all_data", lambda: self.evaluate(full, "act"))
+
+    def scaling(self) -> None:
+        for mode in ("none", "min_max"):
+            run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
+            for method in self.args.methods:
+                self.cached("scaling", f"{mode}/{method}", lambda: self.evaluate(run_dir, method))
+
+
+def _end_effectors(task: str):
+    spec = get_task(task)
+    return spec.load("end_effectors") if spec.end_effectors else None
+
+
+def _seconds_per_step(run_dir: Path) -> dict[str, float]:
+    """Training wall-clock seconds per gradient step of each phase (from its final checkpoint)."""
+    result = {}
+    for phase in registry.PHASE_NAMES:
+        ckpt = read_checkpoint(run_dir / phase / "checkpoint.pt")
+        result[phase] = ckpt["train_seconds"] / max(ckpt["step"], 1)
+    return result
+
+
+def write_markdown(results: dict, out: Path) -> None:
+    """diagnose.md: one table per part that was measured."""
+    lines = [f"# Diagnosis of `{results.get('dataset')}`", ""]
+
+    def rate(r: dict) -> str:
+        lo, hi = r["success_ci95"]
+        return f"{r['successes']}/{r['episodes']} [{lo:.2f}, {hi:.2f}] | {r['return_mean']:.0f}"
+
+    if "replay" in results:
+        for key, s in results["replay"].items():
+            lines += ["## Replay of recorded actions", "", "| episodes | recorded successes | replayed | outcome "
+                      "matches | clean expert: recorded / replayed | mean return difference |", "|---|---|---|---|---|---|",
+                      f"| {s['episodes']} | {s['recorded_successes']} | {s['replayed_successes']} | {s['outcome_matches']} "
+                      f"| {s['clean_recorded_successes']} / {s['clean_replayed_successes']} | "
+                      f"{s['mean_return_difference']:.2g} |", ""]
+    if "precision" in results:
+        lines += ["## Precision against the dataset's chunks", "",
+                  "| model | chunks | mean abs action error | end-effector error [mm] |", "|---|---|---|---|"]
+        for key, value in results["precision"].items():
+            rows = value.items() if key.endswith("/flow") else [("policy", value)]
+            for kind, e in rows:
+                mm = f"{e['end_effector_mm']:.1f}" if "end_effector_mm" in e else "-"
+                lines.append(f"| {key} | {kind} | {e['action_mae']:.4f} | {mm} |")
+        lines.append("")
+    for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
+                        ("learning_curve", "Learning curve (every phase trained for the given steps)"),
+                        ("easiest", "Easiest learners"), ("scaling", "Action normalization")):
+        if part not in results:
+            continue
+        lines += [f"## {title}", "", "| setting | success [95% CI] | return |", "|---|---|---|"]
+        for key, r in results[part].items():
+            if isinstance(r, dict) and "successes" in r:
+                lines.append(f"| {key} | {rate(r)} |")
+            elif isinstance(r, dict):
+                lines.append(f"| {key} | " + ", ".join(f"{k} {v:.3f} s" for k, v in r.items()) + " | |")
+            else:
+                lines.append(f"| {key} | {r} | |")
+        lines.append("")
+    atomic_write_text("\n".join(lines), out / "diagnose.md")
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(part: str, parse) -> dict[str, list[tuple[float, dict]]]:
+        curves: dict[str, list] = {}
+        for key, r in results.get(part, {}).items():
+            parsed = parse(key)
+            if parsed is not None and isinstance(r, dict) and "successes" in r:
+                curves.setdefault(parsed[0], []).append((parsed[1], r))
+        return {name: sorted(points, key=lambda p: p[0]) for name, points in curves.items()}
+
+    def draw(curves, xlabel: str, path: Path, log_x: bool) -> None:
+        if not curves:
+            return
+        fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
+        for name, points in curves.items():
+            x = [p[0] for p in points]
+            rates = [p[1]["success_rate"] for p in points]
+            lo = [max(r - p[1]["success_ci95"][0], 0.0) for r, p in zip(rates, points)]
+            hi = [max(p[1]["success_ci95"][1] - r, 0.0) for r, p in zip(rates, points)]
+            ax_s.errorbar(x, rates, yerr=[lo, hi], marker="o", capsize=3, label=name)
+            ax_r.plot(x, [p[1]["return_mean"] for p in points], marker="o", label=name)
+        for ax, ylabel in ((ax_s, "success rate (95% Wilson CI)"), (ax_r, "mean return")):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if log_x:
+                ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    def curve_key(key: str):
+        steps, _, method = key.partition("/")
+        return (method, float(steps)) if method != "seconds_per_step" else None
+
+    def exec_key(key: str):
+        run, method, setting = key.split("/")
+        return None if "ensemble" in setting else (f"{method} ({run})", float(setting.removeprefix("exec")))
+
+    draw(series("learning_curve", curve_key), "gradient steps per phase", out / "learning_curve.png", log_x=True)
+    draw(series("exec_horizon", exec_key), "exec_horizon (steps per chunk before replanning)",
+         out / "exec_horizon.png", log_x=True)
+
+
+def main() -> None:
+    args = parse_args()
+    diagnosis = Diagnosis(args)
+    torch.set_num_threads(1)
+    if "replay" in args.parts:
+        diagnosis.replay()
+    curve_run = diagnosis.learning_curve() if "learning_curve" in args.parts else None
+    run_dir = Path(args.run) if args.run else curve_run
+    if run_dir is not None:
+        if "precision" in args.parts:
+            diagnosis.precision(run_dir)
+        if "exec_horizon" in args.parts:
+            diagnosis.exec_horizon(run_dir)
+    elif {"precision", "exec_horizon"} & set(args.parts):
+        print("[diagnose] precision / exec_horizon skipped: give --run (or include learning_curve)")
+    if "easiest" in args.parts:
+        diagnosis.easiest()
+    if "scaling" in args.parts:
+        diagnosis.scaling()
+    write_markdown(diagnosis.results, diagnosis.out)
+    plot(diagnosis.results, diagnosis.out)
+    print((diagnosis.out / "diagnose.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
