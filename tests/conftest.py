@@ -223,6 +223,36 @@ class StampPolicy(ChunkPolicy):
 
 # ---------------------------------------------------------------- processes
 
+#: What a GPU training host lacks: Isaac Lab, the simulator and gymnasium (tests/test_offline.py, test_gpu_check.py).
+SIMULATOR_PACKAGES = ("isaaclab", "isaaclab_newton", "warp", "newton", "mujoco_warp", "mujoco", "gymnasium", "pxr")
+
+_BLOCKER = """import atexit, importlib.abc, sys
+
+BLOCKED = {blocked!r}
+
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not installed on this host)")
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+atexit.register(lambda: print("BLOCKED_LOADED", sorted({{m for m in sys.modules if m.split(".")[0] in BLOCKED}})))
+"""
+
+
+def without_simulator(folder: Path) -> dict[str, str]:
+    """The environment of a subprocess on a host without ``SIMULATOR_PACKAGES``: a ``sitecustomize`` in ``folder``
+    makes importing any of them raise ImportError, as if not installed, and prints ``BLOCKED_LOADED [...]`` (those
+    loaded anyway: none) at exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_BLOCKER.format(blocked=SIMULATOR_PACKAGES))
+    path = os.environ.get("PYTHONPATH")
+    return os.environ | {"PYTHONPATH": f"{folder}{os.pathsep}{path}" if path else str(folder)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
