@@ -80,12 +80,10 @@ class Setup(NamedTuple):
 
 
 def bench_metadata(policy: ChunkPolicy, obs_dim: int) -> dict:
-    """Export metadata with placeholder joint names: the exporter needs it, the timing does not read it."""
+    """Export metadata of shapes only (no joint fields): the exporter needs it, the timing does not read it."""
     from lawr_ext.export import build_metadata
 
     return build_metadata(policy, task="latency-bench", obs_dim=obs_dim, control_rate_hz=50.0,
-                          joint_names=[f"a{i}" for i in range(policy.action_dim)],
-                          action_scale=[1.0] * policy.action_dim, action_offset=[0.0] * policy.action_dim,
                           config_hash="latency-bench")
 
 
