@@ -12,17 +12,17 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, collect_line, plain_hdf5_copy, synthetic_dataset, without_simulator
+from conftest import BIMANUAL_LINE_META, TINY, collect_line, plain_hdf5_copy, synthetic_dataset, without_simulator
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.runners import final_path, read_checkpoint
+
 
 @pytest.mark.parametrize("layout", ["npz", "plain_hdf5", "collected_shards"])
 def test_train_lawr_without_any_simulator_package(tmp_path, layout):
     overrides = list(TINY)
     if layout == "collected_shards":  # the line env's rewards (its position, up to ~1.2 per step) need a wider support
-        dataset = collect_line(tmp_path / "shards", num_envs=3, num_episodes=6, meta={
-            "task": "Bimanual-Chunk", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0, "chunk_horizon": 4})
+        dataset = collect_line(tmp_path / "shards", num_envs=3, num_episodes=6, meta=BIMANUAL_LINE_META)
         overrides.append("critic.v_max=10")
     else:
         dataset = synthetic_dataset(tmp_path / "data.npz")
