@@ -29,24 +29,27 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 import gpu_transport
 import latency
-from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import MeanFlow, average_velocity_from_x, build_flow_decoder, freeze, interpolate
-from lawr_ext.algorithms.planner import LatentAWR
-from lawr_ext.configs.train import PHASES, TrainConfig, load_train_config
+from lawr_ext.algorithms import registry
+from lawr_ext.algorithms.base import Learner, freeze
+from lawr_ext.algorithms.flow import MeanFlow, average_velocity_from_x, interpolate
+from lawr_ext.algorithms.stage import StageInputs
+from lawr_ext.algorithms.training import masked_sum, optimizer_step
+from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.data.plain import write_plain
-from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.runners import checkpoint_path, open_dataset, read_checkpoint, train
 from lawr_ext.utils.io import atomic_write_text
+
+PHASES = registry.PHASE_NAMES
 
 #: profile=cpu's objective (the README's measured CPU run), so that a GPU run differs from it in size only:
 #: returns span [0, 500], hence standardized advantages, and an IQL-style critic.
@@ -134,18 +137,15 @@ def run_config(args: argparse.Namespace, dataset: Path, run_dir: Path, steps: di
 
 
 # --- probe: the cost of one step of each phase, on learners built at the run's sizes -----------------------
-def build_learner(phase: str, cfg: TrainConfig, dataset: ChunkDataset) -> nn.Module:
-    """A learner of ``phase`` as runners.pipeline.run_phase builds it, from random (untrained) weights: a
-    step costs the same."""
-    obs_dim, horizon, action_dim, device = dataset.obs_dim, dataset.horizon, dataset.action_dim, cfg.device
-    normalizer = fit_obs_normalizer(dataset.observations).to(device)
-    if phase == "flow":
-        return MeanFlow(cfg.flow, obs_dim, horizon, action_dim, normalizer).to(device)
-    critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, normalizer).to(device)
-    if phase == "critic":
-        return critic
-    decoder = freeze(build_flow_decoder(cfg.flow, obs_dim, horizon, action_dim).to(device))
-    return LatentAWR(cfg.planner, obs_dim, horizon, action_dim, decoder, freeze(critic), normalizer).to(device)
+def phase_learners(cfg: TrainConfig, dataset: ChunkDataset) -> Iterator[tuple[str, Learner]]:
+    """Each phase's learner as runners.pipeline.run_stage builds it (the stage registry, from the frozen products
+    of the phases before it), with random (untrained) weights: a step costs the same."""
+    inputs = StageInputs(dataset.obs_dim, dataset.horizon, dataset.action_dim, dataset=dataset)
+    for phase in PHASES:
+        torch.manual_seed(cfg.seed)
+        learner = registry.PHASES[phase].learner(registry.stage_config(cfg, phase), inputs).to(cfg.device)
+        yield phase, learner
+        inputs.products[phase] = freeze(learner.product())  # what the next phases are built from
 
 
 def flow_matching_update(learner: MeanFlow, batch) -> float:
@@ -156,14 +156,14 @@ def flow_matching_update(learner: MeanFlow, batch) -> float:
     t, _ = learner.sample_times(x.shape[0], x.device)
     z_t = interpolate(x, noise, t)
     u = average_velocity_from_x(z_t, learner.decoder(z_t, t, t, obs_norm), t, learner.cfg.time_eps)
-    loss = ((u - (noise - x)).square() * mask[:, :, None].to(u.dtype)).sum(dim=(1, 2)).mean()
-    optimizer = learner.optimizers["flow"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(learner.decoder.parameters(), learner.cfg.grad_clip_norm).item()
-    optimizer.step()
+    sq_error = masked_sum((u - (noise - x)).square(), mask, dim=(1, 2))
+    loss = sq_error.mean()
+    info = {"loss": loss.item(), "u_mse": sq_error.mean().item()}
+    grad_norm = optimizer_step(learner.optimizers["flow"], loss, learner.decoder.parameters(),
+                               learner.cfg.max_grad_norm, "flow matching")
+    info["grad_norm"] = grad_norm.item()
     learner.update_ema()
-    return loss.item()
+    return info["loss"]
 
 
 def time_steps(step, num_steps: int, device: str) -> dict[str, float]:
@@ -186,16 +186,13 @@ def time_steps(step, num_steps: int, device: str) -> dict[str, float]:
 def probe(cfg: TrainConfig, dataset: ChunkDataset, num_steps: int) -> dict:
     """{"rates": {phase: steps/s}, "mean_flow_jvp": {...}} at the run's sizes and batch sizes."""
     rates, jvp = {}, {}
-    for phase in PHASES:
-        torch.manual_seed(cfg.seed)
-        learner = build_learner(phase, cfg, dataset)
-        batch_size = getattr(cfg, phase).batch_size
+    for phase, learner in phase_learners(cfg, dataset):
+        batch_size = registry.stage_config(cfg, phase).batch_size
         rates[phase] = time_steps(lambda: learner.update(dataset.sample(batch_size)), num_steps, cfg.device)
         if phase == "flow":
             plain = time_steps(lambda: flow_matching_update(learner, dataset.sample(batch_size)), num_steps, cfg.device)
             jvp = {"mean_flow": rates[phase], "flow_matching": plain, "batch_size": batch_size,
                    "ratio": rates[phase]["ms_per_step"] / plain["ms_per_step"], "goal": "ratio <= 2"}
-        del learner
     return {"rates": rates, "mean_flow_jvp": jvp}
 
 
@@ -211,10 +208,10 @@ def train_phases(cfg: TrainConfig, dataset: Path, run_dir: Path, report) -> None
     for phase in PHASES:
         reset_peak_memory(cfg.device)
         start = time.perf_counter()
-        summary = train(cfg, dataset, run_dir, phases=(phase,))
+        summary = train(cfg, dataset, run_dir, stages=(phase,))
         ckpt = read_checkpoint(checkpoint_path(run_dir, phase), phase)
         report["phases"][phase] = {
-            "num_steps": ckpt["step"], "batch_size": getattr(cfg, phase).batch_size,
+            "num_steps": ckpt["step"], "batch_size": registry.stage_config(cfg, phase).batch_size,
             "train_seconds": ckpt["train_seconds"], "steps_per_s": ckpt["step"] / ckpt["train_seconds"],
             "wall_seconds": time.perf_counter() - start, "peak_memory_mib": peak_memory_mib(cfg.device),
             "final_metrics": summary.get("phases", {}).get(phase, {})}

@@ -48,14 +48,16 @@ def _load(path: Path) -> dict:
 
 
 def slim_planner(run_dir: Path, dest: Path) -> bool:
-    """Write planner/final.pt without the tensors it shares with flow/final.pt; False (nothing written) if
-    they are not bit-identical, in which case the full file travels."""
+    """Write planner/final.pt without the tensors it shares bit for bit with flow/final.pt (the frozen decoder and
+    observation normalizer: the same names in both products); False (nothing written) if there are none, in
+    which case the full file travels. The names dropped are recorded, so ``unpack`` restores exactly those."""
     planner, flow = _load(run_dir / "planner" / "final.pt"), _load(run_dir / "flow" / "final.pt")
-    shared = flow["model"]
-    if not all(k in planner["model"] and torch.equal(planner["model"][k], v) for k, v in shared.items()):
+    shared = sorted(k for k, v in flow["model"].items() if k in planner["model"] and torch.equal(planner["model"][k], v))
+    if not shared:
         return False
+    order = list(planner["model"])  # restored in this order: the same state dict as before the trip
     planner["model"] = {k: v for k, v in planner["model"].items() if k not in shared}
-    planner[SHARED_MARKER] = "flow/final.pt"
+    planner[SHARED_MARKER] = {"file": "flow/final.pt", "keys": shared, "order": order}
     torch.save(planner, dest)
     return True
 
@@ -123,7 +125,10 @@ def unpack(results_dir: str | Path, run_dir: str | Path) -> list[str]:
     if planner_path.is_file():
         planner = _load(planner_path)
         if SHARED_MARKER in planner:  # put the frozen flow's tensors back: the file load_policy expects
-            planner["model"] |= _load(run_dir / planner.pop(SHARED_MARKER))["model"]
+            shared = planner.pop(SHARED_MARKER)
+            flow = _load(run_dir / shared["file"])["model"]
+            kept = planner["model"]
+            planner["model"] = {k: flow[k] if k in shared["keys"] else kept[k] for k in shared["order"]}
             atomic_torch_save(planner, planner_path)
     if report.is_file():
         shutil.copy(report, run_dir / "gpu_check.json")

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 
-from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.algorithms.base import ChunkPolicy, EnvActionPolicy
 from lawr_ext.algorithms.baselines.diffusion import DiffusionDenoiser, DiffusionPolicy
 from lawr_ext.algorithms.flow import FlowDecoder, build_flow_decoder
 from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
@@ -45,7 +45,7 @@ from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.modules.normalizer import ActionNormalizer, fit_obs_normalizer
 
 #: Bimanual-Chunk's observation size, chunk horizon and action size (tests/test_gpu_check.py checks them
 #: against the env cfg; the bench does not import the simulator, so it runs on a host without it).
@@ -57,15 +57,18 @@ POLICIES = ("L-AWR", "diffusion")
 def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps: int,
                    flow_cfg: FlowConfig | None = None, planner_cfg: PlannerConfig | None = None
                    ) -> dict[str, ChunkPolicy]:
-    """L-AWR (normalizer -> planner -> frozen one-step flow) and a diffusion policy of the same network."""
+    """L-AWR (normalizer -> planner -> frozen one-step flow) and a diffusion policy of the same network, each
+    mapped back to env actions as load_policy hands them to evaluation and export (``EnvActionPolicy``)."""
     flow_cfg, planner_cfg = flow_cfg or FlowConfig(), planner_cfg or PlannerConfig()
     normalizer = fit_obs_normalizer(torch.randn(1024, obs_dim))
+    action_normalizer = ActionNormalizer.fit(torch.rand(1024, action_dim) * 2 - 1, "min_max")
     decoder = build_flow_decoder(flow_cfg, obs_dim, horizon, action_dim).requires_grad_(False).eval()
-    lawr = LAWRPolicy(normalizer, LatentPlanner(planner_cfg, obs_dim, horizon, action_dim), decoder).eval()
+    lawr = LAWRPolicy(normalizer, LatentPlanner(planner_cfg, obs_dim, horizon, action_dim), decoder)
     diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(flow_cfg), sample_steps=diffusion_steps)
     denoiser = DiffusionDenoiser(diffusion_cfg, obs_dim, horizon, action_dim).eval()
-    diffusion = DiffusionPolicy(denoiser, normalizer, diffusion_cfg.sample_steps).eval()
-    return {"L-AWR": lawr, "diffusion": diffusion}
+    diffusion = DiffusionPolicy(denoiser, normalizer, diffusion_cfg.sample_steps)
+    return {"L-AWR": EnvActionPolicy(lawr, action_normalizer).eval(),
+            "diffusion": EnvActionPolicy(diffusion, action_normalizer).eval()}
 
 
 # --- runtimes: runtime(policy, name, setup) -> at(obs) -> a call that computes one batch of chunks ---------
@@ -77,12 +80,10 @@ class Setup(NamedTuple):
 
 
 def bench_metadata(policy: ChunkPolicy, obs_dim: int) -> dict:
-    """Export metadata with placeholder joint names: the exporter needs it, the timing does not read it."""
+    """Export metadata of shapes only (no joint fields): the exporter needs it, the timing does not read it."""
     from lawr_ext.export import build_metadata
 
     return build_metadata(policy, task="latency-bench", obs_dim=obs_dim, control_rate_hz=50.0,
-                          joint_names=[f"a{i}" for i in range(policy.action_dim)],
-                          action_scale=[1.0] * policy.action_dim, action_offset=[0.0] * policy.action_dim,
                           config_hash="latency-bench")
 
 
@@ -103,7 +104,7 @@ def torchscript(policy: ChunkPolicy, name: str, setup: Setup):
 def onnxruntime(policy: ChunkPolicy, name: str, setup: Setup):
     from lawr_ext.export import export_onnx, load_onnx
 
-    if isinstance(policy, DiffusionPolicy) and not setup.onnx_diffusion:
+    if any(isinstance(m, DiffusionPolicy) for m in policy.modules()) and not setup.onnx_diffusion:
         raise RuntimeError("not exported: the dynamo exporter unrolls the K DDIM steps into one graph, which took "
                            "> 12 min on a 2-core CPU; pass --onnx_diffusion to wait for it")
 

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from lawr_ext.runners import TrainingError
 from lawr_ext.runners.benchmark import METHODS, log, run_benchmark
+from lawr_ext.utils.cli import run_main, set_verbose
 
 
 def main() -> None:
@@ -28,14 +28,13 @@ def main() -> None:
     parser.add_argument("--dataset_dir", default=None, help="folder with one dataset per task, named by the task")
     parser.add_argument("--out", default="runs/benchmark", help="output folder; rerun with the same to resume")
     parser.add_argument("--no_plots", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     args, overrides = parser.parse_known_args()
+    set_verbose(args.verbose)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
-    try:
-        results = run_benchmark(args.tasks, args.seeds, args.methods, args.out, overrides, args.dataset_dir,
-                                command=command, make_plots=not args.no_plots)
-    except (TrainingError, ValueError) as err:
-        sys.exit(f"[benchmark] {err}")
+    results = run_benchmark(args.tasks, args.seeds, args.methods, args.out, overrides, args.dataset_dir,
+                            command=command, make_plots=not args.no_plots)
     print((Path(args.out) / "table.md").read_text())
     log(f"wall time {time.perf_counter() - started:.0f} s; results in {args.out}")
     if results["failures"]:
@@ -43,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "[benchmark]")

@@ -23,19 +23,23 @@ a killed run can be finished with any number of processes:
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST0:29500 \
         scripts/collect.py --task Bimanual-Chunk --num_envs 1024 --num_episodes 1000000 --device cuda --out /shared/d
 
-The ranks only meet at the end (a barrier before the report); if one rank fails, torchrun stops the others.
+The ranks meet at the start (rank 0 locks the directory: a second collection on it is refused in one line) and
+at the end (a barrier before the report); if one rank fails, torchrun stops the others.
 Isaac Lab's own multi-GPU scripts are launched the same way (torchrun + ``--distributed``, which makes each
 rank simulate on cuda:<LOCAL_RANK>); here ``--device cuda`` under torchrun does that.
 """
 
 import argparse
-import sys
+import contextlib
 import time
+from pathlib import Path
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.data.collect import CollectConfig, collect_task
 from lawr_ext.data.dataset import load_episodes
-from lawr_ext.utils.distributed import init_world, rank_device
+from lawr_ext.utils.cli import run_main, set_verbose
+from lawr_ext.utils.distributed import init_world, rank_device, require_device
+from lawr_ext.utils.lock import directory_lock
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,32 +57,36 @@ def parse_args() -> argparse.Namespace:
                         help="probability of each strategy id (default: uniform)")
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    out = args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}"
+    set_verbose(args.verbose)
+    out = Path(args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}")
     env_overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     device = rank_device(args.device, world)  # one GPU per rank
+    require_device(device)
     start = time.perf_counter()
-    try:
-        cfg = CollectConfig(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
-                         strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
-                         progress=not args.no_progress and world.is_writer)
+    cfg = CollectConfig(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
+                        strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
+                        progress=not args.no_progress and world.is_writer)
+    # rank 0 holds the directory for all ranks of this run (a second collection on it is refused), and the
+    # others start once it does
+    with directory_lock(out, "collection") if world.is_writer else contextlib.nullcontext():
+        world.barrier()
         out = collect_task(args.task, out, args.num_envs, cfg, device=device, rank=world.rank, world_size=world.size,
                            **env_overrides)
         world.barrier()  # the dataset is complete once every rank has written its rounds
-        if not world.is_writer:
-            return
-        episodes = load_episodes(out)
-    except ValueError as err:  # bad arguments, or a dataset directory from other settings: one line
-        sys.exit(f"[lawr] {err}")
+    if not world.is_writer:
+        return
+    episodes = load_episodes(out)
     print(f"{out}: {episodes.num_episodes} episodes, {episodes.num_steps} steps, "
           f"success {episodes.success.float().mean():.1%} ({time.perf_counter() - start:.1f} s, "
           f"{world.size} process(es))")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

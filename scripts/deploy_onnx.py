@@ -3,58 +3,23 @@
     python scripts/export.py --checkpoint runs/<run>                # writes runs/<run>/export/policy.onnx
     python scripts/deploy_onnx.py --onnx runs/<run>/export/policy.onnx [--exec_horizon 8]
 
-The policy side (``OnnxChunkPolicy``) imports only numpy, json and onnxruntime: everything it needs (obs dim,
-H, control rate, action scaling and joint order) is read from the file's metadata. Only the simulator comes
-from lawr (``lawr_ext.tasks.make_env``, imported inside ``main``), because the simulated robot has to be created
-somehow; on a real robot, replace ``env`` with your observation reader and joint command writer and send
-``policy.joint_targets(action)`` at ``control_rate_hz``.
+The policy side (``lawr_ext/deploy.py``: ``OnnxChunkPolicy``) imports only numpy, json and onnxruntime, and can be
+copied onto a robot with the file. Before the first command it checks the file's metadata against the graph
+(obs dim, H, action dim, every per-joint list, the format version) and refuses a file that disagrees in one
+line; every command it sends stays within the exported joint limits and moves at most at the exported servo
+speed. Only the simulator comes from lawr (``lawr_ext.tasks.make_env``, imported inside ``main``); on a real
+robot, replace ``env`` with your observation reader and joint command writer: call ``policy.reset(current
+joint positions)`` and send ``policy.command(policy.act(obs))`` at ``control_rate_hz``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 
 import numpy as np
-import onnxruntime as ort
 
-SUPPORTED_FORMAT_VERSION = 3  # layout of the metadata this loop understands
-
-
-class OnnxChunkPolicy:
-    """Plays exported chunks: one ONNX call per ``exec_horizon`` control steps."""
-
-    def __init__(self, path: str, exec_horizon: int):
-        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map["lawr_metadata"])
-        if self.meta["format_version"] != SUPPORTED_FORMAT_VERSION:
-            raise ValueError(f"{path}: metadata format {self.meta['format_version']}, this loop reads "
-                             f"{SUPPORTED_FORMAT_VERSION}")
-        if not 1 <= exec_horizon <= self.meta["horizon"]:
-            raise ValueError(f"--exec_horizon {exec_horizon} must lie in [1, H={self.meta['horizon']}]")
-        self.exec_horizon = exec_horizon
-        self.scale = np.asarray(self.meta["action_scale"], np.float32)
-        self.offset = np.asarray(self.meta["action_offset"], np.float32)
-        self.queue: list[np.ndarray] = []
-        self.inference_seconds: list[float] = []
-
-    def reset(self) -> None:
-        self.queue.clear()
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Normalized action [A] for observation [O]; replans when the executed part of the chunk is used up."""
-        if not self.queue:
-            start = time.perf_counter()
-            chunk = self.session.run([self.meta["output"]], {self.meta["input"]: obs[None].astype(np.float32)})[0][0]
-            self.inference_seconds.append(time.perf_counter() - start)
-            self.queue = list(chunk[: self.exec_horizon])
-        return self.queue.pop(0)
-
-    def joint_targets(self, action: np.ndarray) -> dict[str, float]:
-        """What a real robot would receive: joint (or gripper) name -> position target."""
-        return dict(zip(self.meta["joint_names"], (self.offset + self.scale * np.clip(action, -1, 1)).tolist()))
+from lawr_ext.deploy import OnnxChunkPolicy
 
 
 def main() -> None:
@@ -63,33 +28,39 @@ def main() -> None:
     parser.add_argument("--exec_horizon", type=int, default=8, help="chunk steps executed before replanning")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
+    parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines")
     args = parser.parse_args()
 
-    policy = OnnxChunkPolicy(args.onnx, args.exec_horizon)
+    try:
+        policy = OnnxChunkPolicy(args.onnx, args.exec_horizon)
+    except ValueError as err:  # a file that is not, or no longer, what it says: nothing is commanded
+        sys.exit(f"[deploy] {' '.join(str(err).split())}")
     meta = policy.meta
+    joints = meta["joint_names"] if policy.joint_level else f"{meta['action_dim']} actions in [-1, 1]"
     print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
-          f"{meta['control_rate_hz']:.0f} Hz, joints {meta['joint_names']}")
-
-    policy.session.run(None, {meta["input"]: np.zeros((1, meta["obs_dim"]), np.float32)})  # the file runs ...
-    loaded = [m for m in sys.modules if m.split(".")[0] in ("lawr_ext", "torch")]
-    if loaded:  # ... with nothing of lawr (or torch) loaded: a robot needs only numpy + onnxruntime
+          f"{meta['control_rate_hz']:.0f} Hz, commands {joints}")
+    loaded = [m for m in sys.modules if m == "torch" or (m.startswith("lawr_ext") and m not in ("lawr_ext", "lawr_ext.deploy"))]
+    if loaded:  # the policy side runs with nothing else of lawr (or torch) loaded: a robot needs numpy + onnxruntime
         raise RuntimeError(f"the policy side imported {loaded[:3]}; it must stay self-contained")
 
     # --- the simulated robot (the only lawr import; torch lives on the simulator side) ---
     import torch
 
     from lawr_ext.tasks import make_env
+    from lawr_ext.utils.cli import set_verbose
 
+    set_verbose(args.verbose)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
     env = make_env(meta["task"], num_envs=1, device="cpu", seed=args.seed, **overrides)
     try:
         obs = env.reset()[0]["policy"][0].numpy()
+        policy.reset()  # the simulated drives start from the env's default pose and follow their own servo limit
         total_reward, steps, done, success = 0.0, 0, False, False
         while not done:
-            action = policy.act(obs)
+            command = policy.command(policy.act(obs))
             if steps == 0:
-                print("first joint targets:", {k: round(v, 3) for k, v in policy.joint_targets(action).items()})
-            obs_dict, reward, terminated, truncated, extras = env.step(torch.from_numpy(action)[None])
+                print("first command:", {k: round(v, 3) for k, v in policy.named(command).items()})
+            obs_dict, reward, terminated, truncated, extras = env.step(torch.from_numpy(policy.action_of(command))[None])
             obs = obs_dict["policy"][0].numpy()
             total_reward += float(reward[0])
             success |= bool(extras["success"][0])

@@ -23,8 +23,9 @@ from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, read_summary
-from lawr_ext.utils.distributed import init_world, rank_device
+from lawr_ext.runners.pipeline import load_policy, read_summary, run_dir_of
+from lawr_ext.utils.cli import run_main, set_verbose
+from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +47,7 @@ def parse_args() -> argparse.Namespace:
                         help="dataset for the Phase-3 support check (default: the run's own dataset)")
     parser.add_argument("--support_samples", type=int, default=1024, help="dataset chunks it uses; 0 skips it")
     parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     parser.add_argument("--out", type=Path, default=None, help="output folder for eval.json / eval.md")
     return parser.parse_args()
 
@@ -53,11 +55,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     path = Path(args.checkpoint)
-    run_dir = path.parent.parent if path.is_file() else path
+    run_dir = run_dir_of(path)
     train_cfg = read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]
     task = args.task or train_cfg["task"]
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     args.device = rank_device(args.device, world)
+    require_device(args.device)
+    set_verbose(args.verbose)
     cfg_fields = {f.name for f in fields(EvalConfig)}
     cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
                   task=task, progress=not args.no_progress and world.is_writer)
@@ -83,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -4,8 +4,8 @@
     python scripts/export.py --checkpoint runs/<run> --out deploy/ --formats onnx
 
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``), each carrying its metadata
-(task, H, action scaling and joint order and control rate as the task registers them, obs dim, format
-version, config hash), then
+(task, H, obs dim, control rate, format version, config hash; and, where the task registers an action
+spec, joint order, action scaling, joint limits and servo speeds: lawr_ext/deploy.py), then
 checks every file against the eager policy on random observations and fails if they differ by more than
 ``ExportConfig.parity_atol``. Deploy the .onnx with onnxruntime alone: see scripts/deploy_onnx.py.
 """
@@ -20,8 +20,9 @@ import torch
 from lawr_ext.configs.export import ExportConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, max_abs_diff
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy
+from lawr_ext.runners.pipeline import load_policy, run_dir_of
 from lawr_ext.tasks import get_task
+from lawr_ext.utils.cli import run_main
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -34,13 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     cfg = ExportConfig(formats=tuple(args.formats))
 
-    run_dir = args.checkpoint.parent.parent if args.checkpoint.is_file() else args.checkpoint
+    run_dir = run_dir_of(args.checkpoint)
+    policy = load_policy(run_dir, method="lawr")  # checks every file it reads (and names the one that is wrong)
     planner_ckpt = read_checkpoint(final_path(run_dir, "planner"), "planner")
-    policy = load_policy(run_dir, method="lawr")
     task = get_task(planner_ckpt["config"]["task"])
+    action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
     metadata = build_metadata(policy, task=task.id, obs_dim=planner_ckpt["dims"]["obs_dim"],
-                              control_rate_hz=task.control_hz, config_hash=planner_ckpt["config_hash"],
-                              **task.load("action_spec")())
+                              control_rate_hz=task.control_hz, config_hash=planner_ckpt["config_hash"], **action_spec)
 
     out_dir = args.out or run_dir / "export"
     obs = torch.randn(cfg.parity_batch, metadata["obs_dim"])
@@ -56,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -28,6 +28,7 @@ try:
 except ImportError:  # an offline training host without Isaac Lab: of the launcher's arguments, lawr reads --device
     def add_launcher_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--device", default=None, help="device to train on: cpu, cuda or cuda:N")
+        parser.add_argument("--verbose", action="store_true", help="more output")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects its preset in tasks/")
@@ -42,12 +43,16 @@ parser.add_argument("--no_eval", action="store_true", help="skip the rollouts af
 add_launcher_args(parser)
 parser.set_defaults(device=None)  # the launcher's default is cuda:0; without --device the config decides
 args_cli, hydra_args = parser.parse_known_args()
+# "--baselines fql gaussian_awr profile=cpu": nargs="*" takes the overrides typed after the names too
+hydra_args = [b for b in args_cli.baselines if "=" in b or b.startswith(("+", "~"))] + hydra_args
+args_cli.baselines = [b for b in args_cli.baselines if b not in hydra_args]
 
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402
 from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
-from lawr_ext.runners import TrainingError, load_policy, train  # noqa: E402
+from lawr_ext.runners import load_policy, train  # noqa: E402
 from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
+from lawr_ext.utils.cli import run_main, set_verbose  # noqa: E402
 from lawr_ext.utils.distributed import init_world  # noqa: E402
 
 
@@ -112,19 +117,20 @@ def main() -> None:
     try:
         cfg = config_from_cli()
     except ValueError as err:
-        sys.exit(f"[lawr] bad configuration: {err}")
+        raise ValueError(f"bad configuration: {err}") from None
     unknown = [b for b in args_cli.baselines if b not in BASELINE_NAMES]
     if args_cli.phase not in PHASE_NAMES + ("all",) or unknown:
-        sys.exit(f"[lawr] --phase must be one of {PHASE_NAMES + ('all',)} and --baselines some of {BASELINE_NAMES}; "
-                 f"got --phase {args_cli.phase} --baselines {' '.join(args_cli.baselines)}")
+        raise ValueError(f"--phase must be one of {PHASE_NAMES + ('all',)} and --baselines some of {BASELINE_NAMES}; "
+                         f"got --phase {args_cli.phase} --baselines {' '.join(args_cli.baselines)}")
     if args_cli.phase != "all" and cfg.run_dir is None:
-        sys.exit(f"[lawr] --phase {args_cli.phase} needs --run_dir: the run whose earlier phases it builds on")
+        raise ValueError(f"--phase {args_cli.phase} needs --run_dir: the run whose earlier phases it builds on")
+    set_verbose(args_cli.verbose or getattr(args_cli, "info", False))  # Isaac Lab's [INFO] lines: hidden by default
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else REPO_ROOT / "runs" / cfg.task / stamp
     phases = PHASE_NAMES if args_cli.phase == "all" else (args_cli.phase,)
     world = init_world(cfg.device)  # torchrun: every rank runs this script; rank 0 collects, writes, evaluates
     if world.size > 1 and cfg.run_dir is None:
-        sys.exit("[lawr] under torchrun pass --run_dir, so that every rank writes and reads the same run")
+        raise ValueError("under torchrun pass --run_dir, so that every rank writes and reads the same run")
     if world.is_writer:
         print(f"[lawr] task {cfg.task}, phases {', '.join(phases)}, run_dir {run_dir}, {world.size} process(es)")
 
@@ -133,13 +139,10 @@ def main() -> None:
     else:  # a later phase alone: the dataset the earlier phases were trained on
         dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
     failures = []
-    try:
-        summary = train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
-        if world.is_writer and cfg.evaluate and "planner" in phases:
-            methods = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
-            failures = evaluate(cfg, run_dir, summary, methods)
-    except (TrainingError, ValueError) as err:  # diverged, bad dataset, mismatched checkpoint: already one line
-        sys.exit(f"[lawr] {err}")
+    summary = train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
+    if world.is_writer and cfg.evaluate and "planner" in phases:
+        methods = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
+        failures = evaluate(cfg, run_dir, summary, methods)
     if world.is_writer:
         print((run_dir / "summary.md").read_text())
     if failures:
@@ -147,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

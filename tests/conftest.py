@@ -26,7 +26,8 @@ def _seed_everything():
 
 # ---------------------------------------------------------------- a tiny run on a synthetic plain dataset
 
-OBS_DIM, ACTION_DIM, HORIZON = 5, 3, 4
+#: Bimanual-Chunk's observation and action dims (the task the tiny runs train; open_dataset checks them).
+OBS_DIM, ACTION_DIM, HORIZON = 45, 14, 4
 #: A tiny but complete run: every phase takes a few steps, checkpoints twice and logs.
 TINY = ["data.horizon=4", "data.gamma=0.9", "progress=false", "log_interval=2", "checkpoint_interval=4",
         "flow.arch=mlp", "flow.width=32", "flow.depth=1", "flow.time_embed_dim=8", "flow.batch_size=16", "flow.num_steps=8",
@@ -47,6 +48,13 @@ def synthetic_dataset(path: Path, num_episodes: int = 24, length: int = 10, obs_
                 actions=np.clip(sign + 0.1 * rng.normal(size=(n, ACTION_DIM)), -1, 1).astype(np.float32),
                 rewards=(last & good.repeat(length)).astype(np.float32), terminals=last, timeouts=np.zeros(n, bool),
                 success=good.repeat(length))
+    return path
+
+
+def grown_dataset(npz: Path, path: Path, extra_episodes: int = 4, length: int = 10) -> Path:
+    """``npz`` with ``extra_episodes`` more episodes appended (copies of its first ones): a grown dataset."""
+    with np.load(npz) as arrays:
+        write_plain(path, **{k: np.concatenate([arrays[k], arrays[k][: extra_episodes * length]]) for k in arrays.files})
     return path
 
 
@@ -84,20 +92,20 @@ class LineEnv:
 
     Like an Isaac Lab DirectRLEnv it auto-resets finished envs inside ``step`` from the global torch RNG
     (seeded by ``reset(seed)``), returns the reset observation for them, and returns the same buffers
-    every step, overwritten in place. obs = (x, steps taken so far).
+    every step, overwritten in place. obs = (x, steps taken so far), padded with zeros to ``obs_dim``.
     """
 
-    def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0):
+    def __init__(self, num_envs, max_episode_length=8, step_delay_s=0.0, obs_dim=2):
         self.num_envs, self.max_episode_length, self.step_delay_s = num_envs, max_episode_length, step_delay_s
         self.x = torch.zeros(num_envs)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long)
-        self.obs_buf = torch.zeros(num_envs, 2)
+        self.obs_buf = torch.zeros(num_envs, obs_dim)
         self.reward_buf = torch.zeros(num_envs)
         self.terminated_buf = torch.zeros(num_envs, dtype=torch.bool)
         self.truncated_buf = torch.zeros(num_envs, dtype=torch.bool)
 
     def _obs(self):
-        self.obs_buf[:] = torch.stack([self.x, self.episode_length.float()], dim=1)
+        self.obs_buf[:, :2] = torch.stack([self.x, self.episode_length.float()], dim=1)
         return {"policy": self.obs_buf}
 
     def reset(self, seed=None):
@@ -124,8 +132,8 @@ class LineEnv:
 class LineExpert:
     """Strategy 0 walks at full speed, strategy 1 at half speed; quality 1 adds noise, quality 2 walks backwards."""
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self, env, action_dim=2):
+        self.env, self.action_dim = env, action_dim
         self.speed = torch.zeros(env.num_envs)
         self.noise = torch.zeros(env.num_envs)
 
@@ -136,17 +144,21 @@ class LineExpert:
 
     def act(self):
         action = self.speed + self.noise * torch.randn(self.env.num_envs)
-        return torch.cat([action[:, None], torch.zeros(self.env.num_envs, 1)], dim=1) * 1.5  # > 1: clipped
+        return torch.cat([action[:, None], torch.zeros(self.env.num_envs, self.action_dim - 1)], dim=1) * 1.5  # > 1: clipped
 
 
 META = {"task": "Line", "obs_dim": 2, "action_dim": 2, "control_hz": 50.0}
+#: The line env shaped as a Bimanual-Chunk dataset (zero-padded observations and actions), for trainings.
+BIMANUAL_LINE_META = {"task": "Bimanual-Chunk", "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "control_hz": 50.0,
+                      "chunk_horizon": HORIZON}
 
 
 def collect_line(out, num_envs=4, num_episodes=10, seed=0, progress=False, step_delay_s=0.0, meta=META):
-    """A dataset of the line env's scripted episodes in ``out`` (a shard directory), resuming what is there."""
-    env = LineEnv(num_envs, step_delay_s=step_delay_s)
+    """A dataset of the line env's scripted episodes in ``out`` (a shard directory), resuming what is there;
+    observations and actions have the dims ``meta`` names."""
+    env = LineEnv(num_envs, step_delay_s=step_delay_s, obs_dim=meta["obs_dim"])
     cfg = CollectConfig(num_episodes=num_episodes, seed=seed, progress=progress)
-    return collect(env, LineExpert(env), out, cfg, meta, num_strategies=2, num_qualities=3)
+    return collect(env, LineExpert(env, meta["action_dim"]), out, cfg, meta, num_strategies=2, num_qualities=3)
 
 
 def read_demos(directory):
@@ -221,7 +233,161 @@ class StampPolicy(ChunkPolicy):
         return torch.stack([t, j], dim=-1)
 
 
+# ---------------------------------------------------------------- an exported policy (test_export, test_deploy)
+
+#: obs dim, H, A of the exported toy policy
+EXPORT_DIMS = (23, 10, 14)
+
+
+def small_lawr_policy():
+    """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow.
+    Its normalizer is fitted on observations far from N(0, 1) (per-dimension offsets and scales, as joint angles
+    and positions are): mean linspace(-3, 5), std logspace(-2, 1)."""
+    from lawr_ext.algorithms.critic import DistributionalCritic
+    from lawr_ext.algorithms.flow import build_flow_decoder
+    from lawr_ext.algorithms.planner import LatentAWR
+    from lawr_ext.configs.critic import CriticConfig
+    from lawr_ext.configs.flow import FlowConfig
+    from lawr_ext.configs.planner import PlannerConfig
+    from lawr_ext.modules.normalizer import fit_obs_normalizer
+
+    obs_dim, horizon, action_dim = EXPORT_DIMS
+    normalizer = fit_obs_normalizer(torch.linspace(-3.0, 5.0, obs_dim)
+                                    + torch.logspace(-2, 1, obs_dim) * torch.randn(512, obs_dim))
+    decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), *EXPORT_DIMS)
+    critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), *EXPORT_DIMS, normalizer)
+    learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1), *EXPORT_DIMS, decoder.requires_grad_(False),
+                        critic.requires_grad_(False).advantage, normalizer)
+    return learner.policy().eval()
+
+
+#: A joint-level action spec of EXPORT_DIMS' action dim: target = 0.1 i + 0.5 a, within +-0.5, at most 1 unit/s.
+EXPORT_ACTION_SPEC = {
+    "joint_names": [f"joint_{i}" for i in range(EXPORT_DIMS[2])],
+    "action_scale": [0.5] * EXPORT_DIMS[2],
+    "action_offset": [0.1 * i for i in range(EXPORT_DIMS[2])],
+    "joint_lower": [0.1 * i - 0.5 for i in range(EXPORT_DIMS[2])],
+    "joint_upper": [0.1 * i + 0.5 for i in range(EXPORT_DIMS[2])],
+    "max_target_speed": [1.0] * EXPORT_DIMS[2],
+}
+
+
+@pytest.fixture(scope="session")
+def exported_policy(tmp_path_factory):
+    """(policy, metadata, {"onnx": path, "torchscript": path}): small_lawr_policy with random weights, exported."""
+    from lawr_ext.export import build_metadata, export_onnx, export_torchscript
+
+    torch.manual_seed(0)
+    policy = small_lawr_policy()
+    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros: give every weight a random value
+        for p in policy.parameters():
+            p.copy_(0.1 * torch.randn_like(p))  # chunks of order 1, like actions in [-1, 1]
+    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=EXPORT_DIMS[0], control_rate_hz=50.0,
+                              config_hash="0123456789abcdef", **EXPORT_ACTION_SPEC)
+    out = tmp_path_factory.mktemp("export")
+    paths = {"onnx": export_onnx(policy, out / "policy.onnx", metadata),
+             "torchscript": export_torchscript(policy, out / "policy.pt", metadata)}
+    return policy, metadata, paths
+
+
 # ---------------------------------------------------------------- processes
+
+#: What a GPU training host lacks: Isaac Lab, the simulator and gymnasium (tests/test_offline.py, test_gpu_check.py).
+SIMULATOR_PACKAGES = ("isaaclab", "isaaclab_newton", "warp", "newton", "mujoco_warp", "mujoco", "gymnasium", "pxr")
+
+_BLOCKER = """import atexit, importlib.abc, sys
+
+BLOCKED = {blocked!r}
+
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not installed on this host)")
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+atexit.register(lambda: print("BLOCKED_LOADED", sorted({{m for m in sys.modules if m.split(".")[0] in BLOCKED}})))
+"""
+
+
+def without_simulator(folder: Path) -> dict[str, str]:
+    """The environment of a subprocess on a host without ``SIMULATOR_PACKAGES``: a ``sitecustomize`` in ``folder``
+    makes importing any of them raise ImportError, as if not installed, and prints ``BLOCKED_LOADED [...]`` (those
+    loaded anyway: none) at exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_BLOCKER.format(blocked=SIMULATOR_PACKAGES))
+    path = os.environ.get("PYTHONPATH")
+    return os.environ | {"PYTHONPATH": f"{folder}{os.pathsep}{path}" if path else str(folder)}
+
+
+def run_script(script: str, *args: str) -> tuple[int, str, str]:
+    """``python scripts/<script> args`` in this process (its argv, ``__main__``): (exit status, stdout, stderr).
+
+    A ``sys.exit(message)`` is status 1 with the message on stderr, as Python prints it; an uncaught exception
+    propagates to the test (that is the traceback a user would see). Warnings reach stderr as they would there
+    (Python's default filters), not pytest's record."""
+    import contextlib
+    import io
+    import runpy
+    import sys
+    import warnings
+
+    from lawr_ext import REPO_ROOT
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    path = REPO_ROOT / "scripts" / script
+    out, err, argv, status = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = [str(path), *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's defaults: DeprecationWarning shown only for __main__
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+            warnings.showwarning = show
+            runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else 1
+        if exit.code is not None and not isinstance(exit.code, int):
+            err.write(f"{exit.code}\n")
+    finally:
+        sys.argv = argv
+    return status, out.getvalue(), err.getvalue()
+
+
+def assert_refused(result: tuple[int, str, str], *fragments: str) -> str:
+    """A script's refusal: a non-zero exit and exactly one line on stderr holding every fragment; returns it."""
+    status, _, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status != 0 and len(lines) == 1, (status, err[-3000:])
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def file_hashes(*paths: Path) -> dict[str, str]:
+    """sha256 of every file in ``paths`` (files, or folders walked): equal iff no byte changed, none added or lost."""
+    import hashlib
+
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """(dataset, run_dir) of a finished tiny run (all phases, checkpoints and finals). Copy it before changing it."""
+    from lawr_ext.configs.train import load_train_config
+    from lawr_ext.runners import train
+
+    root = tmp_path_factory.mktemp("finished_run")
+    dataset = synthetic_dataset(root / "data.npz")
+    train(load_train_config("Bimanual-Chunk", TINY), dataset, root / "run")
+    return dataset, root / "run"
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -6,8 +6,8 @@ a key removed, a dtype or shape changed, NaN/inf injected, the file cut at sever
 bytes, a dimension or chunk horizon that disagrees with the config, nothing at all.
 """
 
-import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import META, TINY, collect_line, plain_hdf5_copy, synthetic_dataset
+from conftest import (META, TINY, assert_refused, collect_line, file_hashes, plain_hdf5_copy, run_script,
+                      synthetic_dataset)
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.configs.train import load_train_config
@@ -88,8 +89,8 @@ def test_malformed_plain_dataset_is_one_line_naming_file_and_problem(tmp_path, c
 
 
 @pytest.mark.parametrize("expected, fragments", [
-    ({"action_dim": 14}, ["action dim is 3", "expects 14"]),
-    ({"obs_dim": 45}, ["observation dim is 5", "expects 45"]),
+    ({"action_dim": 3}, ["'actions' have dim 14", "the config expects 3"]),
+    ({"obs_dim": 5}, ["'observations' have dim 45", "the config expects 5"]),
 ])
 def test_dimension_that_disagrees_with_the_config(tmp_path, expected, fragments):
     path = synthetic_dataset(tmp_path / "good.npz")
@@ -191,11 +192,11 @@ def test_malformed_collected_shard(tmp_path, case):
 
 
 def test_dataset_collected_for_another_chunk_horizon(tmp_path):
-    dataset = collected(tmp_path / "shards", META | {"chunk_horizon": 50})
-    ChunkDataset.from_path(dataset, 50, GAMMA)  # loads for the horizon it was collected for
+    dataset = collected(tmp_path / "shards", META | {"chunk_horizon": 6})
+    ChunkDataset.from_path(dataset, 6, GAMMA)  # loads for the horizon it was collected for
     with pytest.raises(DatasetError) as error:
         load(dataset)
-    assert_one_line(error.value, str(dataset), "chunk horizon 50", f"H={HORIZON}")
+    assert_one_line(error.value, str(dataset), "chunk horizon 6", f"H={HORIZON}")
 
 
 # --- configs ---------------------------------------------------------------------------------------------
@@ -211,6 +212,17 @@ CONFIG_CASES = [
     ("Bimanual-Chunk", ["nonsense=1"], ["nonsense", "not in 'TrainConfig'"]),
     ("Bimanual-Chunk", ["data.horizon=abc"], ["data.horizon", "abc", "Integer"]),
     ("Bimanual-Chunk", ["critic.expectile=high"], ["critic.expectile", "high"]),
+    # silently accepted once, refused now (issue #9)
+    ("Bimanual-Chunk", ["+critic.expectle=0.9"], ["critic.expectle", "not a setting"]),
+    ("Bimanual-Chunk", ["++critic.expectle=0.9"], ["critic.expectle", "not a setting"]),
+    ("Bimanual-Chunk", ["flow.time_embed_dim=0"], ["FlowConfig.time_embed_dim", ">= 1", "0"]),
+    ("Bimanual-Chunk", ["planner.typical_set_margin=nan"], ["PlannerConfig.typical_set_margin", "nan"]),
+    ("Bimanual-Chunk", ["critic.v_max=inf"], ["CriticConfig.v_max", "finite", "inf"]),
+    ("Bimanual-Chunk", ["flow.time_mu=nan"], ["TrainConfig.flow.time_mu", "finite", "nan"]),  # no check of its own
+    # tracebacks once, one line now
+    ("Bimanual-Chunk", ["flow.num_heads=0"], ["FlowConfig.num_heads", ">= 1", "0"]),
+    ("Bimanual-Chunk", ["device=banana"], ["TrainConfig.device", "banana"]),
+    ("Bimanual-Chunk", ["eval.device=banana"], ["EvalConfig.device", "banana"]),
 ]
 
 
@@ -221,19 +233,53 @@ def test_malformed_config_is_one_line_naming_the_field(task, overrides, fragment
     assert_one_line(error.value, *fragments)
 
 
+@pytest.mark.parametrize("overrides, fragments", [case[1:] for case in CONFIG_CASES[-9:]], ids=lambda v: str(v))
+def test_config_refusals_are_one_line_from_the_cli(tmp_path, overrides, fragments):
+    """The cases issue #9 found through ``scripts/train_lawr.py``: exit != 0, one line on stderr, nothing written."""
+    run = tmp_path / "run"
+    assert_refused(run_script("train_lawr.py", "--task", "Bimanual-Chunk", "--run_dir", str(run), "--no_eval",
+                              "--dataset", str(synthetic_dataset(tmp_path / "data.npz")), *overrides),
+                   "bad configuration", *fragments)
+    assert not run.exists()
+
+
+# --- the dataset against the task ------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, fragments", [
+    ({"obs_dim": 10}, ["'observations' have dim 10", "task 'Bimanual-Chunk' expects 45"]),
+    ({"obs_dim": 0}, ["'observations' have dim 0", "task 'Bimanual-Chunk' expects 45"]),
+    ({"action_dim": 3}, ["'actions' have dim 3", "task 'Bimanual-Chunk' expects 14"]),
+], ids=str)
+def test_dataset_of_other_dims_than_the_task_is_refused_before_training(tmp_path, shape, fragments):
+    arrays = good_arrays(tmp_path)
+    arrays["observations"] = arrays["observations"][:, : shape.get("obs_dim", 45)]
+    if "action_dim" in shape:
+        arrays["actions"] = arrays["actions"][:, : shape["action_dim"]]
+    write_plain(tmp_path / "other.npz", **arrays)
+    run = tmp_path / "run"
+    assert_refused(run_script("train_lawr.py", "--task", "Bimanual-Chunk", "--dataset", str(tmp_path / "other.npz"),
+                              "--run_dir", str(run), "--no_eval", *TINY), str(tmp_path / "other.npz"), *fragments)
+    assert not run.exists()
+
+
+def test_chunk_horizon_is_bounded_by_the_longest_episode(tmp_path):
+    """data.horizon=100000 once allocated 7 GB and died; the longest episode bounds it."""
+    dataset = synthetic_dataset(tmp_path / "data.npz")  # episodes of 10 steps
+    ChunkDataset.from_path(dataset, 10, GAMMA)
+    with pytest.raises(DatasetError) as error:
+        ChunkDataset.from_path(dataset, 11, GAMMA)
+    assert_one_line(error.value, str(dataset), "H=11", "longest episode (10 steps)")
+    run = tmp_path / "run"
+    assert_refused(run_script("train_lawr.py", "--task", "Bimanual-Chunk", "--dataset", str(dataset), "--run_dir",
+                              str(run), "--no_eval", *TINY, "data.horizon=100000"), "H=100000", "longest episode")
+    assert not run.exists()
+
+
 # --- nothing written over good files; the CLI a user runs -----------------------------------------------
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    """A finished tiny run (checkpoints and finals of all phases) next to its good dataset."""
-    root = tmp_path_factory.mktemp("good_run")
-    dataset = synthetic_dataset(root / "data.npz")
-    train(load_train_config("Bimanual-Chunk", TINY), dataset, root / "run")
-    return dataset, root / "run"
-
-
-def file_hashes(*paths: Path) -> dict[str, str]:
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+@pytest.fixture
+def good_run(finished_run, tmp_path):
+    """A copy of the finished tiny run (checkpoints and finals of all phases) and its good dataset."""
+    dataset, run = finished_run
+    return dataset, Path(shutil.copytree(run, tmp_path / "good_run"))
 
 
 def truncated_copy(dataset: Path, into: Path) -> Path:

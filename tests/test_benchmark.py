@@ -7,11 +7,10 @@ the policy's chunk leans to the +0.5 behaviour, the one that earned reward) and 
 """
 
 import json
-import shutil
 
 import pytest
 import torch
-from conftest import OBS_DIM, TINY, assert_same_state, synthetic_dataset
+from conftest import ACTION_DIM, HORIZON, OBS_DIM, TINY, assert_same_state, synthetic_dataset
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES
@@ -20,6 +19,7 @@ from lawr_ext.eval.metrics import summarize
 from lawr_ext.eval.rollout import Episode
 from lawr_ext.runners import benchmark, checkpoint_path, load_policy, read_checkpoint, train, trainer
 from lawr_ext.runners.trainer import check_metrics
+from lawr_ext.tasks import get_task
 
 TASKS = ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"]
 #: Trained baselines take Phase 1's budget (baselines.match_lawr): 8 steps each, as every TINY phase.
@@ -38,7 +38,7 @@ class ToyEvaluation:
         self.calls.append(policy.name)
         torch.manual_seed(cfg.seed)
         with torch.no_grad():
-            mean_action = policy(torch.randn(EPISODES, OBS_DIM)).mean(dim=(1, 2))
+            mean_action = policy(torch.randn(EPISODES, get_task(cfg.task).obs_dim)).mean(dim=(1, 2))
         assert torch.isfinite(mean_action).all()
         episodes = [Episode(env_id=i, success=bool(a > 0), ret=float(a), length=10) for i, a in enumerate(mean_action)]
         return {"summary": summarize(episodes)}
@@ -48,8 +48,8 @@ class ToyEvaluation:
 def dataset_dir(tmp_path):
     folder = tmp_path / "datasets"
     folder.mkdir()
-    synthetic_dataset(folder / f"{TASKS[0]}.npz")
-    shutil.copy(folder / f"{TASKS[0]}.npz", folder / f"{TASKS[1]}.npz")
+    for task in TASKS:  # each with its task's observation size
+        synthetic_dataset(folder / f"{task}.npz", obs_dim=get_task(task).obs_dim)
     return folder
 
 
@@ -99,7 +99,7 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
         policy = load_policy(straight, name)
         chunk = policy(obs)
         assert isinstance(policy, ChunkPolicy) and not policy.training
-        assert chunk.shape == (5, 4, 3) and torch.isfinite(chunk).all(), name
+        assert chunk.shape == (5, HORIZON, ACTION_DIM) and torch.isfinite(chunk).all(), name
 
     # Interrupt every trained baseline after its first checkpoint (step 4 of 8), then rerun: the resumed
     # weights and optimizer states must equal those of the uninterrupted run.

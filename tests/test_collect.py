@@ -14,6 +14,7 @@ from conftest import META, STEP, LineEnv, LineExpert, collect_line, read_demos
 from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.hdf5 import list_shards
+from lawr_ext.utils.lock import LOCK_NAME
 
 def test_episodes_are_recorded_whole_across_auto_resets(tmp_path):
     collect_line(tmp_path / "d", num_envs=4, num_episodes=10)
@@ -86,7 +87,7 @@ def test_kill_9_mid_collection_then_rerun_gives_the_uninterrupted_dataset(tmp_pa
     collect_line(tmp_path / "killed", num_episodes=12)
     collect_line(tmp_path / "ref", num_episodes=12)
     assert read_demos(tmp_path / "killed") == read_demos(tmp_path / "ref")
-    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]  # temp files cleaned
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".") and p.name != LOCK_NAME]  # temp files cleaned
 
 
 def list_shards_if_any(directory):

@@ -4,6 +4,9 @@ The insertion task is used because its scene holds every object kind: a procedur
 USD body (socket).
 """
 
+import contextlib
+import io
+
 import lawr_ext  # noqa: F401  (sets the Warp kernel cache before warp loads)
 import pytest
 import torch
@@ -18,11 +21,20 @@ ARM_LIMIT_SLACK = 0.05  # [rad] how far violent actions may push an arm joint pa
 FINGER_LIMIT_SLACK = 0.015  # [m] ... and a finger
 
 
+STARTUP_OUTPUT = io.StringIO()  # what creating the env printed
+
+
 @pytest.fixture(scope="module")
 def env():
-    env = make_env("Bimanual-Chunk-Insertion", NUM_ENVS, seed=0)
+    with contextlib.redirect_stdout(STARTUP_OUTPUT):
+        env = make_env("Bimanual-Chunk-Insertion", NUM_ENVS, seed=0)
     yield env
     env.close()
+
+
+def test_creating_the_env_prints_no_isaac_lab_info_pages(env):
+    """Isaac Lab's [INFO] lines (scene, simulation start, render interval) show with --verbose only (issue #9)."""
+    assert "[INFO]" not in STARTUP_OUTPUT.getvalue(), STARTUP_OUTPUT.getvalue()[:2000]
 
 
 def _hold_home(env, grip: float = 1.0) -> torch.Tensor:

@@ -6,47 +6,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import EXPORT_DIMS, small_lawr_policy
 
-from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import build_flow_decoder
-from lawr_ext.algorithms.planner import LAWRPolicy, LatentAWR
-from lawr_ext.configs.critic import CriticConfig
-from lawr_ext.configs.flow import FlowConfig
-from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.export import METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript
-from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.export import METADATA_KEY, build_metadata, load_onnx, load_torchscript
 from lawr_ext.utils.io import FORMAT_VERSION
 
-OBS_DIM, H, A = 23, 10, 14
-# "Dataset" observations: per-dimension offsets and scales far from N(0, 1), as joint angles / positions are.
-DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)
+OBS_DIM, H, A = EXPORT_DIMS
+DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)  # the observations small_lawr_policy's normalizer was fitted on
 DATA_STD = torch.logspace(-2, 1, OBS_DIM)
 
 
-def small_lawr_policy() -> LAWRPolicy:
-    """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow."""
-    normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
-    decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), OBS_DIM, H, A)
-    critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), OBS_DIM, H, A, normalizer)
-    learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1), OBS_DIM, H, A, decoder.requires_grad_(False),
-                        critic.requires_grad_(False).advantage, normalizer)
-    return learner.policy().eval()
-
-
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    policy = small_lawr_policy()
-    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros: give every weight a random value
-        for p in policy.parameters():
-            p.copy_(0.1 * torch.randn_like(p))  # chunks of order 1, like actions in [-1, 1]
-    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0,
-                              joint_names=[f"joint_{i}" for i in range(A)], action_scale=[0.5] * A,
-                              action_offset=[0.1 * i for i in range(A)], config_hash="0123456789abcdef")
-    out = tmp_path_factory.mktemp("export")
-    paths = {"onnx": export_onnx(policy, out / "policy.onnx", metadata),
-             "torchscript": export_torchscript(policy, out / "policy.pt", metadata)}
-    return policy, metadata, paths
+def exported(exported_policy):
+    return exported_policy
 
 
 def _run(fmt, path, obs):
@@ -100,11 +72,18 @@ def test_other_format_version_is_rejected_with_a_clear_message(exported, tmp_pat
         load_torchscript(tmp_path / "old.pt")
 
 
-def test_metadata_must_describe_every_action_dimension():
+def test_metadata_must_describe_every_action_dimension(exported):
+    _, metadata, _ = exported
+    spec = {k: metadata[k] for k in ("joint_names", "action_scale", "action_offset", "joint_lower", "joint_upper",
+                                      "max_target_speed")}
     with pytest.raises(ValueError, match="joint_names has 13 entries"):
-        build_metadata(small_lawr_policy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0,
-                       joint_names=["j"] * (A - 1), action_scale=[1.0] * A, action_offset=[0.0] * A,
-                       config_hash="x")
+        build_metadata(small_lawr_policy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="x",
+                       **spec | {"joint_names": spec["joint_names"][:-1]})
+    with pytest.raises(ValueError, match="come all together"):
+        build_metadata(small_lawr_policy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="x",
+                       joint_names=spec["joint_names"], action_scale=spec["action_scale"])
+    shapes_only = build_metadata(small_lawr_policy(), task="t", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="x")
+    assert "joint_names" not in shapes_only  # a task without an action spec exports shapes only
 
 
 def test_onnx_session_output_is_float32_chunk(exported):
@@ -117,7 +96,7 @@ def test_onnx_session_output_is_float32_chunk(exported):
 def test_action_spec_reproduces_the_env_action_mapping():
     from types import SimpleNamespace
 
-    from lawr_ext.tasks import get_task
+    from lawr_ext.tasks import get_task, load_env_cfg
     from lawr_ext.tasks.bimanual.env import BimanualChunkEnv
     from lawr_ext.tasks.bimanual.robot import ALL_JOINT_NAMES, SPEC, arm_limits
 
@@ -134,11 +113,17 @@ def test_action_spec_reproduces_the_env_action_mapping():
     for i, name in enumerate(spec["joint_names"]):
         for joint in spec["gripper_joints"].get(name, [name]):
             assert torch.allclose(env.joint_targets[:, ALL_JOINT_NAMES.index(joint)], targets[:, i], atol=1e-6), name
+    # the limits a deployment clamps to are the env's action range, and its rate limit the env's servo speeds
+    assert torch.allclose(torch.tensor(spec["joint_lower"]), torch.tensor(spec["action_offset"]) - torch.tensor(spec["action_scale"]))
+    assert torch.allclose(torch.tensor(spec["joint_upper"]), torch.tensor(spec["action_offset"]) + torch.tensor(spec["action_scale"]))
+    cfg = load_env_cfg("Bimanual-Chunk")
+    assert spec["max_target_speed"] == ([cfg.arm_target_speed] * 6 + [cfg.finger_target_speed]) * 2
 
 
 @pytest.mark.parametrize("task", ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"])
-def test_registered_control_rate_is_the_env_cfg_rate(task):
+def test_registered_rate_and_dims_are_the_env_cfgs(task):
     from lawr_ext.tasks import get_task, load_env_cfg
 
-    cfg = load_env_cfg(task)
-    assert get_task(task).control_hz == pytest.approx(1.0 / (cfg.sim.dt * cfg.decimation))
+    cfg, spec = load_env_cfg(task), get_task(task)
+    assert spec.control_hz == pytest.approx(1.0 / (cfg.sim.dt * cfg.decimation))
+    assert (spec.obs_dim, spec.action_dim) == (cfg.observation_space, cfg.action_space)

@@ -3,13 +3,13 @@ through the device tool's file limits, loads here although it was saved on CUDA,
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import without_simulator
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.runners import load_policy, read_checkpoint
@@ -23,12 +23,14 @@ PHASES = ("flow", "critic", "planner")
 
 @pytest.fixture(scope="module")
 def check(tmp_path_factory):
-    """One tiny-mode check: (results folder, gpu_check.json, the run it trained)."""
+    """One tiny-mode check: (results folder, gpu_check.json, the run it trained), on a host without the simulator
+    (as the GPU host is: no Isaac Lab, Warp, Newton or gymnasium)."""
     out, work = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("work")
+    env = without_simulator(tmp_path_factory.mktemp("site")) | {"PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(REPO_ROOT / "bench" / "gpu_check.sh"), str(out), "--device", "cpu",
-                           "--work_dir", str(work)], env=os.environ | {"PYTHON": sys.executable},
-                          capture_output=True, text=True, timeout=600)
+                           "--work_dir", str(work)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "BLOCKED_LOADED []" in proc.stdout, proc.stdout[-2000:]
     return out, json.loads((out / "gpu_check.json").read_text()), work / "run"
 
 
@@ -99,7 +101,7 @@ def test_returned_run_is_the_trained_run_and_loads_on_the_cpu(check, returned_ru
     for phase in PHASES:  # the planner's frozen-flow copy, dropped for the trip, is back bit for bit
         original = torch.load(trained / phase / "final.pt", weights_only=True)["model"]
         returned = read_checkpoint(returned_run / phase / "final.pt", phase)["model"]
-        assert original.keys() == returned.keys(), phase
+        assert list(original) == list(returned), phase
         assert all(torch.equal(original[k], returned[k]) for k in original), phase
     obs = torch.randn(3, latency.BIMANUAL_DIMS[0])
     for kind in ("lawr", "flow_bc"):

@@ -19,6 +19,7 @@ from conftest import TINY, assert_same_state, synthetic_dataset
 
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.runners import checkpoint_path, final_path, read_checkpoint, train
+from lawr_ext.utils.lock import LOCK_NAME
 
 #: 12 steps per phase, a checkpoint every 4: kills can land after the 1st or 2nd checkpoint of a phase.
 SCHEDULE = TINY + ["flow.num_steps=12", "critic.num_steps=12", "planner.num_steps=12", "checkpoint_interval=4"]
@@ -48,7 +49,7 @@ def _assert_only_whole_checkpoints(run: Path) -> None:
     for path in run.rglob("*.pt"):
         read_checkpoint(path)  # raises on a truncated / half-written file
     leftovers = [p.name for p in run.rglob("*") if p.is_file() and p.suffix not in (".pt", ".json", ".md", ".npz")
-                 and "tfevents" not in p.name]
+                 and "tfevents" not in p.name and p.name != LOCK_NAME]
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ADVANTAGE_FORMS = ("q_minus_v", "one_step")
@@ -34,6 +35,9 @@ class CriticConfig:
     advantage: str = "q_minus_v"    # "q_minus_v": min-Q(s,a) - V(s);  "one_step": r + gamma^k V(s') - V(s)
 
     def __post_init__(self) -> None:
+        for name in ("v_min", "v_max"):  # the support's ends: its bins are spaced (v_max - v_min) / num_bins
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"CriticConfig.{name} must be a finite number, got {getattr(self, name)}")
         if not self.v_max > self.v_min:
             raise ValueError(f"CriticConfig: v_max ({self.v_max}) must be greater than v_min ({self.v_min})")
         for name in ("num_bins", "hidden_dim", "num_layers", "batch_size", "num_steps"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lawr_ext.configs.checks import check_device
+
 
 @dataclass
 class EvalConfig:
@@ -19,6 +21,7 @@ class EvalConfig:
     progress: bool = True            # show a progress bar over finished episodes
 
     def __post_init__(self) -> None:
+        check_device(self.device, "EvalConfig.device")
         # exec_horizon <= H is checked by the rollout, which knows the policy's H
         for name in ("num_envs", "num_episodes", "exec_horizon"):
             if getattr(self, name) < 1:

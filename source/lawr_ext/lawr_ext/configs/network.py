@@ -24,13 +24,13 @@ class ChunkNetConfig:
         name = type(self).__name__  # subclasses (FlowConfig) report their own name
         if self.arch not in CHUNK_NET_ARCHS:
             raise ValueError(f"{name}.arch: expected one of {CHUNK_NET_ARCHS}, got {self.arch!r}")
+        for field_name in ("width", "depth", "num_heads", "mlp_ratio", "time_embed_dim"):  # before any division
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"{name}.{field_name}: must be >= 1, got {getattr(self, field_name)}")
         if self.arch == "transformer" and self.width % self.num_heads != 0:
             raise ValueError(f"{name}.num_heads: {self.num_heads} does not divide width {self.width}")
         if self.time_embed_dim % 2 != 0:
             raise ValueError(f"{name}.time_embed_dim: must be even (cos/sin pairs), got {self.time_embed_dim}")
-        for field_name in ("width", "depth", "num_heads", "mlp_ratio"):
-            if getattr(self, field_name) < 1:
-                raise ValueError(f"{name}.{field_name}: must be >= 1, got {getattr(self, field_name)}")
 
     @classmethod
     def of(cls, cfg: ChunkNetConfig) -> ChunkNetConfig:

@@ -41,7 +41,7 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.latent: expected one of {PLANNER_LATENTS}, got {self.latent!r}")
         if not self.q_weight >= 0:  # also refuses NaN
             raise ValueError(f"PlannerConfig.q_weight must be >= 0, got {self.q_weight}")
-        if self.typical_set_margin < 0:
+        if not self.typical_set_margin >= 0:  # also refuses NaN
             raise ValueError(f"PlannerConfig.typical_set_margin must be >= 0, got {self.typical_set_margin}")
         for name in ("learning_rate", "max_grad_norm"):
             if not getattr(self, name) > 0:

@@ -18,10 +18,11 @@ from typing import Sequence
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lawr_ext.configs.baselines import BaselinesConfig
+from lawr_ext.configs.checks import check_device, check_finite
 from lawr_ext.configs.critic import CriticConfig, GuardConfig
 from lawr_ext.configs.data import DataConfig
 from lawr_ext.configs.eval import EvalConfig
@@ -54,6 +55,8 @@ class TrainConfig:
     progress: bool = True            # tqdm progress bar per stage
 
     def __post_init__(self) -> None:
+        check_finite(self, "TrainConfig")
+        check_device(self.device, "TrainConfig.device")
         if self.seed < 0:
             raise ValueError(f"TrainConfig.seed: must be >= 0, got {self.seed}")
         for name in ("log_interval", "checkpoint_interval"):
@@ -82,6 +85,9 @@ def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str 
     try:
         with initialize_config_dir(config_dir=str(preset_dir), version_base=None):
             composed = compose(config_name=preset.stem, overrides=list(overrides))
+        unknown = _keys_outside_schema(composed, OmegaConf.structured(TrainConfig))
+        if unknown:  # added with "+key=value": hydra appends it, and building the dataclass drops it unread
+            raise ValueError(f"{unknown[0]}: not a setting of TrainConfig (a typo?); '+' cannot add settings")
         cfg = OmegaConf.to_object(composed)
     except (HydraException, OmegaConfBaseException) as err:
         raise ValueError(f"config {preset.name} {list(overrides)}: {_one_line(err)}") from err
@@ -96,6 +102,16 @@ def train_config_from_dict(data: dict) -> TrainConfig:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data))
     except OmegaConfBaseException as err:
         raise ValueError(f"saved TrainConfig does not match this version of lawr: {_one_line(err)}") from err
+
+
+def _keys_outside_schema(node: DictConfig, schema: DictConfig, prefix: str = "") -> list[str]:
+    unknown = []
+    for key in node.keys():
+        if key not in schema:
+            unknown.append(f"{prefix}{key}")
+        elif isinstance(schema[key], DictConfig) and isinstance(node[key], DictConfig):
+            unknown += _keys_outside_schema(node[key], schema[key], f"{prefix}{key}.")
+    return unknown
 
 
 def _one_line(err: BaseException) -> str:

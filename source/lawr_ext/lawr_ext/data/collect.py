@@ -24,6 +24,7 @@ processes. Commands: ``scripts/collect.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm import tqdm
 
 from lawr_ext.data.hdf5 import list_shards, read_shard_info, shard_path
 from lawr_ext.data.hdf5_writer import EpisodeRecord, write_episodes
+from lawr_ext.utils.cli import progress
+from lawr_ext.utils.io import remove_stale_temp_files
+from lawr_ext.utils.lock import directory_lock
 from lawr_ext.utils.seeding import derive_seed
 
 
@@ -72,7 +75,7 @@ class CollectConfig:
     seed: int = 0  # seeds every round's env reset and label draw
     quality_mix: tuple[float, ...] = (0.5, 0.3, 0.2)  # probability of each quality id (clean, noisy, failing)
     strategy_mix: tuple[float, ...] | None = None  # probability of each strategy id; None = uniform
-    progress: bool = True  # tqdm progress bar on stderr
+    progress: bool = True  # progress on stderr: a bar on a terminal, a line every 30 s in a log
 
     def __post_init__(self) -> None:
         if self.num_episodes < 1:
@@ -111,19 +114,21 @@ def collect(env: VecEnv, expert: Expert, out_dir: str | os.PathLike, cfg: Collec
                 "strategy_mix": list(strategy_mix)}
     meta = json.loads(json.dumps({**meta, "collection": settings}))  # as it reads back from disk
 
-    _check_settings(out_dir, meta)
-    my_rounds = range(rank, math.ceil(cfg.num_episodes / num_envs), world_size)
-    round_size = {r: min(num_envs, cfg.num_episodes - r * num_envs) for r in my_rounds}
-    todo = [r for r in my_rounds if not _round_on_disk(out_dir, r, round_size[r])]
-    total = sum(round_size.values())
-    progress = tqdm(total=total, initial=total - sum(round_size[r] for r in todo), unit="episode",
-                    desc=f"collect {out_dir.name}" + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""),
-                    disable=not cfg.progress, dynamic_ncols=True)
-    for r in todo:
-        records = _run_round(env, expert, round_seed(cfg.seed, r), round_size[r], cfg.quality_mix, strategy_mix,
-                             progress)
-        write_episodes(shard_path(out_dir, r), records, first_id=r * num_envs, meta=meta)
-    progress.close()
+    # One collection per directory: a second one is refused (the ranks of one torchrun run share it: the
+    # script's rank 0 holds the lock for them, scripts/collect.py)
+    with directory_lock(out_dir, "collection") if world_size == 1 else contextlib.nullcontext():
+        _check_settings(out_dir, meta)
+        my_rounds = range(rank, math.ceil(cfg.num_episodes / num_envs), world_size)
+        round_size = {r: min(num_envs, cfg.num_episodes - r * num_envs) for r in my_rounds}
+        todo = [r for r in my_rounds if not _round_on_disk(out_dir, r, round_size[r])]
+        total = sum(round_size.values())
+        bar = progress(total, f"collect {out_dir.name}" + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""),
+                       "episode", initial=total - sum(round_size[r] for r in todo), enabled=cfg.progress)
+        for r in todo:
+            records = _run_round(env, expert, round_seed(cfg.seed, r), round_size[r], cfg.quality_mix, strategy_mix,
+                                 bar)
+            write_episodes(shard_path(out_dir, r), records, first_id=r * num_envs, meta=meta)
+        bar.close()
     return out_dir
 
 
@@ -141,15 +146,14 @@ def _check_settings(out_dir: Path, meta: dict) -> None:
 
 def _round_on_disk(out_dir: Path, round_index: int, size: int) -> bool:
     """Whether round ``round_index`` is complete on disk. A shorter shard (the last round of a smaller run,
-    same seeds) is redone whole. Only this round's temporary files of a killed write are removed: other
-    ranks may be writing theirs right now."""
+    same seeds) is redone whole. Only this round's temporary files of a killed write are removed, and only
+    those of processes that are gone: other ranks may be writing theirs right now."""
     path = shard_path(out_dir, round_index)
-    for stale in out_dir.glob(f".{path.name}.*"):
-        stale.unlink()
+    remove_stale_temp_files(path)
     return path.is_file() and read_shard_info(path)[1] >= size
 
 
-def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> list[EpisodeRecord]:
+def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, bar) -> list[EpisodeRecord]:
     """Step all envs until the first ``keep`` envs have each finished one episode; return those episodes."""
     num_envs, device = env.num_envs, torch.device(getattr(env, "device", "cpu"))
     labels = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same labels on every device
@@ -180,7 +184,7 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, progress) -> 
             expert.reset(ids, strategy[ids], quality[ids])
         newly = finished.cpu() & (last_step < 0)
         last_step[newly] = t
-        progress.update(int(newly[:keep].sum()))
+        bar.update(int(newly[:keep].sum()))
         t += 1
 
     stacked = {name: torch.stack(values, dim=1) for name, values in steps.items()}  # [N, T_round, ...]

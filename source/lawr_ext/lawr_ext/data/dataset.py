@@ -23,8 +23,9 @@ in ``__init__``; a batch only gathers rows by index.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,8 +38,11 @@ from lawr_ext.data.plain import read_plain
 from lawr_ext.modules.normalizer import ActionNormalizer
 
 
-def load_episodes(path: str | os.PathLike) -> Episodes:
-    """Read any supported dataset: a shard directory, an Isaac Lab HDF5 file, or the plain format (.npz/.hdf5)."""
+def load_episodes(path: str | os.PathLike, expect: Callable[[Episodes], None] | None = None) -> Episodes:
+    """Read any supported dataset: a shard directory, an Isaac Lab HDF5 file, or the plain format (.npz/.hdf5).
+
+    ``expect(episodes)`` runs before the general validation: what the caller knows the data must be (its task,
+    its dims) is then what a dataset that is not is told first."""
     path = Path(path)
     if path.is_dir():
         episodes = read_hdf5(path)
@@ -52,6 +56,8 @@ def load_episodes(path: str | os.PathLike) -> Episodes:
         raise DatasetError(path, "file not found")
     else:
         raise DatasetError(path, "unknown dataset format (expected a shard directory, .hdf5/.h5 or .npz)")
+    if expect is not None and episodes.obs.ndim == 2 and episodes.actions.ndim == 2:  # else validate names the shape
+        expect(episodes)
     episodes.validate(path)
     return episodes
 
@@ -85,12 +91,11 @@ class ChunkDataset:
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"discount gamma must be in (0, 1], got {gamma}")
         episodes.validate(source)
-        for name, expected, actual in (
-            ("action", action_dim, episodes.actions.shape[1]),
-            ("observation", obs_dim, episodes.obs.shape[1]),
-        ):
-            if expected is not None and expected != actual:
-                raise DatasetError(source, f"{name} dim is {actual} but the config expects {expected}")
+        episodes.check_dims(source, obs_dim, action_dim, "the config")
+        longest = int(episodes.lengths.max())
+        if horizon > longest:  # every chunk would be padding past H = longest; the batches' size grows with H
+            raise DatasetError(source, f"chunk horizon H={horizon} is longer than the longest episode "
+                                       f"({longest} steps); choose data.horizon <= {longest}")
         recorded_horizon = episodes.meta.get("chunk_horizon")
         if recorded_horizon is not None and recorded_horizon != horizon:
             raise DatasetError(source, f"collected for chunk horizon {recorded_horizon} "
@@ -138,6 +143,11 @@ class ChunkDataset:
         self._success = ep.success.float().to(self.device)
         self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
         self._offsets = torch.arange(self.horizon, device=self.device)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The dataset's content hash (``Episodes.fingerprint``), computed once: every checkpoint records it."""
+        return self.episodes.fingerprint()
 
     @property
     def num_chunks(self) -> int:

@@ -72,8 +72,7 @@ def read_plain(path: str | os.PathLike) -> Episodes:
         strategy=labels["strategy"],
         quality=labels["quality"],
     )
-    episodes.validate(path)
-    return episodes
+    return episodes  # validated by data.dataset.load_episodes
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
+from lawr_ext.utils.cli import progress
 
 
 class ChunkScheduler:
@@ -124,7 +124,7 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], d
     obs = env.reset()[0]["policy"]
     episodes: list[Episode] = []
     steps, start = 0, time.perf_counter()
-    with tqdm(total=cfg.num_episodes, desc="episodes", disable=not cfg.progress) as bar:
+    with progress(cfg.num_episodes, "episodes", "episode", enabled=cfg.progress) as bar:
         while len(episodes) < cfg.num_episodes:
             active = finished < quota
             plan_ids = (scheduler.needs_plan() & active).nonzero().squeeze(-1)

@@ -17,40 +17,24 @@ from pathlib import Path
 import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
+from lawr_ext.deploy import JOINT_FIELDS, METADATA_KEY, check_metadata
 from lawr_ext.utils.io import FORMAT_VERSION, atomic_path
 
-METADATA_KEY = "lawr_metadata"            # ONNX metadata_props key; TorchScript extra file "<key>.json"
 INPUT_NAME, OUTPUT_NAME = "obs", "actions"
-REQUIRED_METADATA = ("format_version", "task", "horizon", "action_dim", "obs_dim", "control_rate_hz",
-                     "joint_names", "action_scale", "action_offset", "config_hash")
 
 
-def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate_hz: float,
-                   joint_names: list[str], action_scale: list[float], action_offset: list[float],
-                   config_hash: str, **extra) -> dict:
-    """Everything needed to play a chunk on a robot: joint target = action_offset + action_scale * action."""
-    for name, values in (("joint_names", joint_names), ("action_scale", action_scale),
-                         ("action_offset", action_offset)):
-        if len(values) != policy.action_dim:
-            raise ValueError(f"export metadata: {name} has {len(values)} entries, the policy has "
-                             f"action_dim={policy.action_dim}")
-    return {"format_version": FORMAT_VERSION, "task": task, "policy": policy.name,
-            "horizon": policy.horizon, "action_dim": policy.action_dim, "obs_dim": obs_dim,
-            "control_rate_hz": control_rate_hz, "joint_names": list(joint_names),
-            "action_scale": [float(v) for v in action_scale], "action_offset": [float(v) for v in action_offset],
-            "config_hash": config_hash, "input": INPUT_NAME, "output": OUTPUT_NAME, **extra}
-
-
-def check_metadata(metadata: dict, path: str | Path) -> dict:
-    """Reject files from another format version or without the fields a robot needs (one-line errors)."""
-    version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: exported with format version {version}, this lawr reads version "
-                         f"{FORMAT_VERSION}; re-export the policy with this version of lawr")
-    missing = [k for k in REQUIRED_METADATA if k not in metadata]
-    if missing:
-        raise ValueError(f"{path}: export metadata lacks {missing}")
-    return metadata
+def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate_hz: float, config_hash: str,
+                   **action_spec) -> dict:
+    """Everything needed to play a chunk on a robot (the layout ``lawr_ext/deploy.py`` documents and checks):
+    shapes and rate, and the task's action spec where it registers one (``joint_names``, ``action_scale``,
+    ``action_offset``, ``joint_lower``, ``joint_upper``, ``max_target_speed``, ``gripper_joints``)."""
+    metadata = {"format_version": FORMAT_VERSION, "task": task, "policy": policy.name,
+                "horizon": policy.horizon, "action_dim": policy.action_dim, "obs_dim": obs_dim,
+                "control_rate_hz": control_rate_hz, "config_hash": config_hash,
+                "input": INPUT_NAME, "output": OUTPUT_NAME}
+    for name, value in action_spec.items():
+        metadata[name] = [float(v) for v in value] if name in JOINT_FIELDS[1:] else value
+    return check_metadata(metadata, "export metadata")
 
 
 def _frozen_cpu_copy(policy: ChunkPolicy) -> ChunkPolicy:
@@ -88,24 +72,24 @@ def export_onnx(policy: ChunkPolicy, path: str | Path, metadata: dict, opset: in
 
 
 def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
+    """(module, metadata), the metadata checked against the chunk the module returns for one observation."""
     extra = {f"{METADATA_KEY}.json": ""}
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     if not extra[f"{METADATA_KEY}.json"]:
         raise ValueError(f"{path}: no {METADATA_KEY}.json inside; not a lawr export")
-    return module, check_metadata(json.loads(extra[f"{METADATA_KEY}.json"]), path)
+    metadata = check_metadata(json.loads(extra[f"{METADATA_KEY}.json"]), path)
+    with torch.no_grad():
+        chunk = module(torch.zeros(1, metadata["obs_dim"]))
+    return module, check_metadata(metadata, path, chunk_shape=tuple(chunk.shape[1:]))
 
 
 def load_onnx(path: str | Path, num_threads: int = 0):
-    """(onnxruntime.InferenceSession, metadata); ``num_threads`` 0 lets onnxruntime choose."""
-    import onnxruntime as ort
+    """(onnxruntime.InferenceSession, metadata), checked against the graph as a robot checks it
+    (``lawr_ext.deploy.OnnxChunkPolicy``); ``num_threads`` 0 lets onnxruntime choose."""
+    from lawr_ext.deploy import OnnxChunkPolicy
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = num_threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in props:
-        raise ValueError(f"{path}: no '{METADATA_KEY}' in the ONNX metadata_props; not a lawr export")
-    return session, check_metadata(json.loads(props[METADATA_KEY]), path)
+    player = OnnxChunkPolicy(str(path), exec_horizon=1, num_threads=num_threads)
+    return player.session, player.meta
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ Both are plain dicts of tensors and plain Python values, so they load with ``wei
     stage           which stage (registry name)
     config_hash     hash of registry.hashed_config(cfg, stage): the settings this stage's result depends on
     config          the full TrainConfig as a dict (load_policy rebuilds the networks from it)
-    dims            {"obs_dim", "horizon", "action_dim", "chunks"} of the dataset the networks were built for
+    dims            what the networks were built for and trained on: the dataset's {"obs_dim", "horizon",
+                    "action_dim", "chunks"}, and its identity {"episodes", "data_sha256"} (Episodes.fingerprint)
 
 and then, in ``checkpoint.pt`` (periodic and at the end of training)::
 
@@ -23,8 +24,10 @@ or, in ``final.pt`` (once the stage is complete)::
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -33,6 +36,9 @@ from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.registry import describe, hashed_config
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, config_hash
+
+if TYPE_CHECKING:
+    from lawr_ext.data.dataset import ChunkDataset
 
 
 class CheckpointError(ValueError):
@@ -88,10 +94,18 @@ def read_checkpoint(path: str | Path, stage: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is not read at all
+        raise CheckpointError(path, "not a readable lawr checkpoint: not the zip archive torch.save writes "
+                                    "(truncated, corrupt or another kind of file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a torch file, or objects weights_only refuses
-        raise CheckpointError(path, f"not a readable lawr checkpoint ({type(err).__name__}: {err})") from err
+    except Exception as err:  # truncated, or objects safe loading refuses
+        text = " ".join(str(err).split())
+        if "weights only" in text.lower():  # torch's advice (weights_only=False) is never ours: lawr never loads unsafely
+            problem = "holds Python objects that safe loading refuses (lawr checkpoints are plain tensors and values)"
+        else:
+            problem = f"truncated or corrupt ({type(err).__name__}: {text[:200]})"
+        raise CheckpointError(path, f"not a readable lawr checkpoint: {problem}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(path, "not a lawr checkpoint (no format_version)")
     if ckpt["format_version"] != FORMAT_VERSION:
@@ -101,15 +115,36 @@ def read_checkpoint(path: str | Path, stage: str | None = None) -> dict:
     return ckpt
 
 
-def check_compatible(path: str | Path, ckpt: dict, cfg: TrainConfig, dims: dict) -> None:
-    """A checkpoint may only continue (or feed) a run with the same stage settings and dataset shapes."""
+SHAPES = ("obs_dim", "horizon", "action_dim")
+
+
+def check_compatible(path: str | Path, ckpt: dict, cfg: TrainConfig, dims: dict,
+                     dataset: ChunkDataset | None = None) -> None:
+    """A checkpoint may only continue (or feed) a run with the same stage settings, dataset shapes and dataset
+    (content hash); with ``dataset`` given, a dataset that grew since is told apart from another one."""
     expected = config_hash(hashed_config(cfg, ckpt["stage"]))
     if ckpt["config_hash"] != expected:
         raise CheckpointError(path, f"config hash {ckpt['config_hash']} != {expected} of the current config: the "
                                     f"{ckpt['stage']!r} settings (or those of a stage it is built from) changed; "
                                     "use a new run_dir")
-    if ckpt["dims"] != dict(dims):
-        raise CheckpointError(path, f"was trained on data with {ckpt['dims']}, the current dataset has {dict(dims)}")
+    recorded = ckpt["dims"]
+    if any(recorded.get(k) != dims[k] for k in SHAPES):
+        raise CheckpointError(path, f"was trained on data with {', '.join(f'{k}={recorded.get(k)}' for k in SHAPES)}, "
+                                    f"the current dataset has {', '.join(f'{k}={dims[k]}' for k in SHAPES)}")
+    if recorded.get("data_sha256") != dims["data_sha256"]:
+        raise CheckpointError(path, _other_data(recorded, dims, dataset))
+
+
+def _other_data(recorded: dict, dims: dict, dataset: ChunkDataset | None) -> str:
+    before, now = recorded.get("episodes"), dims["episodes"]
+    source = f" {dataset.source}" if dataset is not None else ""
+    if (dataset is not None and isinstance(before, int) and before < now
+            and dataset.episodes.fingerprint(before) == recorded["data_sha256"]):
+        return (f"was trained on the first {before} episodes of the dataset{source}, which now has {now}: appending "
+                "episodes makes a new dataset; train on it in a new run_dir")
+    return (f"was trained on another dataset (sha256 {str(recorded.get('data_sha256'))[:12]}, {before} episodes) than "
+            f"the current one{source} (sha256 {dims['data_sha256'][:12]}, {now} episodes); a run trains on one "
+            "dataset: use a new run_dir")
 
 
 def load_into(path: str | Path, load, what: str) -> None:

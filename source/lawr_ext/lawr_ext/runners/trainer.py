@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from lawr_ext.algorithms import registry
 from lawr_ext.algorithms.base import Learner
@@ -22,11 +21,12 @@ from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
                                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from lawr_ext.runners.distributed import average_gradients, sample_shard
+from lawr_ext.utils.cli import OneLineError, progress
 from lawr_ext.utils.distributed import RANK_SEED_STRIDE, World
 from lawr_ext.utils.seeding import derive_seed
 
 
-class TrainingError(RuntimeError):
+class TrainingError(OneLineError):
     """Training had to stop (NaN/inf, a diverging critic, a failing update): names the stage and the step."""
 
     def __init__(self, stage: str, step: int, problem: str, last_checkpoint: int | None):
@@ -42,9 +42,11 @@ def stage_seed(cfg: TrainConfig, stage: str) -> int:
 
 
 def dataset_dims(dataset: ChunkDataset) -> dict:
-    """What a checkpoint must agree with about the dataset: network shapes, and its size as a cheap identity."""
+    """What a checkpoint must agree with about the dataset: network shapes, and which dataset it is (its size and
+    content hash, so that a resume on other data is refused)."""
     return {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim,
-            "chunks": dataset.num_chunks}
+            "chunks": dataset.num_chunks, "episodes": dataset.episodes.num_episodes,
+            "data_sha256": dataset.fingerprint}
 
 
 def weight_norm(learner: Learner) -> float:
@@ -70,12 +72,9 @@ def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDa
     """
     dims = dataset_dims(dataset)
     path = checkpoint_path(run_dir, stage)
-    if world.is_writer:
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its atomic rename; never read
-            stale.unlink()
     if path.exists():
         ckpt = read_checkpoint(path, stage)
-        check_compatible(path, ckpt, cfg, dims)
+        check_compatible(path, ckpt, cfg, dims, dataset)
         if not isinstance(ckpt["rng"], list):
             raise CheckpointError(path, "has no per-rank RNG states (written by an older lawr); use a new run_dir")
         if len(ckpt["rng"]) != world.size:
@@ -93,8 +92,7 @@ def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDa
 
     # purge_step: after a resume, TensorBoard drops the events the killed run logged past the checkpoint
     writer = SummaryWriter(Path(run_dir) / "tensorboard" / stage, purge_step=start) if world.is_writer else None
-    bar = tqdm(total=num_steps, initial=start, desc=stage, disable=not (cfg.progress and world.is_writer),
-               dynamic_ncols=True)
+    bar = progress(num_steps, stage, "step", initial=start, enabled=cfg.progress and world.is_writer)
     metrics: dict[str, float] = {}
     started = time.perf_counter()
     try:

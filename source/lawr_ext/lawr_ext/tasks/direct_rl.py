@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import sys
 
 from lawr_ext.tasks.registry import TaskSpec
+from lawr_ext.utils.cli import verbose
 
 
 def make_env(spec: TaskSpec, num_envs: int, device: str = "cpu", seed: int = 0, **cfg_overrides):
@@ -28,11 +31,16 @@ def make_env(spec: TaskSpec, num_envs: int, device: str = "cpu", seed: int = 0, 
             raise ValueError(f"make_env: {type(target).__name__} has no field {leaf!r} (override {key!r})")
         setattr(target, leaf, value)
     launcher = contextlib.ExitStack()
-    launcher.enter_context(launch_simulation(cfg, {"device": device, "visualizer": "none"}))
+    # Isaac Lab prints pages of [INFO] lines while it builds the scene and starts the simulation; they are shown
+    # with the scripts' --verbose (utils/cli.py), and printed after all if the env cannot be made.
+    startup = io.StringIO()
     try:
-        env = spec.load("env")(cfg)
+        with contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(startup):
+            launcher.enter_context(launch_simulation(cfg, {"device": device, "visualizer": "none"}))
+            env = spec.load("env")(cfg)
     except BaseException:
         launcher.close()
+        sys.stderr.write(startup.getvalue())
         raise
     env.launcher = launcher
     return env

@@ -20,10 +20,15 @@ class TaskSpec:
     make_env: str                    # "module:function" (spec, num_envs, device, seed, **env_overrides) -> vec env
     preset: str                      # its training preset tasks/<preset>.yaml: the TrainConfig values of this task
     control_hz: float                # env steps per second: the rate an exported chunk is played at
+    # what its datasets must have, checked before training (data/FORMAT.md); None: not declared, not checked
+    obs_dim: int | None = None
+    action_dim: int | None = None
     env: str | None = None           # Isaac Lab tasks: the DirectRLEnv class ("module:Class")
     env_cfg: str | None = None       # Isaac Lab tasks: its env cfg class ("module:Class")
     experts: str | None = None       # "module:function" (task id, env) -> batched scripted expert; None: no collection
-    action_spec: str | None = None   # "module:function" () -> joint names and action scaling for export; None: none
+    # "module:function" () -> joint names, action scaling, joint limits and target speeds for export (export/
+    # metadata.py); None: none, the export carries shapes only and deployment clamps actions to [-1, 1]
+    action_spec: str | None = None
     # "module:function" (env actions [..., A]) -> end-effector positions [..., k, 3] in metres, for diagnostics
     end_effectors: str | None = None
 

@@ -51,3 +51,16 @@ def rank_device(device: str, world: World) -> str:
     if world.size > 1 and device.startswith("cuda"):
         return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     return device
+
+
+def require_device(device: str) -> None:
+    """Refuse, in one line, a device this host does not have (before anything is written, not at the first step)."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r}: not a device (expected cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: this host has no CUDA device (torch {torch.__version__})")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this host has {torch.cuda.device_count()} CUDA device(s)")

@@ -3,9 +3,11 @@ hashes that say whether two configs or two models are the same."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -15,7 +17,7 @@ from typing import Any, Iterator
 import torch
 
 #: Bumped whenever the layout of checkpoints / exported files changes incompatibly.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def _fsync_dir(path: Path) -> None:
@@ -26,15 +28,73 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_HOST = socket.gethostname().replace(".", "_")  # temp names are split on dots
+
+
+def _temp_prefix(path: Path) -> str:
+    """Every temporary file of ``path`` is ``.<name>.<host>.<pid>.<random>.tmp`` (plus any suffix a writer adds)."""
+    return f".{path.name}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of ``path`` that writes killed before their rename left behind; returns them.
+
+    A temporary file names the host and pid that writes it: only those of processes no longer running on
+    this host go (on a shared filesystem another host's live write is left alone), and files of an older lawr
+    without a host and pid in the name.
+    """
+    path = Path(path)
+    prefix, removed = _temp_prefix(path), []
+    if not path.parent.is_dir():
+        return removed
+    for temp in path.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        host, _, rest = temp.name[len(prefix):].partition(".")
+        pid = rest.partition(".")[0]
+        if host == _HOST and pid.isdigit() and _pid_alive(int(pid)):
+            continue  # a write in flight: of this process, or of another one on this host
+        if host != _HOST and pid.isdigit():
+            continue  # another host's write, maybe in flight
+        temp.unlink(missing_ok=True)
+        removed.append(temp)
+    return removed
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
-    On an exception (or a kill) the old file, if any, is left untouched.
+    On an exception (or a kill) the old file, if any, is left untouched; the temporary files earlier kills left
+    of the same target are removed first. The file gets the permissions of a plain ``open``: 0666 minus the
+    umask (``mkstemp`` alone would make every checkpoint and export 0600, unreadable to a deploy user).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temp_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -1,29 +1,38 @@
 """How a normalized action in [-1, 1]^14 becomes joint targets on the bimanual robot, for the export metadata.
 
-Mirrors ``BimanualChunkEnv._pre_physics_step`` (tests/test_export.py checks the two agree): per arm, left
-then right, 6 joint-position targets mapped linearly onto the joint limits, then one gripper command that
-drives both fingers of that arm. A robot computes ``target = offset + scale * action`` per action entry.
+Mirrors ``BimanualChunkEnv._pre_physics_step`` and ``_apply_action`` (tests/test_export.py checks they agree):
+per arm, left then right, 6 joint-position targets mapped linearly onto the joint limits, then one gripper
+command that drives both fingers of that arm. A robot computes ``target = offset + scale * action`` per action
+entry, keeps it within ``[joint_lower, joint_upper]`` and moves it at most ``max_target_speed`` per second
+(the servos' profile velocity, which the simulated drives follow too).
 """
 
 from __future__ import annotations
 
 import torch
 
-from lawr_ext.tasks.bimanual.robot import SIDES, SPEC, BimanualKinematics, RobotSpec, arm_limits
+from lawr_ext.tasks.bimanual.robot import (ARM_TARGET_SPEED, FINGER_TARGET_SPEED, SIDES, SPEC, BimanualKinematics,
+                                          RobotSpec, arm_limits)
 
 
 def action_spec(spec: RobotSpec = SPEC) -> dict:
-    """{"joint_names", "action_scale", "action_offset", "gripper_joints"} in action order (14 entries each)."""
-    names, scale, offset = [], [], []
+    """{"joint_names", "action_scale", "action_offset", "joint_lower", "joint_upper", "max_target_speed",
+    "gripper_joints"} in action order (14 entries each, but the last)."""
+    names, lower, upper, speed = [], [], [], []
     for side in SIDES:
         for link in spec.links:
             names.append(f"{side}_{link.joint}")
-            scale.append((link.upper - link.lower) / 2)
-            offset.append((link.upper + link.lower) / 2)
+            lower.append(link.lower)
+            upper.append(link.upper)
+            speed.append(ARM_TARGET_SPEED)
         names.append(f"{side}_gripper")
-        scale.append((spec.finger_upper - spec.finger_lower) / 2)
-        offset.append((spec.finger_upper + spec.finger_lower) / 2)
-    return {"joint_names": names, "action_scale": scale, "action_offset": offset,
+        lower.append(spec.finger_lower)
+        upper.append(spec.finger_upper)
+        speed.append(FINGER_TARGET_SPEED)
+    return {"joint_names": names,
+            "action_scale": [(high - low) / 2 for low, high in zip(lower, upper)],
+            "action_offset": [(high + low) / 2 for low, high in zip(lower, upper)],
+            "joint_lower": lower, "joint_upper": upper, "max_target_speed": speed,
             "gripper_joints": {f"{side}_gripper": [f"{side}_finger_a", f"{side}_finger_b"] for side in SIDES}}
 
 

@@ -38,7 +38,8 @@ from isaaclab.sim import SimulationCfg
 from isaaclab.utils import configclass
 from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
 
-from .robot import ALL_JOINT_NAMES, SPEC, SocketSpec, write_robot_usd, write_socket_usd
+from .robot import (ALL_JOINT_NAMES, ARM_TARGET_SPEED, FINGER_TARGET_SPEED, SPEC, SocketSpec, write_robot_usd,
+                    write_socket_usd)
 
 #: Home pose of each arm: grasp point 0.25 m in front of its base, 0.15 m above the table, pointing down.
 HOME_ARM_POSE = {"waist": 0.0, "shoulder": -0.29, "elbow": 0.67, "forearm_roll": 0.0, "wrist_angle": 1.19,
@@ -167,9 +168,9 @@ class BimanualChunkEnvCfg(DirectRLEnvCfg):
     state_space = 0
     seed: int | None = 0
     # servo profile velocity: the drives' position targets move towards the commanded ones at most this fast, as
-    # the real arms' servos do (ViperX/ALOHA Dynamixels: ~3-5 rad/s unloaded); inf = jump at once
-    arm_target_speed: float = 4.0  # [rad/s]
-    finger_target_speed: float = 0.25  # [m/s]
+    # the real arms' servos do (robot.py); inf = jump at once
+    arm_target_speed: float = ARM_TARGET_SPEED  # [rad/s]
+    finger_target_speed: float = FINGER_TARGET_SPEED  # [m/s]
     # an object this far below the table top, or this far beyond its edges, has been knocked off the table [m]
     drop_margin: float = 0.05
     max_object_distance: float = 1.5  # an object this far from its env origin has blown up (physics failure) [m]

@@ -74,6 +74,11 @@ class RobotSpec:
 
 
 SPEC = RobotSpec()
+# Servo profile velocity: how fast the drives' position targets may move towards the commanded ones, as the real
+# arms' servos do (ViperX/ALOHA Dynamixels: ~3-5 rad/s unloaded). The env's defaults (env_cfg.py) and the limits
+# an exported policy's deployment enforces (action_spec.py) are these.
+ARM_TARGET_SPEED = 4.0  # [rad/s]
+FINGER_TARGET_SPEED = 0.25  # [m/s]
 
 
 def joint_names(side: str) -> list[str]:

@@ -1,0 +1,28 @@
+"""Checks more than one config needs: finite numbers and device strings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, is_dataclass
+
+import torch
+
+
+def check_finite(cfg: object, where: str) -> None:
+    """Every float setting of ``cfg`` and of the configs inside it is a finite number: a NaN slips through every
+    ``x < 0`` check, and an inf support or margin only fails at the first gradient step, naming no field."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_finite(value, f"{where}.{f.name}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}.{f.name}: must be a finite number, got {value}")
+
+
+def check_device(device: str, where: str) -> None:
+    """A device string torch understands ("cpu", "cuda", "cuda:1"); whether it exists here is checked where it
+    is used (a run trained on a GPU is read back on a CPU host)."""
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{where}: {device!r} is not a device (expected cpu, cuda or cuda:N)") from None

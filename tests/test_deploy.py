@@ -1,0 +1,145 @@
+"""The robot side (lawr_ext/deploy.py): an exported file whose metadata was tampered with is refused, field by
+field, before anything is commanded; every command stays within the exported joint limits and servo speed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from conftest import EXPORT_ACTION_SPEC, EXPORT_DIMS, assert_refused, run_script
+
+from lawr_ext.deploy import METADATA_KEY, OnnxChunkPolicy
+from lawr_ext.utils.io import FORMAT_VERSION
+
+OBS_DIM, H, A = EXPORT_DIMS
+RATE = 50.0
+
+
+def tampered(exported_policy, tmp_path, change) -> str:
+    """The exported policy.onnx with ``change(metadata)`` applied to its metadata (and nothing else)."""
+    _, metadata, paths = exported_policy
+    model = onnx.load(str(paths["onnx"]))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    meta = json.loads(json.dumps(metadata))
+    change(meta)
+    prop.value = json.dumps(meta)
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def setting(**values):
+    return lambda meta: meta.update(values)
+
+
+def dropping(*names):
+    return lambda meta: [meta.pop(name) for name in names]
+
+
+TAMPERED = {  # issue #9's three, then every other field a robot relies on -> the words the refusal must hold
+    "one_action_scale": (setting(action_scale=[1.0]), ["action_scale has 1 entries", f"action_dim={A}"]),
+    "three_joint_names": (setting(joint_names=["a", "b", "c"]), ["joint_names has 3 entries"]),
+    "horizon_1000": (setting(horizon=1000), ["horizon=1000", f"{H} x {A}"]),
+    "obs_dim": (setting(obs_dim=OBS_DIM + 1), [f"obs_dim={OBS_DIM + 1}", f"takes {OBS_DIM}"]),
+    "action_dim": (setting(action_dim=A - 1), [f"action_dim={A - 1}", f"{H} x {A}"]),
+    "format_version": (setting(format_version=FORMAT_VERSION - 1), [f"format version {FORMAT_VERSION - 1}", "re-export"]),
+    "no_format_version": (dropping("format_version"), ["format version None"]),
+    "joint_limits_missing": (dropping("joint_lower", "joint_upper"), ["lacks ['joint_lower', 'joint_upper']"]),
+    "joint_lower_short": (lambda m: m["joint_lower"].pop(), [f"joint_lower has {A - 1} entries"]),
+    "max_target_speed_long": (lambda m: m["max_target_speed"].append(1.0), [f"max_target_speed has {A + 1}"]),
+    "nan_offset": (lambda m: m["action_offset"].__setitem__(2, float("nan")), ["action_offset[2]", "finite"]),
+    "zero_scale": (lambda m: m["action_scale"].__setitem__(0, 0.0), ["action_scale[0] is 0"]),
+    "limits_inverted": (lambda m: m["joint_upper"].__setitem__(1, m["joint_lower"][1]), ["joint_lower[1]", "joint_upper[1]"]),
+    "zero_speed": (lambda m: m["max_target_speed"].__setitem__(3, 0.0), ["max_target_speed[3]", "> 0"]),
+    "duplicate_joint": (lambda m: m["joint_names"].__setitem__(1, m["joint_names"][0]), ["distinct names"]),
+    "control_rate_zero": (setting(control_rate_hz=0), ["control_rate_hz=0"]),
+    "horizon_string": (setting(horizon="50"), ["horizon='50'", "integer"]),
+    "input_name": (setting(input="observation"), ["input 'observation'", "the graph has 'obs'"]),
+    "no_task": (dropping("task"), ["lacks ['task']"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_tampered_metadata_is_refused_before_the_first_command(exported_policy, tmp_path, case):
+    change, fragments = TAMPERED[case]
+    path = tampered(exported_policy, tmp_path, change)
+    with pytest.raises(ValueError) as error:
+        OnnxChunkPolicy(path, exec_horizon=8)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(path), message
+    assert all(f in message for f in fragments), (fragments, message)
+
+
+def test_exec_horizon_is_checked_against_the_graphs_horizon(exported_policy):
+    path = str(exported_policy[2]["onnx"])
+    OnnxChunkPolicy(path, exec_horizon=H)
+    for bad in (0, H + 1, 100):
+        with pytest.raises(ValueError, match=rf"--exec_horizon {bad} must lie in \[1, H={H}\]"):
+            OnnxChunkPolicy(path, exec_horizon=bad)
+
+
+def test_the_deploy_script_refuses_a_tampered_file_in_one_line(exported_policy, tmp_path):
+    path = tampered(exported_policy, tmp_path, setting(action_scale=[1.0]))
+    assert_refused(run_script("deploy_onnx.py", "--onnx", path), "[deploy]", "action_scale has 1 entries")
+    assert_refused(run_script("deploy_onnx.py", "--onnx", str(exported_policy[2]["onnx"]), "--exec_horizon", "100"),
+                   "[deploy]", "--exec_horizon 100")
+
+
+def test_commands_stay_within_the_joint_limits_and_move_at_most_at_the_servo_speed(exported_policy):
+    policy = OnnxChunkPolicy(str(exported_policy[2]["onnx"]), exec_horizon=4)
+    spec = {k: np.asarray(v) for k, v in EXPORT_ACTION_SPEC.items() if k != "joint_names"}
+    max_step = spec["max_target_speed"] / RATE  # 0.02 per control step
+    current = spec["action_offset"].copy()
+    policy.reset(current)
+    rng = np.random.default_rng(0)
+    commands = [current]
+    for step in range(200):  # bang-bang actions, beyond [-1, 1] too: the worst a policy can send
+        action = rng.choice([-3.0, -1.0, 1.0, 3.0], size=A) if step < 150 else np.full(A, 2.0)
+        commands.append(policy.command(action))
+    commands = np.stack(commands)
+    assert (commands >= spec["joint_lower"] - 1e-12).all() and (commands <= spec["joint_upper"] + 1e-12).all()
+    assert (np.abs(np.diff(commands, axis=0)) <= max_step + 1e-12).all()
+    assert np.abs(np.diff(commands, axis=0)).max() == pytest.approx(max_step[0])  # the limit binds
+    np.testing.assert_allclose(commands[-1], spec["joint_upper"])  # held at +1 it reaches the upper limit ...
+    assert policy.named(commands[-1])["joint_3"] == pytest.approx(0.8)
+    np.testing.assert_allclose(policy.action_of(commands[-1]), 1.0)  # ... which is action +1
+
+
+def test_commands_are_clamped_to_the_limits_even_where_the_scale_reaches_past_them(exported_policy, tmp_path):
+    wide = {"action_scale": [2.0] * A}  # offset + 2 a reaches 1.5 past the +-0.5 limits
+    policy = OnnxChunkPolicy(tampered(exported_policy, tmp_path, setting(**wide)), exec_horizon=4)
+    policy.reset()  # no current position: the first command is only clamped
+    command = policy.command(np.ones(A))
+    np.testing.assert_allclose(command, EXPORT_ACTION_SPEC["joint_upper"])
+
+
+def test_without_joint_fields_commands_are_the_actions_clamped_to_the_unit_box(exported_policy, tmp_path):
+    """A task with no action spec (e.g. a family without a robot description) exports shapes only."""
+    path = tampered(exported_policy, tmp_path, dropping(*EXPORT_ACTION_SPEC))
+    policy = OnnxChunkPolicy(path, exec_horizon=4)
+    assert not policy.joint_level
+    np.testing.assert_array_equal(policy.command(np.array([2.0, -3.0, 0.5] + [0.0] * (A - 3))),
+                                  [1.0, -1.0, 0.5] + [0.0] * (A - 3))
+    action = policy.act(np.zeros(OBS_DIM, np.float32))
+    assert action.shape == (A,) and np.abs(action).max() <= 1.0
+
+
+def test_a_bad_observation_commands_nothing(exported_policy):
+    policy = OnnxChunkPolicy(str(exported_policy[2]["onnx"]), exec_horizon=4)
+    for obs in (np.full(OBS_DIM, np.nan, np.float32), np.zeros(OBS_DIM + 1, np.float32)):
+        with pytest.raises(ValueError, match="nothing commanded"):
+            policy.act(obs)
+
+
+def test_the_robot_side_loads_neither_torch_nor_the_rest_of_lawr(exported_policy):
+    code = ("import sys, numpy as np; from lawr_ext.deploy import OnnxChunkPolicy; "
+            f"p = OnnxChunkPolicy({str(exported_policy[2]['onnx'])!r}, 8); p.reset(); "
+            f"p.command(p.act(np.zeros({OBS_DIM}, np.float32))); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lawr_ext')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['lawr_ext', 'lawr_ext.deploy']"

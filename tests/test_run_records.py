@@ -1,0 +1,161 @@
+"""Nothing lost, nothing silently wrong (issue #9): a run's records are only written for the dataset and the
+settings they belong to, and a file that does not belong is named in one line.
+
+Every refusal here goes through the script a user runs (in this process: ``conftest.run_script``) and asserts a
+non-zero exit, one line on stderr and, where nothing may change, the run directory's bytes unchanged.
+"""
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import (BIMANUAL_LINE_META, TINY, assert_refused, collect_line, file_hashes, grown_dataset, run_script,
+                      synthetic_dataset)
+
+from lawr_ext.configs.train import load_train_config
+from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.runners import CheckpointError, final_path, load_policy, read_checkpoint, train
+
+TRAIN = ("train_lawr.py", "--task", "Bimanual-Chunk", "--no_eval")
+
+
+@pytest.fixture
+def run(finished_run, tmp_path) -> Path:
+    """A copy of the finished tiny run, to change."""
+    return Path(shutil.copytree(finished_run[1], tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory) -> Path:
+    """A finished tiny run of another seed: products of another run."""
+    root = tmp_path_factory.mktemp("other_run")
+    train(load_train_config("Bimanual-Chunk", TINY + ["seed=1"]), synthetic_dataset(root / "data.npz"), root / "run")
+    return root / "run"
+
+
+# --- the dataset a run was trained on --------------------------------------------------------------------
+def test_every_checkpoint_records_the_datasets_fingerprint(finished_run):
+    dataset, run = finished_run
+    fingerprint = ChunkDataset.from_path(dataset, 4, 0.9).fingerprint
+    records = [read_checkpoint(path) for path in run.rglob("*.pt")]
+    assert len(records) == 6  # checkpoint.pt and final.pt of three phases
+    assert all(r["dims"]["data_sha256"] == fingerprint and r["dims"]["episodes"] == 24 for r in records)
+    other = ChunkDataset.from_path(synthetic_dataset(run.parent / "other.npz", num_episodes=20), 4, 0.9)
+    assert other.fingerprint != fingerprint
+
+
+def test_refused_resume_writes_nothing(run, finished_run):
+    """A width-48 resume of a width-32 run: refused on the config hash before config.json is rewritten."""
+    before = file_hashes(run)
+    assert_refused(run_script(*TRAIN, "--dataset", str(finished_run[0]), "--run_dir", str(run), *TINY, "flow.width=48"),
+                   "flow/final.pt", "config hash")
+    assert file_hashes(run) == before
+
+
+@pytest.mark.parametrize("state", ["finished", "killed_in_phase_1"])
+def test_resume_on_another_dataset_of_the_same_shape_is_refused(run, tmp_path, state):
+    if state == "killed_in_phase_1":  # only phase 1's periodic checkpoint on disk, as a kill leaves it
+        for path in list(run.iterdir()):
+            if path.name not in ("flow", "config.json", "summary.json", "summary.md", "tensorboard", ".lock"):
+                shutil.rmtree(path)
+        final_path(run, "flow").unlink()
+    before = file_hashes(run)
+    other = synthetic_dataset(tmp_path / "other.npz", num_episodes=20)
+    assert_refused(run_script(*TRAIN, "--dataset", str(other), "--run_dir", str(run), *TINY),
+                   "trained on another dataset", "other.npz", "use a new run_dir")
+    assert file_hashes(run) == before  # data.path in config.json and summary.json included
+
+
+def test_a_grown_plain_dataset_is_a_new_dataset(run, finished_run, tmp_path):
+    before = file_hashes(run)
+    grown = grown_dataset(finished_run[0], tmp_path / "grown.npz")
+    assert_refused(run_script(*TRAIN, "--dataset", str(grown), "--run_dir", str(run), *TINY),
+                   "first 24 episodes", "now has 28", "appending episodes makes a new dataset")
+    assert file_hashes(run) == before
+
+
+def test_a_grown_shard_directory_is_a_new_dataset(tmp_path):
+    dataset, run = collect_line(tmp_path / "shards", num_envs=3, num_episodes=6, meta=BIMANUAL_LINE_META), tmp_path / "run"
+    overrides = TINY + ["critic.v_max=10", "flow.num_steps=4", "critic.num_steps=4", "planner.num_steps=4"]
+    train(load_train_config("Bimanual-Chunk", overrides), dataset, run, stages=("flow",))
+    collect_line(dataset, num_envs=3, num_episodes=9, meta=BIMANUAL_LINE_META)  # one more round appended
+    before = file_hashes(run)
+    with pytest.raises(CheckpointError, match="first 6 episodes .* now has 9: appending episodes makes a new dataset"):
+        train(load_train_config("Bimanual-Chunk", overrides), dataset, run, stages=("flow",))
+    assert file_hashes(run) == before
+
+
+# --- files that do not belong to the run -----------------------------------------------------------------
+def test_a_foreign_planner_is_named_not_the_flow(run, other_run):
+    shutil.copy(final_path(other_run, "planner"), final_path(run, "planner"))
+    for script in ("export.py", "evaluate.py"):
+        line = assert_refused(run_script(script, "--checkpoint", str(run)), "planner/final.pt", "comes from another run")
+        assert "flow/final.pt:" not in line
+    assert not (run / "export").exists() and not (run / "eval").exists()
+
+
+def test_a_foreign_flow_is_named_when_the_run_record_agrees_with_the_planner(run, other_run):
+    shutil.copy(final_path(other_run, "flow"), final_path(run, "flow"))
+    with pytest.raises(CheckpointError) as error:
+        load_policy(run)
+    assert str(error.value).startswith(str(final_path(run, "flow"))) and "comes from another run" in str(error.value)
+
+
+class Payload:
+    """What a crafted checkpoint smuggles in: an object that runs code when unpickled."""
+
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickle", "not_torch"])
+@pytest.mark.parametrize("script", ["export.py", "evaluate.py"])
+def test_unreadable_checkpoint_is_one_line_and_never_suggests_unsafe_loading(run, script, damage):
+    path = final_path(run, "planner" if script == "export.py" else "flow")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "pickle":
+        torch.save({"format_version": 4, "model": Payload()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"format_version": 4}))
+    line = assert_refused(run_script(script, "--checkpoint", str(run)), str(path), "not a readable lawr checkpoint")
+    assert "weights_only" not in line and "unpickled!" not in line
+
+
+@pytest.mark.parametrize("script", ["export.py", "evaluate.py"])
+def test_a_run_directory_that_is_a_file_or_missing_is_one_line(tmp_path, script):
+    (tmp_path / "file").write_text("not a run\n")
+    assert_refused(run_script(script, "--checkpoint", str(tmp_path / "file")), "file", "neither a run directory")
+    assert_refused(run_script(script, "--checkpoint", str(tmp_path / "missing")), "missing", "no such run directory")
+
+
+def test_export_into_a_path_it_cannot_write_is_one_line(finished_run, tmp_path):
+    (tmp_path / "file").write_text("in the way\n")
+    assert_refused(run_script("export.py", "--checkpoint", str(finished_run[1]), "--out", str(tmp_path / "file" / "x")),
+                   str(tmp_path / "file"))
+
+
+def test_training_into_a_run_directory_that_is_a_file_is_one_line(finished_run, tmp_path):
+    (tmp_path / "file").write_text("not a run\n")
+    assert_refused(run_script(*TRAIN, "--dataset", str(finished_run[0]), "--run_dir", str(tmp_path / "file"), *TINY),
+                   str(tmp_path / "file"), "is a file")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA device")
+def test_a_device_the_host_lacks_is_one_line_before_anything_is_written(finished_run, tmp_path):
+    assert_refused(run_script(*TRAIN, "--dataset", str(finished_run[0]), "--run_dir", str(tmp_path / "run"), *TINY,
+                              "device=cuda"), "'cuda'", "no CUDA device")
+    assert not (tmp_path / "run").exists()
+
+
+# --- the command line a user types first ------------------------------------------------------------------
+def test_overrides_after_the_baseline_names_are_overrides(finished_run, tmp_path):
+    """``--baselines flow_bc gaussian_awr critic.hidden_dim=24 ...``: nargs='*' once took the overrides for names."""
+    run = tmp_path / "run"
+    status, out, err = run_script(*TRAIN, "--dataset", str(finished_run[0]), "--run_dir", str(run),
+                                  "--baselines", "flow_bc", "gaussian_awr", *TINY, "critic.hidden_dim=24")
+    assert status == 0, err[-3000:]
+    assert final_path(run, "gaussian_awr").is_file() and final_path(run, "flow_bc").is_file()
+    assert read_checkpoint(final_path(run, "critic"))["config"]["critic"]["hidden_dim"] == 24
