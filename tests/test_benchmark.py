@@ -24,7 +24,7 @@ from lawr_ext.tasks import get_task
 TASKS = ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"]
 #: Trained baselines take Phase 1's budget (baselines.match_lawr): 8 steps each, as every TINY phase.
 OVERRIDES = TINY + ["baselines.diffusion.num_train_timesteps=10", "baselines.diffusion.sample_steps=5",
-                    "baselines.best_of_n.num_samples=4"]
+                    "baselines.best_of_n.num_samples=4", "baselines.qc.num_samples=4"]
 EPISODES = 6
 
 
@@ -104,7 +104,7 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
     # Interrupt every trained baseline after its first checkpoint (step 4 of 8), then rerun: the resumed
     # weights and optimizer states must equal those of the uninterrupted run.
     trained = [n for n in BASELINE_NAMES if checkpoint_path(straight, n).is_file()]
-    assert set(trained) == {"gaussian_awr", "fql", "ofql", "diffusion"}
+    assert set(trained) == {"gaussian_awr", "fql", "ofql", "diffusion", "qc", "lps", "dsrl_na", "act"}
     train(cfg, dataset, resumed)
     for name in trained:
         steps = 0

@@ -45,6 +45,11 @@ def test_profile_overlay_then_command_line_wins():
     ("no_such_section.x=1", "no_such_section"),
     ("flow.num_steps=many", "num_steps"),
     ("profile=no_such_profile", "no_such_profile"),
+    ("baselines.fql.critic_loss=huber", "FQLConfig.critic_loss"),
+    ("baselines.qc.q_agg=max", "QCConfig.q_agg"),
+    ("baselines.dsrl_na.latent=cube", "DSRLNAConfig.latent"),
+    ("baselines.lps.q_weight=0", "LPSConfig"),
+    ("planner.awr_weight=-1", "PlannerConfig.awr_weight"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field):
     with pytest.raises(ValueError) as err:
@@ -98,8 +103,42 @@ def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     installed = tmp_path / "site"
     zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).extractall(installed)
     compose = ("import lawr_ext.configs.train as t; cfg = t.load_train_config('Bimanual-Chunk-Insertion', "
-               "['profile=smoke']); print(t.PRESET_DIR.resolve(), cfg.task, cfg.flow.arch, cfg.critic.v_max)")
+               "['profile=smoke', 'recipe=published']); print(t.PRESET_DIR.resolve(), cfg.task, cfg.flow.arch, "
+               "cfg.critic.v_max, cfg.baselines.fql.alpha)")
     done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "500.0"]
+    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "500.0",
+                                   "300.0"]
+
+
+def test_baselines_match_the_capacity_and_budget_of_the_phase_they_stand_in_for():
+    """baselines.match_lawr: latent actors take the planner's network and budget (keeping where their z lives),
+    QC's critic the critic phase's budget, whole-policy learners the flow's network and Phase 1's budget."""
+    from lawr_ext.algorithms.registry import stage_config
+
+    cfg = load_train_config("Bimanual-Chunk", ["profile=cpu", "planner.num_steps=1234", "critic.num_steps=777"])
+    lps, dsrl = stage_config(cfg, "lps"), stage_config(cfg, "dsrl_na")
+    for peer, latent in ((lps, "sphere"), (dsrl, "box")):
+        assert (peer.hidden_dim, peer.num_blocks, peer.num_steps, peer.batch_size, peer.latent) == (
+            cfg.planner.hidden_dim, cfg.planner.num_blocks, 1234, cfg.planner.batch_size, latent)
+    assert dsrl.noise_critic == cfg.critic and (lps.awr_weight, lps.q_weight) == (0.0, 1.0)
+    assert stage_config(cfg, "gaussian_awr").num_steps == 1234
+    qc = stage_config(cfg, "qc")
+    assert qc.critic == cfg.critic and (qc.num_steps, qc.batch_size) == (777, cfg.critic.batch_size)
+    act = stage_config(cfg, "act")
+    assert (act.network.arch, act.network.width, act.network.depth) == (cfg.flow.arch, cfg.flow.width, cfg.flow.depth)
+    assert (act.num_steps, act.batch_size) == (cfg.flow.num_steps, cfg.flow.batch_size)
+    own = load_train_config("Bimanual-Chunk", ["profile=cpu", "baselines.match_lawr=false"])
+    assert stage_config(own, "lps").hidden_dim == 512 and stage_config(own, "act").num_steps == 100_000
+
+
+def test_published_recipe_switches_the_baselines_to_their_papers_settings():
+    ours, published = (load_train_config("Bimanual-Chunk", extra) for extra in ([], ["recipe=published"]))
+    assert (ours.baselines.fql.alpha, ours.baselines.fql.normalize_q_loss) == (10.0, True)
+    fql = published.baselines.fql
+    assert (fql.alpha, fql.normalize_q_loss, fql.critic_loss, fql.q_agg, fql.bc_flow_steps) == (300.0, False, "mse",
+                                                                                                 "mean", 10)
+    assert published.baselines.act.use_vae and published.baselines.act.kl_weight == 10.0
+    assert published.baselines.qc.num_samples == 32 and published.baselines.dsrl_na.box_magnitude == 1.5
+    assert published.flow == ours.flow and published.planner == ours.planner  # L-AWR itself is untouched

@@ -8,7 +8,14 @@ import pytest
 import torch
 from conftest import EXPORT_DIMS, small_lawr_policy
 
-from lawr_ext.export import METADATA_KEY, build_metadata, load_onnx, load_torchscript
+from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.flow import build_flow_decoder
+from lawr_ext.configs.critic import CriticConfig
+from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.export import (METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript,
+                             max_abs_diff)
+from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.utils.io import FORMAT_VERSION
 
 OBS_DIM, H, A = EXPORT_DIMS
@@ -127,3 +134,36 @@ def test_registered_rate_and_dims_are_the_env_cfgs(task):
     cfg, spec = load_env_cfg(task), get_task(task)
     assert spec.control_hz == pytest.approx(1.0 / (cfg.sim.dt * cfg.decimation))
     assert (spec.obs_dim, spec.action_dim) == (cfg.observation_space, cfg.action_space)
+
+
+@pytest.mark.parametrize("method", ["gaussian_awr", "lps", "dsrl_na", "act"])
+def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, method):
+    """Every deterministic baseline's product (what ``load_policy`` returns, wrapped into env actions) exports with
+    the same parity as L-AWR's; random weights, so the check is not about a trained policy."""
+    from lawr_ext.algorithms.base import EnvActionPolicy
+    from lawr_ext.algorithms.flow import BehaviorModel
+    from lawr_ext.algorithms.registry import METHODS, matched_config
+    from lawr_ext.algorithms.stage import StageInputs
+    from lawr_ext.modules.normalizer import ActionNormalizer
+
+    torch.manual_seed(0)
+    flow_cfg = FlowConfig(arch="mlp", width=32, depth=1, time_embed_dim=16)
+    normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
+    decoder = build_flow_decoder(flow_cfg, OBS_DIM, H, A).requires_grad_(False)
+    actions = ActionNormalizer.fit(0.5 * torch.rand(256, A) - 0.25, "min_max")
+    critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), OBS_DIM, H, A, normalizer)
+    inputs = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(decoder, normalizer, actions), "critic": critic})
+    stage = METHODS[method]
+    cfg = matched_config(stage.name, flow_cfg, CriticConfig(hidden_dim=16, num_layers=1),
+                         PlannerConfig(hidden_dim=32, num_blocks=1))
+    policy = EnvActionPolicy(stage.product(cfg, inputs), actions).eval()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.copy_(0.3 * torch.randn_like(p))
+    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
+    obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
+    for fmt, export in (("onnx", export_onnx), ("torchscript", export_torchscript)):
+        path = export(policy, tmp_path / f"{method}.{'onnx' if fmt == 'onnx' else 'pt'}", metadata)
+        assert max_abs_diff(policy, path, obs) <= 1e-4, (method, fmt)
+    with torch.no_grad():
+        assert policy(obs).std() > 1e-3  # not a constant graph

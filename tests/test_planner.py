@@ -1,4 +1,5 @@
-"""Phase 3: the latent planner, trained through a real frozen Mean Flow, picks the better of two action modes.
+"""Phase 3: the latent planner, trained through a real frozen Mean Flow, picks the better of two action modes;
+and so do its peers that steer the same frozen flow and critic with another objective (LPS, DSRL-NA).
 
 Toy (a one-step bandit): obs s = (s_0, s_1) ~ U(-1, 1)^2; the behaviour data hold two chunk modes +-m(s),
 m(s) = (0.5 + 0.2 s_1) * PATTERN, each with probability 1/2 (+ small noise). The reward is 1 when the
@@ -13,8 +14,10 @@ import torch
 from tensordict import TensorDict
 
 from lawr_ext.algorithms.critic import DistributionalCritic
-from lawr_ext.algorithms.flow import MeanFlow
+from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
 from lawr_ext.algorithms.planner import LatentAWR
+from lawr_ext.algorithms.registry import BASELINES, matched_config
+from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
@@ -170,3 +173,69 @@ def test_q_term_needs_a_critic(frozen_phases):
     data, normalizer, decoder, critic = frozen_phases
     with pytest.raises(ValueError, match="q_weight > 0 needs"):
         LatentAWR(PlannerConfig(hidden_dim=16, num_blocks=1, q_weight=0.5), O, H, A, decoder, critic.advantage, normalizer)
+
+
+# --- the peers that steer the same frozen flow with another objective (algorithms/baselines/) ----------------
+
+def _peer_products(frozen_phases) -> StageInputs:
+    data, normalizer, decoder, critic = frozen_phases
+    return StageInputs(O, H, A, {"flow": BehaviorModel(decoder, normalizer), "critic": critic})
+
+
+def _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, actor, name: str) -> None:
+    """Most decoded chunks on the better mode itself (not between the modes), about as close to the data as data
+    chunks are to each other, and the frozen flow untouched."""
+    data, normalizer, decoder, critic = frozen_phases
+    on_better, between, coord = better_mode_fraction(learner)
+    obs_norm = normalizer(data[:1000][keys.OBS])
+    support = support_metrics(decoder, actor, obs_norm, data[1000:3000][keys.ACTIONS])
+    print(f"{name}: on better mode {on_better:.1%}, between {between:.1%}, median coord {coord.median():.3f}, "
+          f"nn ratio {support['support/nn_ratio']:.2f}")
+    assert on_better > 0.9 and between < 0.05
+    assert (coord - 1).abs().median() < 0.15
+    assert support["support/nn_ratio"] < 2.0
+
+
+def test_lps_steers_onto_the_better_mode_through_the_frozen_flow(frozen_phases):
+    """LPS: the planner's learner with the AWR term off, -Q(s, T(pi(s))) alone, z on the sphere. The critic
+    ranks the modes, the frozen flow keeps the chunks on them."""
+    data, normalizer, decoder, critic = frozen_phases
+    fingerprint = parameter_fingerprint(decoder)
+    inputs = _peer_products(frozen_phases)
+    cfg = matched_config("lps", FlowConfig(), CriticConfig(), PlannerConfig(hidden_dim=64, num_blocks=2),
+                         learning_rate=1e-3)
+    learner = BASELINES["lps"].build(cfg, inputs)
+    for _ in range(400):
+        metrics = learner.update(data[torch.randint(len(data), (BATCH,))])
+    assert metrics["planner/awr_loss"] == 0 and "planner/advantage_mean" not in metrics  # no AWR at all
+    _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, learner.planner, "LPS")
+    with torch.no_grad():
+        norms = learner.planner(normalizer(data[:500][keys.OBS])).flatten(1).norm(dim=-1)
+    assert torch.allclose(norms, torch.full_like(norms, (H * A) ** 0.5), rtol=1e-5)
+    assert parameter_fingerprint(decoder) == fingerprint
+
+
+@pytest.mark.parametrize("latent", ["box", "sphere"])
+def test_dsrl_na_aliases_the_action_critic_and_steers_onto_the_better_mode(frozen_phases, latent):
+    """DSRL-NA: Q^W(s, w) is regressed onto the frozen Q^A(s, T(w; s)) for prior noise w, and the latent actor
+    climbs Q^W alone (no gradient through the flow)."""
+    data, normalizer, decoder, critic = frozen_phases
+    fingerprint = parameter_fingerprint(decoder)
+    cfg = matched_config("dsrl_na", FlowConfig(), CriticConfig(hidden_dim=64, num_layers=2, learning_rate=1e-3),
+                         PlannerConfig(hidden_dim=64, num_blocks=2), latent=latent, learning_rate=1e-3)
+    learner = BASELINES["dsrl_na"].build(cfg, _peer_products(frozen_phases))
+    for _ in range(400):
+        learner.update(data[torch.randint(len(data), (BATCH,))])
+    obs_norm = normalizer(data[:2000][keys.OBS])
+    with torch.no_grad():  # the aliasing holds where it was trained: on the prior's noise
+        noise = torch.randn(2000, H, A)
+        q_latent = learner.noise_critic.heads(obs_norm, noise)
+        q_action = critic.q_heads(obs_norm, decoder.decode(noise, obs_norm).clamp(-1, 1))
+        z = learner.actor(obs_norm)
+    error, spread = (q_latent - q_action).abs().mean(), (q_action - q_action.mean()).abs().mean()
+    print(f"DSRL-NA ({latent}): |Q^W - Q^A| {error:.3f} against Q^A's own spread {spread:.3f}")
+    assert error < 0.5 * spread  # a constant Q^W would be off by the whole spread
+    _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, learner.actor, f"DSRL-NA ({latent})")
+    if latent == "box":
+        assert z.abs().max() <= cfg.box_magnitude
+    assert parameter_fingerprint(decoder) == fingerprint

@@ -53,6 +53,10 @@ class DistributionalCritic(Learner):
         x = torch.cat([obs_norm, actions.flatten(1)], dim=-1)
         return [net(x) for net in (self.q_targets if target else self.q_nets)]
 
+    def q_heads(self, obs_norm: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Both Q heads' values [2, B] (the expectations of their distributions)."""
+        return torch.stack([self.hl_gauss.expectation(l) for l in self.q_logits(obs_norm, actions, target)])
+
     def q_value(self, obs_norm: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
         """min over the two Q heads of Q(s, chunk) [B] (clipped double-Q)."""
         return torch.minimum(*(self.hl_gauss.expectation(l) for l in self.q_logits(obs_norm, actions, target)))

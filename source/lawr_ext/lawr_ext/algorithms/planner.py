@@ -4,7 +4,8 @@
     a_hat = T_theta(z; s)              Phase 1's one-step map (frozen: requires_grad False, eval mode)
     loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
     w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
-  (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow)
+  (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow;
+   with awr_weight = 0 it is the whole loss, which is the LPS baseline, algorithms/baselines/lps.py)
 
 The gradient reaches phi only through the flow's Jacobian dT/dz ("gradient flow"): no inverse flow is needed
 and nothing here can change the flow or the critic. Whether the planner lands ON a mode rather than between
@@ -24,8 +25,8 @@ from torch import nn
 from lawr_ext.algorithms.awr import AdvantageFn, awr_weights, effective_sample_fraction
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.flow import FlowDecoder
-from lawr_ext.algorithms.training import masked_mean, optimizer_step
-from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.algorithms.training import masked_mean, optimizer_step, q_ascent_loss
+from lawr_ext.configs.planner import LatentActorConfig, PlannerConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import ResidualMLP
 
@@ -43,14 +44,18 @@ class LatentPlanner(nn.Module):
     keeps z's direction, is the identity near the origin, and is smooth everywhere (no clipping kink); it bounds
     ||z|| from above only, and the latent norm metrics show whether z drifts toward the origin (where a smooth
     flow decodes an average of the modes). ``latent="sphere"``: z = sqrt(d) z_raw / ||z_raw||, on the shell.
+    ``latent="box"``: z = box_magnitude * tanh(z_raw) per entry, DSRL's noise-action box (its corners lie far
+    outside the shell: sqrt(d) * box_magnitude).
     """
 
-    def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int):
+    def __init__(self, cfg: LatentActorConfig, obs_dim: int, horizon: int, action_dim: int):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
-        self.on_sphere = cfg.latent == "sphere"
+        self.latent = cfg.latent
+        self.box_magnitude = cfg.box_magnitude
         self.typical_radius = math.sqrt(horizon * action_dim)
-        self.max_radius = self.typical_radius * (1.0 if self.on_sphere else 1.0 + cfg.typical_set_margin)
+        margin = {"ball": cfg.typical_set_margin, "sphere": 0.0, "box": cfg.box_magnitude - 1.0}[cfg.latent]
+        self.max_radius = self.typical_radius * (1.0 + margin)  # the largest ||z|| it can output
         self.net = ResidualMLP(obs_dim, cfg.hidden_dim, horizon * action_dim, cfg.num_blocks)
 
     def raw_latent(self, obs_norm: torch.Tensor) -> torch.Tensor:
@@ -58,9 +63,14 @@ class LatentPlanner(nn.Module):
         return self.net(obs_norm)
 
     def squash(self, z_raw: torch.Tensor) -> torch.Tensor:
-        """[B, d] -> [B, H, A] on the shell, or inside the ball (branch-free, so it traces and exports)."""
+        """[B, d] -> [B, H, A] on the shell, inside the ball or the box (branch-free, so it traces and exports)."""
+        if self.latent == "box":
+            return (self.box_magnitude * torch.tanh(z_raw)).view(-1, self.horizon, self.action_dim)
         radius = torch.linalg.vector_norm(z_raw, dim=-1, keepdim=True).clamp_min(1e-6)
-        scale = self.max_radius / radius if self.on_sphere else self.max_radius * torch.tanh(radius / self.max_radius) / radius
+        if self.latent == "sphere":
+            scale = self.max_radius / radius
+        else:
+            scale = self.max_radius * torch.tanh(radius / self.max_radius) / radius
         return (z_raw * scale).view(-1, self.horizon, self.action_dim)
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
@@ -72,7 +82,8 @@ class LatentAWR(Learner):
 
     The decoder and normaliser are submodules, so a planner checkpoint carries the exact flow it was trained
     through; the critic is not: only its advantages (and, with ``cfg.q_weight`` > 0, the differentiable
-    ``q_fn(obs_norm, chunk)`` of its frozen Q) are needed, and only for training.
+    ``q_fn(obs_norm, chunk)`` of its frozen Q) are needed, and only for training. With ``cfg.awr_weight`` = 0
+    no advantage is computed: the Q term alone trains the planner (Latent Policy Steering).
     """
 
     def __init__(self, cfg: PlannerConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
@@ -98,9 +109,7 @@ class LatentAWR(Learner):
         return self
 
     def update(self, batch: TensorDict) -> dict[str, float]:
-        with torch.no_grad():
-            advantage = self.advantage_fn(batch)
-            weight = awr_weights(advantage, self.cfg.weights)
+        cfg = self.cfg
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         z_raw = self.planner.raw_latent(obs_norm)
         z = self.planner.squash(z_raw)
@@ -109,14 +118,24 @@ class LatentAWR(Learner):
         # Squared distance per step, averaged over each chunk's real steps (padding has no target).
         step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
         sq_error = masked_mean(step_error, batch[keys.MASK], dim=-1)
-        awr_loss = (weight * sq_error).mean()
-        q_loss = torch.zeros_like(awr_loss)
-        if self.cfg.q_weight > 0:  # through the frozen critic and flow into the planner only
+        info, awr_loss, q_loss = {}, sq_error.new_zeros(()), sq_error.new_zeros(())
+        if cfg.awr_weight > 0:
+            with torch.no_grad():
+                advantage = self.advantage_fn(batch)
+                weight = awr_weights(advantage, cfg.weights)
+            awr_loss = (weight * sq_error).mean()
+            info = {"planner/advantage_mean": advantage.mean().item(),
+                    "planner/advantage_std": advantage.std().item(),
+                    "planner/weight_mean": weight.mean().item(),
+                    "planner/weight_max": weight.max().item(),
+                    "planner/weight_ess": effective_sample_fraction(weight).item()}
+        if cfg.q_weight > 0:  # through the frozen critic and flow into the planner only
             q = self.q_fn(obs_norm, chunk)
-            q_loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6)
-        loss = awr_loss + self.cfg.q_weight * q_loss
-        grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(), self.cfg.max_grad_norm,
-                                   "LatentAWR", awr=awr_loss, q=q_loss, advantage_mean=advantage.mean())
+            q_loss = q_ascent_loss(q)
+            info["planner/q_mean"] = q.mean().item()
+        loss = cfg.awr_weight * awr_loss + cfg.q_weight * q_loss
+        grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(), cfg.max_grad_norm,
+                                   "LatentAWR", awr=awr_loss, q=q_loss)
 
         with torch.no_grad():
             raw_norm = z_raw.norm(dim=-1)
@@ -126,11 +145,7 @@ class LatentAWR(Learner):
                 "planner/awr_loss": awr_loss.item(),
                 "planner/q_loss": q_loss.item(),
                 "planner/action_mse": sq_error.mean().item(),
-                "planner/advantage_mean": advantage.mean().item(),
-                "planner/advantage_std": advantage.std().item(),
-                "planner/weight_mean": weight.mean().item(),
-                "planner/weight_max": weight.max().item(),
-                "planner/weight_ess": effective_sample_fraction(weight).item(),
+                **info,
                 "planner/latent_norm": (z.flatten(1).norm(dim=-1) / typical_radius).mean().item(),  # 1 = prior's
                 "planner/raw_latent_norm": (raw_norm / typical_radius).mean().item(),
                 "planner/outside_typical_set": (raw_norm > self.planner.max_radius).float().mean().item(),

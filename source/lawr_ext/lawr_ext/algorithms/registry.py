@@ -12,11 +12,12 @@ from operator import attrgetter
 from typing import Any
 
 from lawr_ext.algorithms import lawr
-from lawr_ext.algorithms.baselines import best_of_n, diffusion, flow_bc, fql, gaussian_awr, ofql
+from lawr_ext.algorithms.baselines import act, best_of_n, diffusion, dsrl_na, flow_bc, fql, gaussian_awr, lps, ofql, qc
 from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import match_lawr
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
+from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.configs.train import TrainConfig
 
 PHASES: dict[str, Stage] = {stage.name: stage for stage in lawr.STAGES}
@@ -27,6 +28,10 @@ BASELINES: dict[str, Stage] = {stage.name: stage for stage in (
     ofql.STAGE,
     best_of_n.STAGE,
     diffusion.STAGE,
+    qc.STAGE,
+    lps.STAGE,
+    dsrl_na.STAGE,
+    act.STAGE,
 )}
 STAGES: dict[str, Stage] = PHASES | BASELINES
 #: Policies by the name they are evaluated, exported and benchmarked under ("lawr" is the planner's).
@@ -43,7 +48,7 @@ def stage_config(cfg: TrainConfig, name: str) -> Any:
     """The settings stage ``name`` is built and trained with (``baselines.match_lawr`` applied to baselines)."""
     settings = attrgetter(STAGES[name].config)(cfg)
     if name in BASELINES and cfg.baselines.match_lawr:
-        settings = match_lawr(settings, cfg.flow, cfg.critic)
+        settings = match_lawr(settings, cfg.flow, cfg.critic, cfg.planner)
     return settings
 
 
@@ -72,10 +77,11 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
         stage: asdict(stage_config(cfg, stage)) for stage in with_needs((name,))}
 
 
-def matched_config(name: str, flow: FlowConfig, critic: CriticConfig, **overrides: Any) -> Any:
+def matched_config(name: str, flow: FlowConfig, critic: CriticConfig, planner: PlannerConfig | None = None,
+                   **overrides: Any) -> Any:
     """Baseline ``name``'s default settings with its networks made L-AWR's (``match_lawr``, without the
     budget), then ``overrides``."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINE_NAMES}")
     default = attrgetter(BASELINES[name].config)(TrainConfig())
-    return replace(match_lawr(default, flow, critic, budget=False), **overrides)
+    return replace(match_lawr(default, flow, critic, planner, budget=False), **overrides)

@@ -11,7 +11,11 @@ chunks reduces through ``masked_sum`` / ``masked_mean``. Which reduction each lo
                                distance), masked_mean over the chunk's real steps; then the weighted mean
     Gaussian AWR               masked_mean of the log-likelihood over a chunk's real elements; then weighted
     FQL distillation           a plain mean: both sides are generated chunks, nothing is padded
+    ACT chunk regressor        masked_mean of |a_hat - a| over a chunk's real elements; then the mean over chunks
     critics                    nothing to mask: one scalar target per chunk
+
+``q_ascent_loss`` is the one "move the policy's chunks uphill on Q" term (FQL, OFQL, DSRL-NA, LPS and L-AWR's
+``q_weight``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,16 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, paramet
     grad_norm = nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     return grad_norm
+
+
+def q_ascent_loss(q: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """-mean Q of a policy's chunks (the gradient flows through Q into them).
+
+    ``normalize``: divided by the batch's mean |Q| without gradient (FQL's ``normalize_q_loss``), so that the
+    term's weight does not depend on the reward scale and one coefficient keeps its meaning across tasks.
+    """
+    loss = -q.mean()
+    return loss / q.abs().mean().detach().clamp_min(1e-6) if normalize else loss
 
 
 @torch.no_grad()

@@ -1,4 +1,8 @@
-"""Phase 3 config: the latent planner pi(s) -> z and its advantage-weighted regression through the frozen flow."""
+"""Phase 3 config: the latent planner pi(s) -> z and its advantage-weighted regression through the frozen flow.
+
+``LatentActorConfig`` is the latent actor alone (its network and where z may lie); Phase 3's ``PlannerConfig``
+and the baselines that steer the same frozen flow with another objective (LPS, DSRL-NA) extend it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,46 @@ from dataclasses import dataclass, field
 from lawr_ext.configs.awr import AWRWeightConfig
 
 
-PLANNER_LATENTS = ("ball", "sphere")
+LATENT_SETS = ("ball", "sphere", "box")
 
 
 @dataclass
-class PlannerConfig:
-    """Hyperparameters of :class:`lawr_ext.algorithms.planner.LatentAWR`."""
+class LatentActorConfig:
+    """A deterministic latent actor pi(s) -> z [H, A] (``algorithms/planner.py: LatentPlanner``)."""
 
-    hidden_dim: int = 512           # width of the planner's ResidualMLP
-    num_blocks: int = 3             # residual blocks of the planner
+    hidden_dim: int = 512           # width of its ResidualMLP
+    num_blocks: int = 3             # residual blocks
     # Where z may lie (d = H * A; the prior N(0, I) puts its mass on the shell ||z|| ~ sqrt(d) +- 0.7):
     #   "ball":   squashed radially into ||z|| <= sqrt(d) (1 + typical_set_margin): bounded above only, so z can
     #             drift to the origin, where the flow decodes an average chunk (the paper's setting)
     #   "sphere": z = sqrt(d) z_raw / ||z_raw||, on the shell itself (Latent Policy Steering's constraint)
+    #   "box":    z = box_magnitude * tanh(z_raw) per entry (DSRL's bounded noise-action space)
     latent: str = "ball"
     typical_set_margin: float = 0.1
+    box_magnitude: float = 1.5      # DSRL's "action_magnitude" (its README: ~1.5 works well)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for attr in ("hidden_dim", "num_blocks"):
+            if getattr(self, attr) < 1:
+                raise ValueError(f"{name}.{attr} must be >= 1, got {getattr(self, attr)}")
+        if self.latent not in LATENT_SETS:
+            raise ValueError(f"{name}.latent: expected one of {LATENT_SETS}, got {self.latent!r}")
+        if not self.typical_set_margin >= 0:  # also refuses NaN
+            raise ValueError(f"{name}.typical_set_margin must be >= 0, got {self.typical_set_margin}")
+        if not self.box_magnitude > 0:
+            raise ValueError(f"{name}.box_magnitude must be > 0, got {self.box_magnitude}")
+
+
+@dataclass
+class PlannerConfig(LatentActorConfig):
+    """Hyperparameters of :class:`lawr_ext.algorithms.planner.LatentAWR`.
+
+    loss = awr_weight * w(A) ||T(pi(s)) - a||^2  +  q_weight * (-Q(s, T(pi(s))) / mean|Q|)
+    The paper's L-AWR is (1, 0); Latent Policy Steering is (0, 1) on the sphere (``LPSConfig``).
+    """
+
+    awr_weight: float = 1.0         # weight of the advantage-weighted regression through the flow (0: off)
     # beta of an added improvement term beta * (-Q(s, T(pi(s))) / mean|Q|) through the frozen flow and critic
     # (LPS's objective, normalized as FQL's); 0 = the paper's pure latent AWR, which then acts as the regulariser
     q_weight: float = 0.0
@@ -34,15 +63,16 @@ class PlannerConfig:
     num_steps: int = 100_000        # gradient steps of Phase 3
 
     def __post_init__(self) -> None:
-        for name in ("hidden_dim", "num_blocks", "batch_size", "num_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PlannerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.latent not in PLANNER_LATENTS:
-            raise ValueError(f"PlannerConfig.latent: expected one of {PLANNER_LATENTS}, got {self.latent!r}")
-        if not self.q_weight >= 0:  # also refuses NaN
-            raise ValueError(f"PlannerConfig.q_weight must be >= 0, got {self.q_weight}")
-        if not self.typical_set_margin >= 0:  # also refuses NaN
-            raise ValueError(f"PlannerConfig.typical_set_margin must be >= 0, got {self.typical_set_margin}")
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PlannerConfig.{name} must be > 0, got {getattr(self, name)}")
+        super().__post_init__()
+        name = type(self).__name__
+        for attr in ("batch_size", "num_steps"):
+            if getattr(self, attr) < 1:
+                raise ValueError(f"{name}.{attr} must be >= 1, got {getattr(self, attr)}")
+        for attr in ("awr_weight", "q_weight"):
+            if not getattr(self, attr) >= 0:  # also refuses NaN
+                raise ValueError(f"{name}.{attr} must be >= 0, got {getattr(self, attr)}")
+        if self.awr_weight == 0 and self.q_weight == 0:
+            raise ValueError(f"{name}: awr_weight and q_weight are both 0, so nothing would train the planner")
+        for attr in ("learning_rate", "max_grad_norm"):
+            if not getattr(self, attr) > 0:
+                raise ValueError(f"{name}.{attr} must be > 0, got {getattr(self, attr)}")

@@ -93,13 +93,16 @@ def load_onnx(path: str | Path, num_threads: int = 0):
 
 
 @torch.no_grad()
-def max_abs_diff(policy: ChunkPolicy, path: str | Path, obs: torch.Tensor) -> float:
-    """max |exported(obs) - eager(obs)| for a .onnx or .pt file written by this module."""
-    eager = _frozen_cpu_copy(policy)(obs.cpu())
+def run_exported(path: str | Path, obs: torch.Tensor) -> torch.Tensor:
+    """A .onnx or .pt file written by this module applied to ``obs`` [B, O] -> chunks [B, H, A] (CPU)."""
     if Path(path).suffix == ".onnx":
         session, _ = load_onnx(path)
-        exported = torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: obs.cpu().numpy()})[0])
-    else:
-        module, _ = load_torchscript(path)
-        exported = module(obs.cpu())
-    return (exported - eager).abs().max().item()
+        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: obs.cpu().numpy()})[0])
+    module, _ = load_torchscript(path)
+    return module(obs.cpu())
+
+
+@torch.no_grad()
+def max_abs_diff(policy: ChunkPolicy, path: str | Path, obs: torch.Tensor) -> float:
+    """max |exported(obs) - eager(obs)| for a .onnx or .pt file written by this module."""
+    return (run_exported(path, obs) - _frozen_cpu_copy(policy)(obs.cpu())).abs().max().item()

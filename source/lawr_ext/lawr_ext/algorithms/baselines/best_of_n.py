@@ -1,11 +1,18 @@
-"""QC-style best-of-N: draw N chunks from the frozen behaviour flow, execute the one the Phase-2 critic likes best.
+"""Best-of-N on L-AWR's critic: draw N chunks from the frozen behaviour flow, execute the one the Phase-2 critic
+likes best.
 
 No training beyond Phases 1-2. Like L-AWR it never leaves the behaviour manifold, but it pays N flow
 samples plus N critic evaluations per decision and can only pick among what the prior happens to propose.
 Reuses: the frozen Phase-1 flow and the frozen Phase-2 critic (min of the twin Q heads).
+
+It is not QC (``qc.py``): QC's critic is trained by the best-of-N backup, so it values acting by best-of-N;
+the Phase-2 critic is in-sample (its V an expectile of the data's Q), so it values the behaviour (kappa = 0.5)
+or an in-sample improvement of it (kappa > 0.5). ``best_of_n_chunks`` is the selection both use.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
@@ -15,12 +22,28 @@ from lawr_ext.algorithms.flow import FlowDecoder
 from lawr_ext.algorithms.stage import Stage
 
 
+def best_of_n_chunks(behavior_flow: FlowDecoder, q_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     obs_norm: torch.Tensor, num_samples: int, sample_steps: int = 1) -> torch.Tensor:
+    """For each state [B, O]: N behaviour chunks, the one with the highest ``q_fn(obs_norm, chunks)`` [B, H, A].
+
+    The candidates are clipped to the data's box (the action normalizer's [-1, 1]) before they are scored,
+    as QC clips its flow samples.
+    """
+    batch_size = obs_norm.shape[0]
+    repeated = obs_norm.repeat_interleave(num_samples, dim=0)  # [B*N, O], N per state in a row
+    candidates = behavior_flow.sample(repeated, sample_steps).clamp(-1.0, 1.0)  # [B*N, H, A]
+    best = q_fn(repeated, candidates).view(batch_size, num_samples).argmax(dim=1)
+    candidates = candidates.view(batch_size, num_samples, *candidates.shape[1:])
+    return candidates[torch.arange(batch_size, device=obs_norm.device), best]
+
+
 class BestOfNPolicy(ChunkPolicy):
     """raw obs -> N behaviour samples per observation -> argmax_i Q(s, chunk_i)."""
 
     def __init__(self, behavior_flow: FlowDecoder, critic: nn.Module, obs_normalizer: nn.Module,
                  num_samples: int, sample_steps: int = 1):
-        """``critic`` is anything with ``q_value(obs_norm [B, O], chunks [B, H, A]) -> [B]`` (the Phase-2 critic)."""
+        """``critic`` is anything with ``q_value(obs_norm [B, O], chunks [B, H, A]) -> [B]`` (the Phase-2 critic,
+        QC's own)."""
         super().__init__()
         self.behavior_flow = behavior_flow
         self.critic = critic
@@ -30,13 +53,8 @@ class BestOfNPolicy(ChunkPolicy):
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        batch_size = obs.shape[0]
-        obs_norm = self.obs_normalizer(obs).repeat_interleave(self.num_samples, dim=0)  # [B*N, O], N per obs in a row
-        candidates = self.behavior_flow.sample(obs_norm, self.sample_steps)                # [B*N, H, A]
-        q = self.critic.q_value(obs_norm, candidates).view(batch_size, self.num_samples)
-        best = q.argmax(dim=1)
-        return candidates.view(batch_size, self.num_samples, self.horizon, self.action_dim)[
-            torch.arange(batch_size, device=obs.device), best]
+        return best_of_n_chunks(self.behavior_flow, self.critic.q_value, self.obs_normalizer(obs), self.num_samples,
+                                self.sample_steps)
 
 
 STAGE = Stage(

@@ -21,8 +21,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
-from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
-from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.baselines.q_learning import TwinQ, q_maximization_loss, td_update
 from lawr_ext.algorithms.flow import FlowDecoder, build_chunk_net, one_step
 from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step
@@ -38,8 +37,8 @@ class FQL(Learner):
         self.obs_normalizer = obs_normalizer
         self.behavior_flow = freeze(behavior_flow)  # only read, never trained
         self.actor = build_chunk_net(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = one_step(actor, z, s)
-        self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
-        self.optimizers["critic"] = self.critic.optimizers["critic"]
+        self.critic = TwinQ(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer, cfg.critic_loss, cfg.q_agg)
+        self.optimizers["critic"] = self.critic.optimizer
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
 
     def one_step_policy(self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,7 +58,8 @@ class FQL(Learner):
             bc_target = self.behavior_flow.sample(obs_norm, self.cfg.bc_flow_steps, noise=noise)
         actions = one_step(self.actor, noise, obs_norm)
         distill_loss = (actions - bc_target).square().mean()
-        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
+        # FQL reads the mean of the heads here whatever q_agg says (q_agg only shapes the TD target)
+        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss, aggregate="mean")
         loss = self.cfg.alpha * distill_loss + q_loss
         # backward also leaves gradients on the critic; its optimizer clears them before its next step
         grad_norm = optimizer_step(self.optimizers["actor"], loss, self.actor.parameters(), self.cfg.max_grad_norm,

@@ -36,17 +36,21 @@ class GaussianChunkActor(nn.Module):
                        depth=cfg.num_layers)
         self.log_std = None if cfg.state_dependent_std else nn.Parameter(torch.full((chunk_dim,), cfg.log_std_init))
 
-    def distribution(self, obs_norm: torch.Tensor) -> torch.distributions.Normal:
+    def mean_and_log_std(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(obs_norm)
         if self.cfg.state_dependent_std:
             mean, log_std = out.chunk(2, dim=-1)
         else:
             mean, log_std = out, self.log_std.expand_as(out)
-        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
-        return torch.distributions.Normal(torch.tanh(mean), log_std.exp())
+        return torch.tanh(mean), log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+
+    def distribution(self, obs_norm: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self.mean_and_log_std(obs_norm)
+        return torch.distributions.Normal(mean, log_std.exp())
 
     def mean_chunk(self, obs_norm: torch.Tensor) -> torch.Tensor:
-        return self.distribution(obs_norm).mean.view(-1, self.horizon, self.action_dim)
+        """The mean without building a distribution (whose argument checks do not export)."""
+        return self.mean_and_log_std(obs_norm)[0].view(-1, self.horizon, self.action_dim)
 
 
 class GaussianAWR(Learner):

@@ -18,8 +18,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import Learner
-from lawr_ext.algorithms.baselines.q_learning import q_maximization_loss, td_update
-from lawr_ext.algorithms.critic import DistributionalCritic
+from lawr_ext.algorithms.baselines.q_learning import TwinQ, q_maximization_loss, td_update
 from lawr_ext.algorithms.flow import FlowBCPolicy, FlowDecoder, MeanFlow, build_flow_decoder
 from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step
@@ -39,8 +38,8 @@ class OFQL(Learner):
                 raise ValueError("OFQLConfig.init_from_behavior_flow=True needs the Phase-1 behavior_flow")
             self.mean_flow.decoder.load_state_dict(behavior_flow.state_dict())
             self.mean_flow.ema.module.load_state_dict(behavior_flow.state_dict())
-        self.critic = DistributionalCritic(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer)
-        self.optimizers["critic"] = self.critic.optimizers["critic"]
+        self.critic = TwinQ(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer, cfg.critic_loss, cfg.q_agg)
+        self.optimizers["critic"] = self.critic.optimizer
         self.optimizers["flow"] = self.mean_flow.optimizers["flow"]
 
     def update(self, batch: TensorDict) -> dict[str, float]:
