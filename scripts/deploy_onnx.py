@@ -26,12 +26,14 @@ SUPPORTED_FORMAT_VERSION = 3  # layout of the metadata this loop understands
 class OnnxChunkPolicy:
     """Plays exported chunks: one ONNX call per ``exec_horizon`` control steps."""
 
-    def __init__(self, path: str, exec_horizon: int):
+    def __init__(self, path: str, exec_horizon: int | None = None):
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map["lawr_metadata"])
         if self.meta["format_version"] != SUPPORTED_FORMAT_VERSION:
             raise ValueError(f"{path}: metadata format {self.meta['format_version']}, this loop reads "
                              f"{SUPPORTED_FORMAT_VERSION}")
+        if exec_horizon is None:  # the protocol the run was evaluated with (files before it was recorded: H)
+            exec_horizon = self.meta.get("exec_horizon", self.meta["horizon"])
         if not 1 <= exec_horizon <= self.meta["horizon"]:
             raise ValueError(f"--exec_horizon {exec_horizon} must lie in [1, H={self.meta['horizon']}]")
         self.exec_horizon = exec_horizon
@@ -53,14 +55,17 @@ class OnnxChunkPolicy:
         return self.queue.pop(0)
 
     def joint_targets(self, action: np.ndarray) -> dict[str, float]:
-        """What a real robot would receive: joint (or gripper) name -> position target."""
-        return dict(zip(self.meta["joint_names"], (self.offset + self.scale * np.clip(action, -1, 1)).tolist()))
+        """What a real robot would receive: joint (or gripper) name -> position target (tasks without joint
+        names, e.g. OGBench's end-effector commands: action entry -> command)."""
+        names = self.meta["joint_names"] or [f"action[{i}]" for i in range(self.meta["action_dim"])]
+        return dict(zip(names, (self.offset + self.scale * np.clip(action, -1, 1)).tolist()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx", required=True, help="policy.onnx written by scripts/export.py")
-    parser.add_argument("--exec_horizon", type=int, default=8, help="chunk steps executed before replanning")
+    parser.add_argument("--exec_horizon", type=int, default=None,
+                        help="chunk steps executed before replanning (default: the run's evaluation setting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     args = parser.parse_args()
@@ -68,7 +73,7 @@ def main() -> None:
     policy = OnnxChunkPolicy(args.onnx, args.exec_horizon)
     meta = policy.meta
     print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
-          f"{meta['control_rate_hz']:.0f} Hz, joints {meta['joint_names']}")
+          f"{meta['control_rate_hz']:.0f} Hz, exec_horizon {policy.exec_horizon}, joints {meta['joint_names']}")
 
     policy.session.run(None, {meta["input"]: np.zeros((1, meta["obs_dim"]), np.float32)})  # the file runs ...
     loaded = [m for m in sys.modules if m.split(".")[0] in ("lawr_ext", "torch")]

@@ -4,8 +4,9 @@
     python scripts/export.py --checkpoint runs/<run> --out deploy/ --formats onnx
 
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``), each carrying its metadata
-(task, H, action scaling and joint order and control rate as the task registers them, obs dim, format
-version, config hash), then
+(task, H, action scaling and joint order and control rate as the task registers them, obs dim, the run's
+evaluation exec_horizon, format version, config hash; a task without an action spec, such as OGBench's,
+exports no joint names and the identity scaling), then
 checks every file against the eager policy on random observations and fails if they differ by more than
 ``ExportConfig.parity_atol``. Deploy the .onnx with onnxruntime alone: see scripts/deploy_onnx.py.
 """
@@ -38,9 +39,10 @@ def main() -> None:
     planner_ckpt = read_checkpoint(final_path(run_dir, "planner"), "planner")
     policy = load_policy(run_dir, method="lawr")
     task = get_task(planner_ckpt["config"]["task"])
+    action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # OGBench: none
     metadata = build_metadata(policy, task=task.id, obs_dim=planner_ckpt["dims"]["obs_dim"],
                               control_rate_hz=task.control_hz, config_hash=planner_ckpt["config_hash"],
-                              **task.load("action_spec")())
+                              exec_horizon=planner_ckpt["config"]["eval"]["exec_horizon"], **action_spec)
 
     out_dir = args.out or run_dir / "export"
     obs = torch.randn(cfg.parity_batch, metadata["obs_dim"])

@@ -25,18 +25,24 @@ REQUIRED_METADATA = ("format_version", "task", "horizon", "action_dim", "obs_dim
                      "joint_names", "action_scale", "action_offset", "config_hash")
 
 
-def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate_hz: float,
-                   joint_names: list[str], action_scale: list[float], action_offset: list[float],
-                   config_hash: str, **extra) -> dict:
-    """Everything needed to play a chunk on a robot: joint target = action_offset + action_scale * action."""
+def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate_hz: float, config_hash: str,
+                   joint_names: list[str] | None = None, action_scale: list[float] | None = None,
+                   action_offset: list[float] | None = None, **extra) -> dict:
+    """Everything needed to play a chunk on a robot: joint target = action_offset + action_scale * action.
+
+    A task without a joint-level action spec (OGBench: end-effector commands) exports ``joint_names: null``
+    and the identity scaling (scale 1, offset 0): its actions go to the env as they are.
+    """
+    action_scale = [1.0] * policy.action_dim if action_scale is None else action_scale
+    action_offset = [0.0] * policy.action_dim if action_offset is None else action_offset
     for name, values in (("joint_names", joint_names), ("action_scale", action_scale),
                          ("action_offset", action_offset)):
-        if len(values) != policy.action_dim:
+        if values is not None and len(values) != policy.action_dim:
             raise ValueError(f"export metadata: {name} has {len(values)} entries, the policy has "
                              f"action_dim={policy.action_dim}")
     return {"format_version": FORMAT_VERSION, "task": task, "policy": policy.name,
             "horizon": policy.horizon, "action_dim": policy.action_dim, "obs_dim": obs_dim,
-            "control_rate_hz": control_rate_hz, "joint_names": list(joint_names),
+            "control_rate_hz": control_rate_hz, "joint_names": None if joint_names is None else list(joint_names),
             "action_scale": [float(v) for v in action_scale], "action_offset": [float(v) for v in action_offset],
             "config_hash": config_hash, "input": INPUT_NAME, "output": OUTPUT_NAME, **extra}
 
