@@ -24,6 +24,8 @@ class TaskSpec:
     env_cfg: str | None = None       # Isaac Lab tasks: its env cfg class ("module:Class")
     experts: str | None = None       # "module:function" (task id, env) -> batched scripted expert; None: no collection
     action_spec: str | None = None   # "module:function" () -> joint names and action scaling for export; None: none
+    published: str | None = None     # "module:function" (task id) -> {method: [(paper's method, success, source)]}:
+                                     # published figures the benchmark table puts beside lawr's; None: none
 
     def load(self, field_name: str) -> Any:
         """The object the entry point ``field_name`` names (e.g. ``spec.load("experts")``)."""

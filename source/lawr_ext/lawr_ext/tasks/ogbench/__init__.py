@@ -38,4 +38,5 @@ def _ids(family: str) -> list[str]:
 
 for _family, (_cubes, _preset, _steps) in FAMILIES.items():
     for _task in _ids(_family):
-        register_task(TaskSpec(id=_task, make_env=f"{__name__}.env:make_env", preset=_preset, control_hz=CONTROL_HZ))
+        register_task(TaskSpec(id=_task, make_env=f"{__name__}.env:make_env", preset=_preset, control_hz=CONTROL_HZ,
+                               published=f"{__name__}.published:published"))
