@@ -75,7 +75,7 @@ def main() -> None:
         return
     if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
         dataset = ChunkDataset.from_path(dataset_path, policy.horizon, train_cfg["data"]["gamma"])
-        support = support_check(policy, dataset, args.support_samples, args.seed)
+        support = support_check(policy, dataset, args.support_samples, cfg.seed)
     report |= {"checkpoint": str(path), "support": support}
     json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
     s = report["summary"]
