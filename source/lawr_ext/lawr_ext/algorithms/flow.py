@@ -182,7 +182,10 @@ class MeanFlow(Learner):
         u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
 
         u = average_velocity_from_x(z_t, self.decoder(z_t, t, r, obs_norm), t, self.cfg.time_eps)
-        sq_error = masked_sum((u - u_target).square(), mask, dim=(1, 2))  # ||u - u_tgt||^2 over the real steps
+        error = u - u_target
+        if self.cfg.loss_space == "x":  # ||x_hat - x_tgt||^2 = t^2 ||u - u_tgt||^2: small t no longer dominates
+            error = error * t.clamp_min(self.cfg.time_eps)[:, None, None]
+        sq_error = masked_sum(error.square(), mask, dim=(1, 2))  # squared error over the real steps
         # MeanFlow's adaptive weighting w = 1 / (||delta||^2 + c)^p (detached); p = 0 (default) is plain L2,
         # the only choice whose minimizer is the conditional mean the flow needs (see FlowConfig).
         weight = (sq_error.detach() + self.cfg.adaptive_weight_eps).pow(-self.cfg.adaptive_weight_power)

@@ -30,12 +30,18 @@ class FlowConfig(ChunkNetConfig):
     # mode and ignores the rest; on the bimodal toy p = 1 collapsed to one mode, p = 0.5 skewed 30/70 to 40/54.
     adaptive_weight_power: float = 0.0
     adaptive_weight_eps: float = 1e-3   # c in the adaptive weight
+    # Where the regression error is measured: "u" (the average velocity, MeanFlow's loss; an error in the predicted
+    # chunk counts 1/t-fold, so nearly clean inputs dominate) or "x" (the predicted clean chunk, JiT's output:
+    # every t counts alike, which is where the one-step map T(z) = x_hat(z, t=1, r=0) is read)
+    loss_space: str = "u"
     time_eps: float = 0.05          # u = (z_t - x_hat) / max(t, time_eps): bounds the x -> u conversion near data
     # --- sampling ------------------------------------------------------------------------------------------
     sample_steps: int = 1           # mean-flow steps of the Flow BC policy (1 = the one-step map T(z; s))
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.loss_space not in ("u", "x"):
+            raise ValueError(f"FlowConfig.loss_space: expected 'u' or 'x', got {self.loss_space!r}")
         if not 0.0 <= self.ratio_r_equals_t <= 1.0:
             raise ValueError(f"FlowConfig.ratio_r_equals_t: must lie in [0, 1], got {self.ratio_r_equals_t}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -3,22 +3,26 @@ planner's chunks stay on the data. Read-only: nothing here trains or changes a m
 
     sample_quality / flow_sample_quality   sliced-Wasserstein distance of k-step flow samples to data (the O(1) claim)
     support_metrics / support_check        nearest-neighbour distance of L-AWR's chunks to the data, typical-set use
+    chunk_errors / flow_precision          how close the flow (sampled, best of K, latent-optimized) and a policy
+                                           come to the dataset's chunks, in env action units and in metres
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lawr_ext.data import keys
+from lawr_ext.algorithms.training import masked_mean
 from lawr_ext.data.dataset import ChunkDataset
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
     from lawr_ext.algorithms.base import EnvActionPolicy
-    from lawr_ext.algorithms.flow import FlowDecoder
+    from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
 
 
@@ -120,3 +124,83 @@ def support_check(policy: EnvActionPolicy, dataset: ChunkDataset, num_samples: i
     data_chunks = policy.action_normalizer.normalize(env_actions.to(device))
     obs_norm = lawr.obs_normalizer(batch[keys.OBS].to(device))
     return support_metrics(lawr.decoder, lawr.planner, obs_norm, data_chunks)
+
+
+def chunk_errors(chunks: torch.Tensor, data_chunks: torch.Tensor, mask: torch.Tensor,
+                 end_effectors: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    """Errors of chunks [B, H, A] against data chunks, both in env actions, over the real steps (``mask`` [B, H]).
+
+    ``action_mae``: mean |error| per action element; ``action_mae_per_dim``: the same per action dimension; with
+    the task's ``end_effectors`` (env actions -> positions [..., k, 3]), ``end_effector_mm``: the mean distance
+    between where the two chunks put the end effectors, in millimetres (a grasp needs about 10 mm).
+    """
+    valid = mask.to(chunks.dtype)
+    steps = valid.sum().clamp_min(1)
+    abs_error = (chunks - data_chunks).abs() * valid[..., None]
+    result = {"action_mae": (abs_error.sum() / (steps * chunks.shape[-1])).item(),
+              "action_mae_per_dim": (abs_error.sum((0, 1)) / steps).tolist()}
+    if end_effectors is not None:
+        distance = (end_effectors(chunks) - end_effectors(data_chunks)).norm(dim=-1).mean(-1)  # [B, H]
+        result["end_effector_mm"] = (1000 * (distance * valid).sum() / steps).item()
+    return result
+
+
+def flow_precision(behavior: BehaviorModel, dataset: ChunkDataset, *, num_chunks: int = 256, best_of: int = 16,
+                   optimize_steps: int = 200, end_effectors: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   seed: int = 0) -> dict[str, dict]:
+    """How precisely the frozen flow can produce the dataset's own chunks, on ``num_chunks`` random ones.
+
+        sample_1step, sample_4step   one draw z ~ N(0, I): what flow BC executes (1 or 4 mean-flow jumps)
+        best_of_<K>                  the closest of K one-step draws: the most a best-of-N selection can reach
+        optimized_sphere             T(z; s) with z optimized by Adam on the shell ||z|| = sqrt(d): the most a
+                                     latent planner on the sphere can reach (its error floor)
+        origin                       T(0; s): where a planner collapsed to z = 0 lands (the decoded "average")
+
+    Each entry is ``chunk_errors`` in env units. Chunks are in-sample (the flow was trained on them).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
+    device = next(behavior.parameters()).device
+    obs_norm = behavior.obs_normalizer(batch[keys.OBS].to(device))
+    target, mask = batch[keys.ACTIONS].to(device), batch[keys.MASK].to(device)
+    to_env = behavior.action_normalizer.unnormalize
+    decoder = behavior.decoder
+
+    def errors(chunks: torch.Tensor) -> dict:
+        return chunk_errors(to_env(chunks), to_env(target), mask, end_effectors)
+
+    def noise() -> torch.Tensor:
+        return torch.randn(target.shape, generator=generator).to(device)
+
+    result = {}
+    with torch.no_grad():
+        result["sample_1step"] = errors(decoder.sample(obs_norm, 1, noise=noise()))
+        result["sample_4step"] = errors(decoder.sample(obs_norm, 4, noise=noise()))
+        draws = torch.stack([decoder.sample(obs_norm, 1, noise=noise()) for _ in range(best_of)])  # [K, B, H, A]
+        sq = masked_mean((draws - target).square().sum(-1), mask.expand(best_of, *mask.shape), dim=-1)  # [K, B]
+        result[f"best_of_{best_of}"] = errors(draws[sq.argmin(0), torch.arange(target.shape[0])])
+        result["origin"] = errors(decoder.decode(torch.zeros_like(target), obs_norm))
+    radius = math.sqrt(target[0].numel())
+    z = noise().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=0.05)
+    on_sphere = lambda: z * (radius / z.flatten(1).norm(dim=-1).clamp_min(1e-6))[:, None, None]  # noqa: E731
+    for _ in range(optimize_steps):
+        loss = masked_mean((decoder.decode(on_sphere(), obs_norm) - target).square().sum(-1), mask, dim=-1).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        result["optimized_sphere"] = errors(decoder.decode(on_sphere(), obs_norm))
+    return result
+
+
+@torch.no_grad()
+def policy_precision(policy: EnvActionPolicy, dataset: ChunkDataset, *, num_chunks: int = 256,
+                     end_effectors: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0) -> dict:
+    """``chunk_errors`` of a policy's chunks (env actions) against the dataset's at the same states: for a
+    deterministic policy, how far it is from what the data did there (for L-AWR: what its weights chose)."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
+    device = next(policy.parameters()).device
+    data_chunks = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS]).to(device)
+    return chunk_errors(policy(batch[keys.OBS].to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)

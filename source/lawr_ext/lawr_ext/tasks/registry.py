@@ -26,6 +26,8 @@ class TaskSpec:
     action_spec: str | None = None   # "module:function" () -> joint names and action scaling for export; None: none
     published: str | None = None     # "module:function" (task id) -> {method: [(paper's method, success, source)]}:
                                      # published figures the benchmark table puts beside lawr's; None: none
+    # "module:function" (env actions [..., A]) -> end-effector positions [..., k, 3] in metres, for diagnostics
+    end_effectors: str | None = None
 
     def load(self, field_name: str) -> Any:
         """The object the entry point ``field_name`` names (e.g. ``spec.load("experts")``)."""

@@ -16,4 +16,5 @@ for _task, _preset, _cfg in (("Bimanual-Chunk", "bimanual_chunk", "BimanualChunk
         env_cfg=f"{__name__}.env_cfg:{_cfg}",
         experts=f"{__name__}.experts:make_expert",
         action_spec=f"{__name__}.action_spec:action_spec",
+        end_effectors=f"{__name__}.action_spec:grasp_points",
     ))
