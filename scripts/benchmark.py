@@ -3,6 +3,8 @@
     python scripts/benchmark.py --tasks Bimanual-Chunk --seeds 0 1 2 profile=smoke            # tiny, CPU
     python scripts/benchmark.py --tasks Bimanual-Chunk Bimanual-Chunk-Insertion --seeds 0 1 2 \
         --methods lawr fql diffusion --dataset_dir runs/datasets --out runs/benchmark profile=gpu
+    python scripts/benchmark.py --tasks ogbench:cube-single-play-singletask-v0 ogbench:cube-double-play-singletask-v0 \
+        --seeds 0 1 2 --dataset_dir /data/og profile=ogbench_cpu     # OGBench, with the published figures beside
 
 Writes ``<out>/results.json``, ``<out>/table.md`` and plots; a rerun skips the cells already on disk. What it
 does and where each file goes: ``lawr_ext/runners/benchmark.py``. Anything not a known argument is a hydra

@@ -25,7 +25,8 @@ from lawr_ext.deploy import OnnxChunkPolicy
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx", required=True, help="policy.onnx written by scripts/export.py")
-    parser.add_argument("--exec_horizon", type=int, default=8, help="chunk steps executed before replanning")
+    parser.add_argument("--exec_horizon", type=int, default=None,
+                        help="chunk steps executed before replanning (default: the run's evaluation setting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines")
@@ -38,8 +39,9 @@ def main() -> None:
     meta = policy.meta
     joints = meta["joint_names"] if policy.joint_level else f"{meta['action_dim']} actions in [-1, 1]"
     print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
-          f"{meta['control_rate_hz']:.0f} Hz, commands {joints}")
-    loaded = [m for m in sys.modules if m == "torch" or (m.startswith("lawr_ext") and m not in ("lawr_ext", "lawr_ext.deploy"))]
+          f"{meta['control_rate_hz']:.0f} Hz, exec_horizon {policy.exec_horizon}, commands {joints}")
+    loaded = [m for m in sys.modules
+              if m == "torch" or (m.startswith("lawr_ext") and m not in ("lawr_ext", "lawr_ext.deploy"))]
     if loaded:  # the policy side runs with nothing else of lawr (or torch) loaded: a robot needs numpy + onnxruntime
         raise RuntimeError(f"the policy side imported {loaded[:3]}; it must stay self-contained")
 

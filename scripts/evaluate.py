@@ -29,19 +29,21 @@ from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
 
 def parse_args() -> argparse.Namespace:
-    defaults = EvalConfig()
+    """Evaluation settings left out default to the run's own (its TrainConfig.eval: e.g. OGBench's 50 episodes and
+    whole-chunk execution), so a run is re-evaluated under the protocol it was trained for."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="run directory or a <stage>/final.pt inside it")
     parser.add_argument("--policy", default="lawr", choices=tuple(METHODS), help="which method's policy of the run")
     parser.add_argument("--task", default=None, help="task id (default: the task the run was trained on)")
-    parser.add_argument("--num_envs", type=int, default=defaults.num_envs)
-    parser.add_argument("--num_episodes", type=int, default=defaults.num_episodes)
-    parser.add_argument("--exec_horizon", type=int, default=defaults.exec_horizon,
+    parser.add_argument("--num_envs", type=int, default=None)
+    parser.add_argument("--num_episodes", type=int, default=None)
+    parser.add_argument("--exec_horizon", type=int, default=None,
                         help="steps of each chunk executed before replanning (<= H)")
-    parser.add_argument("--temporal_ensemble", action="store_true", help="ACT-style averaging of overlapping chunks")
-    parser.add_argument("--ensemble_decay", type=float, default=defaults.ensemble_decay)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--temporal_ensemble", action=argparse.BooleanOptionalAction, default=None,
+                        help="ACT-style averaging of overlapping chunks")
+    parser.add_argument("--ensemble_decay", type=float, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--dataset", type=Path, default=None,
                         help="dataset for the Phase-3 support check (default: the run's own dataset)")
@@ -63,8 +65,10 @@ def main() -> None:
     require_device(args.device)
     set_verbose(args.verbose)
     cfg_fields = {f.name for f in fields(EvalConfig)}
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in cfg_fields and k != "task"},
-                  task=task, progress=not args.no_progress and world.is_writer)
+    given = {k: v for k, v in vars(args).items() if k in cfg_fields and k != "task" and v is not None}
+    run_eval = {k: v for k, v in train_cfg["eval"].items() if k in cfg_fields and k not in ("task", "progress")}
+    cfg = EvalConfig(**run_eval | given,
+                     task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
     policy = load_policy(path, method=args.policy)
@@ -75,7 +79,7 @@ def main() -> None:
         return
     if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
         dataset = ChunkDataset.from_path(dataset_path, policy.horizon, train_cfg["data"]["gamma"])
-        support = support_check(policy, dataset, args.support_samples, args.seed)
+        support = support_check(policy, dataset, args.support_samples, cfg.seed)
     report |= {"checkpoint": str(path), "support": support}
     json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
     s = report["summary"]

@@ -6,9 +6,9 @@ TorchScript.
     python scripts/export.py --checkpoint runs/<run> --policy act          # any method of the run
 
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``, ``<run_dir>/export/<policy>`` for a
-baseline), each carrying its metadata (task, H, obs dim, control rate, format version, config hash; and, where
-the task registers an action spec, joint order, action scaling, joint limits and servo speeds: lawr_ext/deploy.py),
-then checks every file against the eager policy on random observations and fails if they differ by more than
+baseline), each carrying its metadata (task, H, obs dim, control rate, the run's evaluation exec_horizon, format
+version, config hash; and, where the task registers an action spec, joint order, action scaling, joint limits and
+servo speeds: lawr_ext/deploy.py), then checks every file against the eager policy on random observations and fails if they differ by more than
 ``ExportConfig.parity_atol``. A policy that draws noise (flow BC, FQL, QC, diffusion ...) draws it inside the
 graph too: its files are checked for shape and finiteness only. Deploy the .onnx with onnxruntime alone: see
 scripts/deploy_onnx.py.
@@ -50,7 +50,8 @@ def main() -> None:
     task = get_task(record["config"]["task"])
     action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
     metadata = build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=args.policy,
-                              control_rate_hz=task.control_hz, config_hash=record["config_hash"], **action_spec)
+                              control_rate_hz=task.control_hz, config_hash=record["config_hash"],
+                              exec_horizon=record["config"]["eval"]["exec_horizon"], **action_spec)
 
     out_dir = args.out or (run_dir / "export" if args.policy == "lawr" else run_dir / "export" / args.policy)
     obs = torch.randn(cfg.parity_batch, metadata["obs_dim"])

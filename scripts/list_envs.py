@@ -8,13 +8,14 @@ from lawr_ext.tasks import get_task, load_env_cfg, registered_tasks
 
 
 def main() -> None:
+    width = max(map(len, registered_tasks()))
     for task in registered_tasks():
         spec = get_task(task)
-        print(f"{task:28s} env={spec.env or spec.make_env} preset=tasks/{spec.preset}.yaml control={spec.control_hz:g} Hz "
+        print(f"{task:{width}s} env={spec.env or spec.make_env} preset=tasks/{spec.preset}.yaml control={spec.control_hz:g} Hz "
               f"experts={'yes' if spec.experts else 'no'} action_spec={'yes' if spec.action_spec else 'no'}")
         if spec.env_cfg is not None:
             cfg = load_env_cfg(task)
-            print(f"{'':28s} cfg={spec.env_cfg} obs={cfg.observation_space} act={cfg.action_space} "
+            print(f"{'':{width}s} cfg={spec.env_cfg} obs={cfg.observation_space} act={cfg.action_space} "
                   f"episode={cfg.episode_length_s} s chunk_horizon={cfg.chunk_horizon}")
 
 

@@ -29,5 +29,6 @@ echo "setup.sh: installing the pinned environment into .venv (first time: ~3 GB 
 # isaaclab declares many optional-in-practice dependencies (teleop, importers, UI) that the kit-less
 # Newton path never imports; the lock leaves them out on purpose, so verify by importing what we use.
 .venv/bin/python -c "import lawr_ext, isaaclab, isaaclab_newton, warp, newton, mujoco_warp, torch, tensordict, rsl_rl, hydra, h5py, onnxruntime"
+MUJOCO_GL=disable .venv/bin/python -c "import ogbench, dm_control.mjcf"  # the OGBench tasks' envs (no display needed)
 mkdir -p build/warp_cache
 echo "$want" > "$stamp"

@@ -6,6 +6,7 @@
         flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
     python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.weights.temperature=0.5
     python scripts/train_lawr.py --task Bimanual-Chunk --baselines fql diffusion         # + baselines, same phases
+    python scripts/train_lawr.py --task ogbench:cube-single-play-singletask-v0 --dataset cube-single.npz  # OGBench
     ./isaaclab.sh -p scripts/train_lawr.py --task Bimanual-Chunk ...                    # via Isaac Lab's launcher
     torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D  # multi-process (gloo/NCCL)
 
@@ -52,6 +53,7 @@ from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E4
 from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
 from lawr_ext.runners import load_policy, train  # noqa: E402
 from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
+from lawr_ext.tasks import get_task  # noqa: E402
 from lawr_ext.utils.cli import run_main, set_verbose  # noqa: E402
 from lawr_ext.utils.distributed import init_world  # noqa: E402
 
@@ -76,6 +78,9 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     """The configured dataset, else the one collected into the run (collection resumes what is on disk)."""
     if cfg.data.path is not None:
         return Path(cfg.data.path)
+    if get_task(cfg.task).experts is None:
+        sys.exit(f"[lawr] task {cfg.task} has no scripted experts to collect with: pass --dataset "
+                 f"(formats: source/lawr_ext/lawr_ext/data/FORMAT.md)")
     from lawr_ext.data.collect import CollectConfig, collect_task
 
     print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "

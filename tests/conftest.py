@@ -393,3 +393,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- a small OGBench dataset, made in seconds
+
+def ogbench_dataset(path: Path, name: str = "cube-single-play-singletask-v0", num_episodes: int = 4,
+                    length: int = 50, seed: int = 0) -> Path:
+    """``num_episodes`` random-action episodes of OGBench's env ``name`` in OGBench's shipped layout (float32
+    arrays: observations, next_observations, actions, rewards, masks = 1 - success, terminals at each episode's
+    end, qpos, qvel), with the env's own singletask reward. A stand-in for the official files, which this
+    machine cannot download; ../shared/tools/ogbench makes oracle datasets of the same layout (minutes)."""
+    from lawr_ext.tasks.ogbench.env import headless_gl
+
+    headless_gl()
+    import ogbench
+
+    env = ogbench.make_env_and_datasets(name, env_only=True)
+    rng = np.random.default_rng(seed)
+    columns = {k: [] for k in ("observations", "next_observations", "actions", "rewards", "masks", "terminals",
+                               "qpos", "qvel")}
+    for episode in range(num_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        for t in range(length):
+            action = np.clip(rng.normal(0, 0.5, 5), -1, 1)
+            next_obs, reward, _, _, info = env.step(action)
+            for key, value in (("observations", obs), ("next_observations", next_obs), ("actions", action),
+                               ("rewards", reward), ("masks", 1.0 - info["success"]), ("terminals", t == length - 1),
+                               ("qpos", info["prev_qpos"]), ("qvel", info["prev_qvel"])):
+                columns[key].append(value)
+            obs = next_obs
+    env.close()
+    np.savez(path, **{k: np.asarray(v, np.float32) for k, v in columns.items()})
+    return path

@@ -63,7 +63,7 @@ PLAIN_CASES = {
        for key in REQUIRED_KEYS},
     "int_observations": (_set("observations", lambda v: v.astype(np.int64)), ["'observations'", "float"]),
     "string_actions": (_set("actions", lambda v: v.astype(str)), ["'actions'"]),
-    "float_terminals": (_set("terminals", lambda v: v.astype(np.float32) * 0.5), ["'terminals'", "booleans"]),
+    "float_terminals": (_set("terminals", lambda v: v.astype(np.float32) * 0.5), ["'terminals'", "0/1 flags", "0.5"]),
     "float_quality": (lambda a: a | {"quality": np.zeros(len(a["rewards"]), np.float32)}, ["'quality'", "integer"]),
     "rewards_2d": (_set("rewards", lambda v: v[:, None]), ["'rewards'", "1-D"]),
     "observations_1d": (_set("observations", lambda v: v[:, 0]), ["'observations'", "2 dims"]),

@@ -183,7 +183,10 @@ BAD_PLAIN = {
     "inf observation": ({"observations": np.full((12, 2), np.inf, dtype=np.float32)}, "NaN or inf"),
     "short actions": ({"actions": np.zeros((11, 1), dtype=np.float32)}, "has 11 rows"),
     "flat observations": ({"observations": np.zeros(12, dtype=np.float32)}, "2 dims"),
-    "float terminals": ({"terminals": np.zeros(12, dtype=np.float32)}, "must hold booleans"),
+    "half terminals": ({"terminals": np.full(12, 0.5, dtype=np.float32)}, "'terminals' must hold 0/1 flags"),
+    "NaN masks": ({"masks": np.where(np.arange(12) == 4, np.nan, 1).astype(np.float32)},
+                  "'masks' must hold 0/1 flags (bool, integer or float), found nan at row 4"),
+    "no timeouts nor masks": ({"timeouts": None}, "'timeouts' (D4RL) or 'masks' (OGBench)"),
     "unnormalized actions": ({"actions": np.full((12, 1), 3.0, dtype=np.float32)}, "normalized to [-1, 1]"),
     "empty": ({k: v[:0] for k, v in _plain_arrays().items()}, "empty"),
 }
@@ -256,3 +259,115 @@ def test_a_failed_write_leaves_the_existing_shard_and_no_temp_files(toy_dir):
         write_episodes(shard, [_record(3, True), broken], 0, META)
     assert shard.read_bytes() == before
     assert sorted(p.name for p in toy_dir.iterdir()) == ["shard_000000.hdf5", "shard_000001.hdf5"]
+
+
+# ---------------------------------------------------------------- shipped layouts: OGBench .npz, D4RL HDF5
+
+def _ogbench_arrays():
+    """OGBench's layout, float32 flags: trajectory A (6 steps) reaches the goal at steps 2-3 (masks 0, reward 0)
+    and the collector goes on; trajectory B (3 steps) never does. obs row = (trajectory, t); next_observations
+    also give each trajectory's final state (t = 6 and 3), which no later row holds."""
+    obs = np.array([[0, t] for t in range(6)] + [[1, t] for t in range(3)], np.float32)
+    next_obs = np.array([[0, t] for t in range(1, 7)] + [[1, t] for t in range(1, 4)], np.float32)
+    return {"observations": obs, "next_observations": next_obs,
+            "actions": np.linspace(-1, 1, 9 * 2, dtype=np.float32).reshape(9, 2),
+            "rewards": np.array([-1, -1, 0, 0, -1, -1, -1, -1, -1], np.float32),
+            "masks": np.array([1, 1, 0, 0, 1, 1, 1, 1, 1], np.float32),
+            "terminals": np.array([0, 0, 0, 0, 0, 1, 0, 0, 1], np.float32),
+            "qpos": np.zeros((9, 3), np.float32), "qvel": np.zeros((9, 3), np.float32)}
+
+
+def test_ogbench_layout_loads_as_shipped_and_a_mid_chunk_mask_ends_the_td_target(tmp_path):
+    """The rule of data/dataset.py on a dataset where the right targets are known by hand (H = 3, gamma = 0.5,
+    V(s') = 10 everywhere): a chunk stops at the first masks == 0 step (its reward counted, no bootstrap); chunks
+    reaching a trajectory end bootstrap from the recorded next_observations with gamma^k."""
+    from lawr_ext.algorithms.critic import td_target
+
+    path = tmp_path / "cube-single-play-singletask-v0.npz"
+    np.savez(path, **_ogbench_arrays())
+    data = ChunkDataset.from_path(path, horizon=3, gamma=GAMMA)
+    episodes = data.episodes
+    assert episodes.lengths.tolist() == [6, 3] and episodes.terminated.tolist() == [False, False]
+    assert episodes.success.tolist() == [True, False]  # masks == 0 somewhere: OGBench's singletask success
+    assert data.num_chunks == 9  # every step is usable: the final states are recorded
+
+    batch = data.batch(torch.arange(9))
+    target = td_target(batch, torch.full((9,), 10.0))
+    #            A: t=0     t=1   t=2  t=3  t=4               t=5          B: t=0              t=1          t=2
+    expected = [-1.5, -1.0, 0.0, 0.0, -1.5 + 0.25 * 10, -1 + 0.5 * 10, -1.75 + 0.125 * 10, -1.5 + 0.25 * 10,
+                -1 + 0.5 * 10]
+    assert target.tolist() == expected
+    assert batch[keys.TERMINAL].tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert batch[keys.MASK].sum(1).tolist() == [3, 2, 1, 1, 2, 1, 3, 2, 1]
+    assert batch[keys.NEXT_OBS][4:6].tolist() == [[0, 6], [0, 6]]  # A's final state, from next_observations
+    assert batch[keys.NEXT_OBS][6:].tolist() == [[1, 3]] * 3
+
+
+def test_a_mask_only_ends_the_bootstrap_not_the_trajectory(tmp_path):
+    """Chunks starting after the success see the rest of the trajectory (they are not cut off from it), and a
+    file whose flags are bool or 0/1 integers gives the same batches as float32 flags."""
+    arrays = _ogbench_arrays()
+    np.savez(tmp_path / "float.npz", **arrays)
+    np.savez(tmp_path / "int.npz", **arrays | {k: arrays[k].astype(np.int8) for k in ("masks", "terminals")})
+    float_batch, int_batch = (ChunkDataset.from_path(tmp_path / f"{name}.npz", horizon=3, gamma=GAMMA)
+                              .batch(torch.arange(9)) for name in ("float", "int"))
+    for key in float_batch.keys():
+        assert torch.equal(float_batch[key], int_batch[key]), key
+    assert float_batch[keys.OBS][4].tolist() == [0, 4] and float_batch[keys.SUCCESS][4] == 1
+
+
+def _d4rl_hdf5(path, flag_dtype=np.float32, **changes):
+    """D4RL's HDF5 layout: episode 0 terminates after 3 steps, episode 1 times out after 4; an infos/ group."""
+    obs = np.array([[0, t] for t in range(3)] + [[1, t] for t in range(4)], np.float32)
+    next_obs = np.concatenate([obs[1:], [[1, 4]]]).astype(np.float32)
+    next_obs[2] = [0, 3]  # after the terminal state; never bootstrapped
+    arrays = {"observations": obs, "next_observations": next_obs, "actions": np.zeros((7, 1), np.float32),
+              "rewards": np.arange(7, dtype=np.float32),
+              "terminals": np.array([0, 0, 1, 0, 0, 0, 0], flag_dtype),
+              "timeouts": np.array([0, 0, 0, 0, 0, 0, 1], flag_dtype)} | changes
+    with h5py.File(path, "w") as file:
+        for key, value in arrays.items():
+            file[key] = value
+        file["infos/qpos"] = np.zeros((7, 2), np.float32)
+    return path
+
+
+def test_d4rl_hdf5_layout_loads_without_conversion(tmp_path):
+    data = ChunkDataset.from_path(_d4rl_hdf5(tmp_path / "hopper-medium-v2.hdf5"), horizon=2, gamma=GAMMA)
+    assert data.episodes.lengths.tolist() == [3, 4] and data.episodes.terminated.tolist() == [True, False]
+    batch = data.batch(torch.arange(data.num_chunks))
+    assert data.num_chunks == 7  # the timed-out episode's last step bootstraps from its next_observations
+    assert batch[keys.TERMINAL].tolist() == [0, 1, 1, 0, 0, 0, 0]
+    assert batch[keys.NEXT_OBS][-2:].tolist() == [[1, 4], [1, 4]]
+
+
+def test_a_reset_without_a_flag_is_found_from_next_observations(tmp_path):
+    """A D4RL file whose flags miss a reset: next_observations[t] != observations[t+1] ends the episode there."""
+    path = _d4rl_hdf5(tmp_path / "d.hdf5", timeouts=np.zeros(7, np.float32))
+    episodes = load_episodes(path)
+    assert episodes.lengths.tolist() == [3, 4] and episodes.final_obs[1].tolist() == [1, 4]
+
+
+@pytest.mark.parametrize("bad", [0.5, np.nan])
+@pytest.mark.parametrize("layout", ["ogbench_npz", "d4rl_hdf5"])
+def test_a_flag_that_is_not_0_or_1_fails_with_one_line_naming_file_and_key(tmp_path, layout, bad):
+    if layout == "ogbench_npz":
+        path, key = tmp_path / "og.npz", "masks"
+        arrays = _ogbench_arrays()
+        arrays[key][3] = bad
+        np.savez(path, **arrays)
+    else:
+        key = "timeouts"
+        path = _d4rl_hdf5(tmp_path / "d4rl.hdf5", timeouts=np.array([0, 0, 0, bad, 0, 0, 1], np.float32))
+    with pytest.raises(DatasetError) as error:
+        load_episodes(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and f"'{key}'" in message and "at row 3" in message and "\n" not in message
+
+
+def test_ogbench_file_as_downloaded_is_named_as_such(tmp_path):
+    """OGBench's raw download has no rewards (ogbench relabels them at load time): say so, in one line."""
+    arrays = {k: v for k, v in _ogbench_arrays().items() if k not in ("rewards", "masks", "next_observations")}
+    np.savez(tmp_path / "raw.npz", **arrays)
+    with pytest.raises(DatasetError, match="OGBench file as downloaded"):
+        load_episodes(tmp_path / "raw.npz")

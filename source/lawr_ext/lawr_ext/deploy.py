@@ -73,6 +73,8 @@ def check_metadata(meta: dict, source: object, obs_dim: int | None = None,
     if chunk_shape is not None and (meta["horizon"], meta["action_dim"]) != tuple(chunk_shape):
         raise refuse(f"metadata horizon={meta['horizon']}, action_dim={meta['action_dim']}, but the graph's output "
                      f"chunk is {chunk_shape[0]} x {chunk_shape[1]}")
+    if "exec_horizon" in meta and (not _is_int(meta["exec_horizon"]) or not 1 <= meta["exec_horizon"] <= meta["horizon"]):
+        raise refuse(f"metadata exec_horizon={meta['exec_horizon']!r} must be an integer in [1, H={meta['horizon']}]")
     present = [k for k in JOINT_FIELDS if k in meta]
     if present and len(present) < len(JOINT_FIELDS):
         raise refuse(f"metadata has {present} but lacks {[k for k in JOINT_FIELDS if k not in meta]}: the joint "
@@ -117,7 +119,7 @@ class OnnxChunkPolicy:
     """Plays exported chunks: one ONNX call per ``exec_horizon`` control steps, each action turned into a command
     within the exported joint limits and servo profile."""
 
-    def __init__(self, path: str, exec_horizon: int, num_threads: int = 0):
+    def __init__(self, path: str, exec_horizon: int | None = None, num_threads: int = 0):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -147,6 +149,8 @@ class OnnxChunkPolicy:
         if probe.shape != (1, self.meta["horizon"], self.meta["action_dim"]):
             raise ValueError(f"{path}: metadata says chunks of {self.meta['horizon']} x {self.meta['action_dim']}, the "
                              f"graph returns {probe.shape[1:]}")
+        if exec_horizon is None:  # the protocol the run was evaluated with (files that do not record it: H)
+            exec_horizon = self.meta.get("exec_horizon", self.meta["horizon"])
         if not _is_int(exec_horizon) or not 1 <= exec_horizon <= self.meta["horizon"]:
             raise ValueError(f"--exec_horizon {exec_horizon} must lie in [1, H={self.meta['horizon']}]")
         self.exec_horizon = exec_horizon

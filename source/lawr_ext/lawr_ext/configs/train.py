@@ -1,7 +1,8 @@
 """The whole L-AWR training run as one typed config, composed by hydra from the yaml presets in ``tasks/``.
 
 Each task registers its preset (``TaskSpec.preset``: ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``),
-which starts from the ``TrainConfig`` schema registered here and sets the task's values;
+which starts from the ``TrainConfig`` schema registered here and sets the task's values (a preset shared by a
+family of tasks leaves ``task: ???``, filled with the id asked for);
 ``tasks/profile/*.yaml`` are optional overlays (``profile=smoke`` for a tiny CPU run, ``profile=gpu`` for a GPU
 host); any field can then be overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
 Every dataclass validates itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
@@ -82,9 +83,12 @@ def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str 
     preset = preset_dir / f"{spec.preset}.yaml"
     if not preset.is_file():
         raise ValueError(f"TrainConfig.task: the preset of task {task!r} is missing: {preset}")
+    overrides = list(overrides)
+    if OmegaConf.is_missing(OmegaConf.load(preset), "task"):  # a family's preset (task: ???) serves all its ids
+        overrides.insert(0, f"task='{task}'")
     try:
         with initialize_config_dir(config_dir=str(preset_dir), version_base=None):
-            composed = compose(config_name=preset.stem, overrides=list(overrides))
+            composed = compose(config_name=preset.stem, overrides=overrides)
         unknown = _keys_outside_schema(composed, OmegaConf.structured(TrainConfig))
         if unknown:  # added with "+key=value": hydra appends it, and building the dataclass drops it unread
             raise ValueError(f"{unknown[0]}: not a setting of TrainConfig (a typo?); '+' cannot add settings")

@@ -1,21 +1,30 @@
 """Cut offline episodes into TensorDict batches of action chunks (the contract is ``data/keys.py``).
 
-A chunk starts at any step t of an episode of T steps and covers k = min(H, T_usable - t) real steps:
+The chunk rule. A *terminal row* is a transition after which nothing is bootstrapped: the last step of an
+episode that terminated, or any step the data marks so (OGBench's ``masks == 0``, also mid-episode). A chunk
+starts at any usable step t of an episode of T steps and covers k real steps,
+
+    k = min(H, T_usable - t, j - t + 1),   j = the first terminal row >= t,
 
 * ``reward``    = sum_{i<k} gamma^i r_{t+i};  ``discount`` = gamma^k;  ``mask[i]`` = i < k.
 * ``actions``   = a_t .. a_{t+k-1}, then the last real action repeated up to H (masked out).
-* ``terminal``  = 1 iff the episode *terminated* at step t+k-1 (its last step); then ``next_obs`` is the
-  episode's last observation o_{T-1}, a placeholder the TD target multiplies by (1 - terminal) = 0.
-* ``next_obs``  = o_{t+k} otherwise, always a real observation of the same episode.
+* ``terminal``  = 1 iff the chunk's last real step t+k-1 is a terminal row; then ``next_obs`` is that step's
+  own observation, a placeholder the TD target multiplies by (1 - terminal) = 0.
+* ``next_obs``  = o_{t+k} otherwise: the next recorded observation of the same episode, or, where the chunk
+  reaches the end of a cut-off episode, the episode's recorded final observation (``Episodes.final_obs``).
 
-Episodes that were *truncated* (timed out, or cut off at the end of the data): Isaac Lab auto-resets
-inside ``step`` and returns the reset observation, so the observation after the final step o_T was
-never recorded. Instead of bootstrapping from a wrong (reset) or stale observation, the final step of a
-truncated episode is never a real step of any chunk: T_usable = T - 1 (T for terminated episodes). A
-chunk reaching the end of a truncated episode therefore has k = T-1-t real steps, ``terminal`` = 0,
-``next_obs`` = o_{T-1} (recorded, exact) and ``discount`` = gamma^k; the last action a_{T-1} and its
-reward only appear as masked padding. Every bootstrap target is exact at the cost of one step per
-truncated episode.
+So the TD target R + gamma^k (1 - terminal) V(s_{t+k}) stops at a success inside a chunk: its reward is
+the last one counted and nothing is bootstrapped after it. QC's chunked backup (Li et al. 2025) also drops
+the bootstrap when any mask in the chunk is 0, but keeps summing the rewards recorded after it; lawr does
+not, because those steps are the data collector going on past a state where the singletask env ends the
+episode (OGBench's envs terminate at the goal), and it bootstraps with gamma^k from s_{t+k}, not gamma^H.
+
+Episodes that were cut off (timed out, or at the end of the data) without a recorded final observation:
+Isaac Lab auto-resets inside ``step`` and returns the reset observation, so o_T was never recorded. Instead
+of bootstrapping from a wrong (reset) or stale observation, their final step is never a real step of any
+chunk: T_usable = T - 1 (T for terminated episodes and for episodes whose final observation is known). A
+chunk reaching the end of such an episode has k = T-1-t real steps, ``terminal`` = 0, ``next_obs`` =
+o_{T-1} (recorded, exact); the last action a_{T-1} and its reward only appear as masked padding.
 
 All per-chunk scalars (first row, k, reward, next row, terminal, discount) are computed once, vectorized,
 in ``__init__``; a batch only gathers rows by index.
@@ -115,30 +124,46 @@ class ChunkDataset:
         return cls(load_episodes(path), horizon, gamma, source=path, **kwargs)
 
     def _index_chunks(self) -> None:
-        ep, H = self.episodes, self.horizon
-        usable = ep.lengths - (~ep.terminated).long()  # steps that may be real steps of a chunk
+        ep, H, N = self.episodes, self.horizon, self.episodes.num_steps
+        known_end = ep.terminated | (ep.final_obs is not None)  # the state after the last step is known (or moot)
+        usable = ep.lengths - (~known_end).long()  # steps that may be real steps of a chunk
         episode = torch.repeat_interleave(torch.arange(ep.num_episodes), usable)
         t = torch.arange(len(episode)) - torch.repeat_interleave(torch.cumsum(usable, 0) - usable, usable)
-        steps = torch.clamp(usable[episode] - t, max=H)  # k
         first_row = ep.starts[episode] + t
-        terminal = ep.terminated[episode] & (t + steps == ep.lengths[episode])
+
+        terminal_row = torch.zeros(N, dtype=torch.bool)
+        terminal_row[(ep.starts + ep.lengths - 1)[ep.terminated]] = True
+        if ep.no_bootstrap is not None:
+            terminal_row |= ep.no_bootstrap
+        # next_terminal[r]: the first terminal row >= r (N where there is none)
+        rows = torch.where(terminal_row, torch.arange(N), torch.tensor(N))
+        next_terminal = rows.flip(0).cummin(0).values.flip(0)
+        steps = torch.minimum(torch.clamp(usable[episode] - t, max=H), next_terminal[first_row] - first_row + 1)  # k
+        last_row = first_row + steps - 1
+        terminal = terminal_row[last_row]
         reward = torch.zeros(len(episode))
         for i in range(H):  # H vectorized passes over all chunks; O(#chunks) memory
-            row = torch.clamp(first_row + i, max=ep.num_steps - 1)
+            row = torch.clamp(first_row + i, max=N - 1)
             reward += self.gamma**i * ep.rewards[row] * (i < steps)
+        # The observation to bootstrap from: the next row, the episode's final observation (row N + e of the
+        # table built in _episodes_to_device) at its end, or the chunk's own last row as a terminal placeholder.
+        at_end = t + steps == ep.lengths[episode]
+        next_row = torch.where(terminal, last_row, torch.where(at_end, N + episode, last_row + 1))
 
         device = self.device
         self.chunk_episode = episode.to(device)
         self.chunk_first_row = first_row.to(device)
         self.chunk_steps = steps.to(device)
         self.chunk_reward = reward.to(device)
-        self.chunk_next_row = (first_row + steps - terminal.long()).to(device)  # terminal: o_{T-1} placeholder
+        self.chunk_next_row = next_row.to(device)
         self.chunk_terminal = terminal.float().to(device)
         self.chunk_discount = torch.tensor(self.gamma, dtype=torch.float64).pow(steps).float().to(device)
 
     def _episodes_to_device(self) -> None:
         ep = self.episodes
-        self._obs = ep.obs.to(self.device)
+        final_obs = ep.final_obs if ep.final_obs is not None else ep.obs[:0]
+        self._obs = torch.cat([ep.obs, final_obs]).to(self.device)  # rows N.. : final observations of the episodes
+        self._num_steps = ep.num_steps
         self._actions = self.action_normalizer.normalize(ep.actions).to(self.device)
         self._success = ep.success.float().to(self.device)
         self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
@@ -159,7 +184,7 @@ class ChunkDataset:
     @property
     def observations(self) -> torch.Tensor:
         """Every recorded observation [N, O] (for fitting the observation normalizer)."""
-        return self._obs
+        return self._obs[: self._num_steps]
 
     @property
     def action_dim(self) -> int:

@@ -2,6 +2,11 @@
 
 Steps of all episodes are concatenated; episode ``e`` owns rows ``starts[e] : starts[e] + lengths[e]``.
 Row ``t`` holds the observation seen at step t, the action taken there and the reward it earned.
+
+Two optional fields carry what OGBench / D4RL files record and Isaac Lab's auto-reset loses:
+``final_obs[e]``, the observation after episode e's last step (so a cut-off episode's last step can still be
+bootstrapped), and ``no_bootstrap``, transitions after which nothing is bootstrapped *inside* an episode
+(OGBench's ``masks == 0``: a success in singletask data, with the recorded trajectory going on after it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class Episodes:
     strategy: torch.Tensor  # int64 [E]      scripted-expert strategy id, -1 if unknown
     quality: torch.Tensor  # int64 [E]       expert quality label, -1 if unknown
     meta: dict = field(default_factory=dict)  # env/task metadata stored with the dataset (task, action_dim, ...)
+    final_obs: torch.Tensor | None = None  # float32 [E, O] observation after each episode's last step; None: unknown
+    no_bootstrap: torch.Tensor | None = None  # bool [N] transitions whose next state must not be bootstrapped
 
     @property
     def starts(self) -> torch.Tensor:
@@ -61,7 +68,14 @@ class Episodes:
             return torch.cat([getattr(p, name) for p in parts])
 
         names = ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")
-        return Episodes(**{name: cat(name) for name in names}, meta=dict(meta or (parts[0].meta if parts else {})))
+        optional = {}
+        for name in ("final_obs", "no_bootstrap"):
+            present = [getattr(p, name) is not None for p in parts]
+            if any(present) and not all(present):
+                raise ValueError(f"Episodes.concatenate: only some parts carry {name!r}")
+            optional[name] = cat(name) if parts and all(present) else None
+        return Episodes(**{name: cat(name) for name in names}, **optional,
+                        meta=dict(meta or (parts[0].meta if parts else {})))
 
     def fingerprint(self, num_episodes: int | None = None) -> str:
         """SHA-256 of the content of the first ``num_episodes`` episodes (default all): every array, its dtype and
@@ -116,6 +130,15 @@ class Episodes:
             if len(getattr(self, name)) != self.num_episodes:
                 raise DatasetError(source, f"'{name}' has {len(getattr(self, name))} entries "
                                            f"for {self.num_episodes} episodes")
+        if self.final_obs is not None:
+            if self.final_obs.shape != (self.num_episodes, self.obs.shape[1]) or self.final_obs.dtype != torch.float32:
+                raise DatasetError(source, f"'next_observations' give final observations of shape "
+                                           f"{list(self.final_obs.shape)}, expected [{self.num_episodes}, {self.obs.shape[1]}]")
+            if not torch.isfinite(self.final_obs).all():
+                raise DatasetError(source, "'next_observations' contains NaN or inf")
+        if self.no_bootstrap is not None and (self.no_bootstrap.shape != (self.num_steps,)
+                                              or self.no_bootstrap.dtype != torch.bool):
+            raise DatasetError(source, f"'masks' must give one flag per step, got {list(self.no_bootstrap.shape)}")
 
 
 def _numeric(source: object, name: str, array) -> torch.Tensor:
@@ -134,12 +157,16 @@ def as_float32(source: object, name: str, array) -> torch.Tensor:
 
 
 def as_flags(source: object, name: str, array) -> torch.Tensor:
-    """A bool array from disk; integers are accepted when they are all 0 or 1."""
+    """A 1-D bool array from disk. Integers and floats are accepted when every value is exactly 0 or 1 (OGBench
+    and D4RL ship their flags as float32 0./1.); any other value (0.5, NaN, 2) is an error naming the first one."""
     tensor = _numeric(source, name, array)
-    if tensor.dtype != torch.bool:
-        if tensor.is_floating_point() or tensor.is_complex() or not ((tensor == 0) | (tensor == 1)).all():
-            raise DatasetError(source, f"'{name}' must hold booleans (or 0/1 integers), got {tensor.dtype}")
-        tensor = tensor.bool()
     if tensor.ndim != 1:
         raise DatasetError(source, f"'{name}' must be 1-D, got shape {list(tensor.shape)}")
+    if tensor.dtype != torch.bool:
+        bad = ~((tensor == 0) | (tensor == 1))  # NaN compares unequal to both
+        if tensor.is_complex() or bad.any():
+            row = int(bad.nonzero()[0]) if bad.any() else 0
+            raise DatasetError(source, f"'{name}' must hold 0/1 flags (bool, integer or float), "
+                                       f"found {tensor[row].item()} at row {row}")
+        tensor = tensor.bool()
     return tensor

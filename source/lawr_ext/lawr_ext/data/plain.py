@@ -1,8 +1,21 @@
-"""The plain format for bringing your own offline data: D4RL-style flat arrays in ``.npz`` or HDF5.
+"""The plain format for bringing your own offline data: D4RL-style or OGBench-style flat arrays in ``.npz`` or HDF5.
 
-Keys ``observations`` [N, O], ``actions`` [N, A] in [-1, 1], ``rewards`` [N], ``terminals`` [N],
-``timeouts`` [N] (optional ``success``, ``strategy``, ``quality`` [N]); an episode ends where
-``terminals | timeouts``. Full description for users: ``data/FORMAT.md``.
+Keys ``observations`` [N, O], ``actions`` [N, A] in [-1, 1], ``rewards`` [N], ``terminals`` [N] and either
+``timeouts`` [N] (D4RL) or ``masks`` [N] (OGBench); optional ``next_observations`` [N, O], ``success``,
+``strategy``, ``quality`` [N]. Flags may be bool, 0/1 integers or 0./1. floats. Two conventions, told apart by
+``masks``:
+
+* D4RL (no ``masks``): an episode ends where ``terminals | timeouts``; ``terminals`` marks a terminal state
+  (nothing is bootstrapped after it), ``timeouts`` a cut-off.
+* OGBench (``masks`` present): ``terminals`` (and ``timeouts``, if there) mark where a *trajectory* ends, not a
+  terminal state; ``masks == 0`` marks a transition whose next state must not be bootstrapped, also in the
+  middle of a trajectory (a success in singletask data). ``success`` defaults to ``masks == 0`` (OGBench's
+  singletask masks are 1 - success).
+
+With ``next_observations`` the last step of a cut-off episode is bootstrapped from it, and a row whose
+``next_observations`` differs from the next row's ``observations`` ends an episode there even without a flag
+(D4RL files whose flags miss a reset). ``qpos``, ``qvel`` and ``infos`` are ignored. Full description for
+users: ``data/FORMAT.md``.
 """
 
 from __future__ import annotations
@@ -17,8 +30,9 @@ import torch
 
 from lawr_ext.data.episodes import DatasetError, Episodes, as_flags, as_float32
 
-REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-OPTIONAL_KEYS = ("success", "strategy", "quality")
+REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+END_KEYS = ("timeouts", "masks")  # one of them: D4RL's cut-offs or OGBench's bootstrap masks
+OPTIONAL_KEYS = ("timeouts", "masks", "next_observations", "success", "strategy", "quality")
 
 
 def write_plain(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -28,10 +42,15 @@ def write_plain(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 def read_plain(path: str | os.PathLike) -> Episodes:
     path = Path(path)
-    arrays = _load_arrays(path)
+    arrays, names = _load_arrays(path)
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
-    if missing:
-        raise DatasetError(path, f"missing required array(s) {missing} (plain format needs {list(REQUIRED_KEYS)})")
+    if "rewards" in missing and "qpos" in names:
+        raise DatasetError(path, "no 'rewards': this looks like an OGBench file as downloaded, whose singletask "
+                                 "rewards ogbench computes at load time; save the arrays of "
+                                 "ogbench.make_env_and_datasets(name, dataset_path=...) with numpy.savez (data/FORMAT.md)")
+    if missing or not any(key in arrays for key in END_KEYS):
+        raise DatasetError(path, f"missing required array(s) {missing or ['timeouts or masks']} (plain format needs "
+                                 f"{list(REQUIRED_KEYS)} and 'timeouts' (D4RL) or 'masks' (OGBench))")
     obs = as_float32(path, "observations", arrays["observations"])
     actions = as_float32(path, "actions", arrays["actions"])
     rewards = as_float32(path, "rewards", arrays["rewards"])
@@ -40,18 +59,31 @@ def read_plain(path: str | os.PathLike) -> Episodes:
     num_steps = len(rewards)
     if num_steps == 0:
         raise DatasetError(path, "dataset is empty (no steps)")
-    flags = {key: as_flags(path, key, arrays[key]) for key in ("terminals", "timeouts", "success") if key in arrays}
-    for key, value in list(flags.items()) + [("observations", obs), ("actions", actions)]:
-        if len(value) != num_steps:
+    flags = {key: as_flags(path, key, arrays[key])
+             for key in ("terminals", "timeouts", "masks", "success") if key in arrays}
+    next_obs = as_float32(path, "next_observations", arrays["next_observations"]) \
+        if "next_observations" in arrays else None
+    for key, value in list(flags.items()) + [("observations", obs), ("actions", actions),
+                                             ("next_observations", next_obs)]:
+        if value is not None and len(value) != num_steps:
             raise DatasetError(path, f"'{key}' has {len(value)} rows but 'rewards' has {num_steps}")
+    if next_obs is not None and next_obs.shape != obs.shape:
+        raise DatasetError(path, f"'next_observations' has shape {list(next_obs.shape)}, 'observations' "
+                                 f"{list(obs.shape)}")
 
+    ogbench = "masks" in flags
+    no_bootstrap = ~flags["masks"] if ogbench else None
     # Episode e covers rows (end[e-1], end[e]]; a last episode without a flag is cut off.
-    ends = flags["terminals"] | flags["timeouts"]
+    ends = flags["terminals"] | flags.get("timeouts", torch.zeros_like(flags["terminals"]))
+    if next_obs is not None:  # a recorded next state that is not the next row's state: a reset happened there
+        ends[:-1] |= (next_obs[:-1] != obs[1:]).any(dim=1)
     ends[-1] = True
     last_rows = ends.nonzero().squeeze(1)
     lengths = torch.diff(last_rows, prepend=torch.tensor([-1]))
     first_rows = last_rows - lengths + 1
-    step_success = flags.get("success", torch.zeros(num_steps, dtype=torch.bool))
+    # D4RL: 'terminals' is a terminal state. OGBench: a trajectory end; its terminal states are masks == 0.
+    terminated = no_bootstrap[last_rows] if ogbench else flags["terminals"][last_rows]
+    step_success = flags.get("success", no_bootstrap if ogbench else torch.zeros(num_steps, dtype=torch.bool))
     episode_of_row = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
     success = torch.zeros(len(lengths)).index_add_(0, episode_of_row, step_success.float()) > 0
     labels = {}
@@ -67,23 +99,28 @@ def read_plain(path: str | os.PathLike) -> Episodes:
         actions=actions,
         rewards=rewards,
         lengths=lengths,
-        terminated=flags["terminals"][last_rows],
+        terminated=terminated,
         success=success,
         strategy=labels["strategy"],
         quality=labels["quality"],
+        final_obs=next_obs[last_rows] if next_obs is not None else None,
+        no_bootstrap=no_bootstrap,
     )
     return episodes  # validated by data.dataset.load_episodes
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+def _load_arrays(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The arrays lawr reads (others, e.g. OGBench's qpos/qvel, are not loaded) and the names of all of them."""
     if not path.is_file():
         raise DatasetError(path, "file not found")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
-                return {key: npz[key] for key in npz.files}
+                names = set(npz.files)
+                return {key: npz[key] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in names}, names
         with h5py.File(path, "r") as file:
-            return {key: file[key][()] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in file}
+            names = {key for key in file if isinstance(file[key], h5py.Dataset)}
+            return {key: file[key][()] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in names}, names
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         problem = f"not a readable {path.suffix or 'data'} file, truncated or corrupt ({error})"
         raise DatasetError(path, problem) from None

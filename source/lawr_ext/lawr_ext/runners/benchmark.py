@@ -20,10 +20,11 @@ from typing import Callable
 import torch
 
 from lawr_ext.algorithms import registry
-from lawr_ext.configs.train import TrainConfig, load_train_config
+from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
 from lawr_ext.eval.metrics import wilson_interval
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, train
+from lawr_ext.runners.pipeline import load_policy, read_summary, train
+from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
 #: Every method the benchmark knows: L-AWR, then the baselines in registry order.
@@ -65,13 +66,22 @@ def latency_ms(policy: torch.nn.Module, obs_dim: int) -> float:
 
 
 def find_dataset(task: str, cfg: TrainConfig, out: Path, dataset_dir: Path | None) -> Path:
-    """The task's dataset from ``dataset_dir`` if it has one, else collected (once, resumably) into ``out``."""
+    """The task's dataset from ``dataset_dir`` if it has one (named by the task id, or by the name after a family
+    prefix: ``cube-single-play-singletask-v0.npz`` for ``ogbench:cube-single-play-singletask-v0``), else
+    collected (once, resumably) into ``out``."""
+    names = dict.fromkeys((task, task.split(":")[-1]))
     if dataset_dir is not None:
-        for suffix in DATASET_SUFFIXES:
-            candidate = dataset_dir / f"{task}{suffix}"
-            if candidate.exists():
-                return candidate
-        log(f"no dataset for {task} in {dataset_dir} (looked for {task}{{{','.join(DATASET_SUFFIXES)}}}): collecting")
+        for name in names:
+            for suffix in DATASET_SUFFIXES:
+                candidate = dataset_dir / f"{name}{suffix}"
+                if candidate.exists():
+                    return candidate
+    looked = " or ".join(f"{name}{{{','.join(DATASET_SUFFIXES)}}}" for name in names)
+    if get_task(task).experts is None:
+        raise ValueError(f"no dataset for {task} in {dataset_dir} (looked for {looked}) and the task has no "
+                         f"scripted experts to collect one: pass --dataset_dir")
+    if dataset_dir is not None:
+        log(f"no dataset for {task} in {dataset_dir} (looked for {looked}): collecting")
     from lawr_ext.data.collect import CollectConfig, collect_task  # starts the simulator
 
     log(f"{task}: collecting {cfg.data.collect_num_episodes} episodes with {cfg.data.collect_num_envs} envs")
@@ -132,9 +142,34 @@ def aggregate(cells: list[dict]) -> dict:
             "latency_ms": statistics.fmean(c["latency_ms"] for c in cells)}
 
 
+def budget(out: Path, task: str, seeds: list[int], methods: list[str]) -> dict | None:
+    """What a task's rows were measured at: gradient steps and batch of each stage trained, the dataset's size."""
+    runs = [out / task / f"seed{s}" for s in seeds if (out / task / f"seed{s}" / "config.json").is_file()]
+    if not runs:
+        return None
+    cfg = train_config_from_dict(json.loads((runs[0] / "config.json").read_text()))
+    steps = {name: (registry.stage_config(cfg, name).num_steps, registry.stage_config(cfg, name).batch_size)
+             for name in registry.with_needs(tuple(registry.METHODS[m].name for m in methods))
+             if registry.STAGES[name].learner is not None}
+    dataset = read_summary(runs[0]).get("dataset", {})
+    return {"stage_steps": {name: n for name, (n, _) in steps.items()},
+            "stage_batch": {name: b for name, (_, b) in steps.items()},
+            "dataset": Path(dataset.get("path", "?")).name, "episodes": int(dataset.get("episodes", 0)),
+            "transitions": int(dataset.get("steps", 0))}
+
+
+def published_figures(task: str) -> dict:
+    """The task's published figures by method (``TaskSpec.published``), {} if it registers none."""
+    spec = get_task(task)
+    return {} if spec.published is None else spec.load("published")(task)
+
+
 def collect_results(out: Path, tasks: list[str], seeds: list[int], methods: list[str]) -> dict:
-    """Every finished cell on disk, and the aggregate of each (task, method) that has at least one."""
-    results: dict = {"tasks": tasks, "seeds": seeds, "methods": methods, "cells": [], "aggregate": {}}
+    """Every finished cell on disk, the aggregate of each (task, method) that has at least one, what each task's
+    rows were measured at, and the published figures beside them."""
+    results: dict = {"tasks": tasks, "seeds": seeds, "methods": methods, "cells": [], "aggregate": {},
+                     "budget": {task: budget(out, task, seeds, methods) for task in tasks},
+                     "published": {task: published_figures(task) for task in tasks}}
     for task in tasks:
         for method in methods:
             cells = [json.loads(p.read_text()) for s in seeds if (p := cell_path(out, task, s, method)).is_file()]
@@ -152,23 +187,39 @@ def markdown_table(results: dict, command: str) -> str:
              "phases it is built from (flow_bc and best_of_n train nothing of their own). Latency: median "
              "milliseconds per chunk at batch 1 on the CPU.", ""]
     for task in results["tasks"]:
-        lines += [f"## {task}", "", "| method | success | 95% CI | per seed | return | train s | latency ms |",
-                  "|---|---|---|---|---|---|---|"]
+        published = results.get("published", {}).get(task) or {}
+        lines += [f"## {task}", ""] + _budget_lines(results.get("budget", {}).get(task))
+        extra = " published (paper's method, source) |" if published else ""
+        lines += ["| method | success | 95% CI | per seed | return | train s | latency ms |" + extra,
+                  "|---|---|---|---|---|---|---|" + ("---|" if published else "")]
         for method in results["methods"]:
             agg = results["aggregate"].get(task, {}).get(method)
+            paper = " " + ("; ".join(f"{value:.2f} ({name}, {source})" for name, value, source in
+                                     published.get(method, [])) or "—") + " |" if published else ""
             if agg is None:
-                lines.append(f"| {method} | no finished cell | | | | | |")
+                lines.append(f"| {method} | no finished cell | | | | | |{paper}")
                 continue
             low, high = agg["success_ci95"]
             per_seed = ", ".join(f"{r:.2f}" for r in agg["per_seed_success"])
             lines.append(f"| {method} | {agg['success_rate']:.2f} ({agg['successes']}/{agg['episodes']}) | "
                          f"[{low:.2f}, {high:.2f}] | [{per_seed}] (sd {agg['success_seed_std']:.2f}) | "
-                         f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |")
+                         f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |{paper}")
         lines.append("")
     if results["failures"]:
         lines += ["## Failures (rerun the command to retry these cells)", ""]
         lines += [f"- {failure}" for failure in results["failures"]] + [""]
     return "\n".join(lines)
+
+
+def _budget_lines(measured: dict | None) -> list[str]:
+    if measured is None:
+        return []
+    steps = sorted(set(measured["stage_steps"].values()))
+    batches = sorted(set(measured["stage_batch"].values()))
+    line = (f"Measured at {'/'.join(f'{n:,}' for n in steps)} gradient steps per stage (batch "
+            f"{'/'.join(map(str, batches))}) on `{measured['dataset']}`: {measured['episodes']:,} episodes, "
+            f"{measured['transitions']:,} transitions.")
+    return [line, ""]
 
 
 def learning_curves(run_dir: Path, method: str) -> tuple[str, list[int], list[float]] | None:

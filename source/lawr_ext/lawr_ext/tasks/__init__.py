@@ -2,6 +2,8 @@
 
     Bimanual-Chunk            hand a block from one arm to the other          (tasks/bimanual)
     Bimanual-Chunk-Insertion  one arm holds a socket, the other inserts a peg, both in the air
+    ogbench:<OGBench name>    OGBench's cube manipulation tasks, e.g. ogbench:cube-single-play-singletask-v0
+                              (tasks/ogbench: OGBench's own envs in worker processes)
 
 Everything else in lawr creates environments through :func:`make_env`. Where gymnasium is installed, the
 Isaac Lab tasks are also registered with it, which is where Isaac Lab's tools look (``isaaclab list_envs``
@@ -10,7 +12,7 @@ discovers this package through the ``isaaclab.tasks`` entry point).
 
 from __future__ import annotations
 
-from lawr_ext.tasks import bimanual  # noqa: F401  (registers the Bimanual-Chunk family; imports no simulator)
+from lawr_ext.tasks import bimanual, ogbench  # noqa: F401  (register the two families; import no simulator)
 from lawr_ext.tasks.registry import TaskSpec, get_task, load_entry_point, register_task, registered_tasks
 
 __all__ = ["TaskSpec", "get_task", "load_entry_point", "load_env_cfg", "make_env", "register_task",

@@ -29,6 +29,8 @@ class TaskSpec:
     # "module:function" () -> joint names, action scaling, joint limits and target speeds for export (export/
     # metadata.py); None: none, the export carries shapes only and deployment clamps actions to [-1, 1]
     action_spec: str | None = None
+    published: str | None = None     # "module:function" (task id) -> {method: [(paper's method, success, source)]}:
+                                     # published figures the benchmark table puts beside lawr's; None: none
     # "module:function" (env actions [..., A]) -> end-effector positions [..., k, 3] in metres, for diagnostics
     end_effectors: str | None = None
 
