@@ -16,6 +16,12 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     easiest         the easiest learners on the easiest data: a deterministic L1 chunk regressor (the ACT baseline)
                     and Phase 1's flow, on clean-expert episodes of one strategy only (no multimodality, no RL)
     scaling         the pipeline with and without the dataset-fitted action normalizer (data.action_normalization)
+    variants        Phase 3 variants (--variants NAME=OVERRIDE,...; default: the paper's ball, the sqrt(d) sphere,
+                    the sphere with a Q term, the sphere trained 3x longer) trained on --run's frozen flow and
+                    critic (copied, not retrained), each evaluated as L-AWR
+
+Several diagnose processes may share one OUT (e.g. the learning curve on one core, the rest on the other): each
+result is merged into OUT/diagnose.json under a file lock.
 
 Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``; every
 evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals. Writes OUT/diagnose.md,
@@ -44,7 +50,12 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "easiest", "scaling")
+PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "easiest", "scaling", "variants")
+# Phase 3 variants of issue #10 section 3: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
+# lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
+DEFAULT_VARIANTS = ("ball=planner.latent=ball", "sphere=planner.latent=sphere",
+                    "sphere_q1=planner.latent=sphere,planner.q_weight=1.0",
+                    "sphere_3x=planner.latent=sphere,planner.num_steps=6000,planner.learning_rate=1e-3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,6 +73,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="NAME=OVERRIDE,...",
+                        help="Phase 3 variants for the 'variants' part")
     parser.add_argument("overrides", nargs="*", help="hydra overrides applied to every training")
     return parser.parse_args()
 
@@ -73,19 +86,28 @@ class Diagnosis:
         self.args = args
         self.out = Path(args.out)
         self.path = self.out / "diagnose.json"
-        self.results = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.results = self._read()
         self.results.setdefault("dataset", str(args.dataset))
+
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def cached(self, part: str, key: str, compute):
         """``results[part][key]``, computed (and saved) if missing."""
-        section = self.results.setdefault(part, {})
-        if key not in section:
+        import fcntl
+
+        if key not in self.results.get(part, {}):
             started = time.perf_counter()
-            section[key] = compute()
-            print(f"[diagnose] {part}/{key}: {json.dumps(section[key])[:300]} ({time.perf_counter() - started:.0f} s)",
+            value = compute()
+            print(f"[diagnose] {part}/{key}: {json.dumps(value)[:300]} ({time.perf_counter() - started:.0f} s)",
                   flush=True)
-            atomic_write_text(json.dumps(self.results, indent=2) + "\n", self.path)
-        return section[key]
+            with open(self.out / ".diagnose.lock", "w") as lock:  # another process may have added results
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self.results = self._read() | {"dataset": self.results["dataset"]}
+                self.results.setdefault(part, {})[key] = value
+                atomic_write_text(json.dumps(self.results, indent=2) + "\n", self.path)
+        return self.results[part][key]
 
     # --- building blocks -------------------------------------------------------------------------------------
     def config(self, overrides: list[str]) -> TrainConfig:
@@ -165,6 +187,23 @@ class Diagnosis:
         full = self.train("easiest_all_data", [], ("act",))
         self.cached("easiest", "act_on_all_data", lambda: self.evaluate(full, "act"))
 
+    def variants(self, run_dir: Path) -> None:
+        import shutil
+
+        for spec in self.args.variants:
+            name, _, overrides = spec.partition("=")
+            variant_dir = self.out / "runs" / f"{run_dir.name}__{name}"
+            for phase in ("flow", "critic"):  # the frozen products are shared, only Phase 3 is trained
+                (variant_dir / phase).mkdir(parents=True, exist_ok=True)
+                if not (variant_dir / phase / "final.pt").is_file():
+                    shutil.copy(run_dir / phase / "final.pt", variant_dir / phase / "final.pt")
+            base = train_config_from_dict(read_checkpoint(final_path(run_dir, "planner"))["config"])
+            steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
+            cfg = self.config(steps + [o for o in overrides.split(",") if o])
+            run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
+            self.cached("variants", f"{run_dir.name}/{name}", lambda: {"overrides": overrides,
+                                                                       **self.evaluate(variant_dir, "lawr")})
+
     def scaling(self) -> None:
         for mode in ("none", "min_max"):
             run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
@@ -206,13 +245,15 @@ def write_markdown(results: dict, out: Path) -> None:
                   "| model | chunks | mean abs action error | end-effector error [mm] |", "|---|---|---|---|"]
         for key, value in results["precision"].items():
             rows = value.items() if key.endswith("/flow") else [("policy", value)]
+            rows = [(kind, e) for kind, e in rows if isinstance(e, dict) and "action_mae" in e]
             for kind, e in rows:
                 mm = f"{e['end_effector_mm']:.1f}" if "end_effector_mm" in e else "-"
                 lines.append(f"| {key} | {kind} | {e['action_mae']:.4f} | {mm} |")
         lines.append("")
     for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
                         ("learning_curve", "Learning curve (every phase trained for the given steps)"),
-                        ("easiest", "Easiest learners"), ("scaling", "Action normalization")):
+                        ("easiest", "Easiest learners"), ("scaling", "Action normalization"),
+                        ("variants", "Phase 3 variants on one frozen flow and critic (L-AWR)")):
         if part not in results:
             continue
         lines += [f"## {title}", "", "| setting | success [95% CI] | return |", "|---|---|---|"]
@@ -289,8 +330,10 @@ def main() -> None:
             diagnosis.precision(run_dir)
         if "exec_horizon" in args.parts:
             diagnosis.exec_horizon(run_dir)
-    elif {"precision", "exec_horizon"} & set(args.parts):
-        print("[diagnose] precision / exec_horizon skipped: give --run (or include learning_curve)")
+        if "variants" in args.parts:
+            diagnosis.variants(run_dir)
+    elif {"precision", "exec_horizon", "variants"} & set(args.parts):
+        print("[diagnose] precision / exec_horizon / variants skipped: give --run (or include learning_curve)")
     if "easiest" in args.parts:
         diagnosis.easiest()
     if "scaling" in args.parts:
