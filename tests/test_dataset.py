@@ -235,7 +235,7 @@ def test_empty_directory_and_config_mismatches(toy_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty"):
         load_episodes(tmp_path / "empty")
-    with pytest.raises(DatasetError, match="action dim is 1 but the config expects 14"):
+    with pytest.raises(DatasetError, match="'actions' have dim 1, the config expects 14"):
         ChunkDataset.from_path(toy_dir, horizon=3, gamma=GAMMA, action_dim=14)
     write_episodes(shard_path(tmp_path / "h50", 0), [_record(3, True)], 0, {**META, "chunk_horizon": 50})
     with pytest.raises(DatasetError, match="collected for chunk horizon 50 but the config asks for H=3"):
