@@ -51,7 +51,8 @@ def main() -> None:
     action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
     metadata = build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=args.policy,
                               control_rate_hz=task.control_hz, config_hash=record["config_hash"],
-                              exec_horizon=record["config"]["eval"]["exec_horizon"], **action_spec)
+                              exec_horizon=min(record["config"]["eval"]["exec_horizon"], policy.horizon),
+                              **action_spec)  # an exec_horizon past H (never evaluated) plays whole chunks
 
     out_dir = args.out or (run_dir / "export" if args.policy == "lawr" else run_dir / "export" / args.policy)
     obs = torch.randn(cfg.parity_batch, metadata["obs_dim"])
