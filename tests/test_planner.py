@@ -102,7 +102,8 @@ def test_planner_lands_on_the_better_mode_and_leaves_the_flow_untouched(frozen_p
     good = data[:2000][keys.REWARD] > 0.5
     assert advantage[good].mean() > 0.35 and advantage[~good].mean() < -0.35
 
-    learner, metrics = train_planner(frozen_phases, temperature=0.1)
+    # the paper's ball, whose squash this test checks (the default shell: test_sphere_latent_stays_on_the_shell...)
+    learner, metrics = train_planner(frozen_phases, temperature=0.1, latent="ball")
     on_better, between, coord = better_mode_fraction(learner)
     obs_norm = normalizer(data[:1000][keys.OBS])
     support = support_metrics(decoder, learner.planner, obs_norm, data[1000:3000][keys.ACTIONS])
