@@ -50,9 +50,6 @@ class PlannerConfig(LatentActorConfig):
     The paper's L-AWR is (1, 0); Latent Policy Steering is (0, 1) on the sphere (``LPSConfig``).
     """
 
-    # L-AWR's z lies on the sqrt(d) shell by default: with the paper's ball its latents collapsed to ||z|| ~ 0.7
-    # (T(0), an average chunk) and it succeeded 6/64 vs 9/64 on the shell (README "Phase 3 variants")
-    latent: str = "sphere"
     awr_weight: float = 1.0         # weight of the advantage-weighted regression through the flow (0: off)
     # beta of an added improvement term beta * (-Q(s, T(pi(s))) / mean|Q|) through the frozen flow and critic
     # (LPS's objective, normalized as FQL's); 0 = the paper's pure latent AWR, which then acts as the regulariser
