@@ -24,7 +24,9 @@ Several diagnose processes may share one OUT (e.g. the learning curve on one cor
 result is merged into OUT/diagnose.json under a file lock.
 
 Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``; every
-evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals. Writes OUT/diagnose.md,
+evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals, executing
+``--exec_horizon`` steps of each chunk (default: the preset's, as ``scripts/evaluate.py`` does; the value is
+part of each cache key, ``...@exec16``, so figures at different values sit side by side). Writes OUT/diagnose.md,
 OUT/learning_curve.png and OUT/exec_horizon.png; OUT/runs/ holds the runs it trained.
 """
 
@@ -70,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes per policy and setting")
     parser.add_argument("--num_envs", type=int, default=64)
     parser.add_argument("--replay_episodes", type=int, default=128)
+    parser.add_argument("--exec_horizon", type=int, default=None,
+                        help="steps of each chunk executed before replanning in every part but exec_horizon "
+                             "(default: the task preset's eval.exec_horizon); results are cached per value")
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
@@ -89,6 +94,8 @@ class Diagnosis:
         self.out.mkdir(parents=True, exist_ok=True)
         self.results = self._read()
         self.results.setdefault("dataset", str(args.dataset))
+        self.exec_horizon = args.exec_horizon or self.config([]).eval.exec_horizon
+        self.at = f"@exec{self.exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
 
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -129,6 +136,7 @@ class Diagnosis:
 
     def evaluate(self, run_dir: Path, method: str, **eval_fields) -> dict:
         """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``."""
+        eval_fields.setdefault("exec_horizon", self.exec_horizon)
         cfg = EvalConfig(task=self.args.task, num_envs=self.args.num_envs, num_episodes=self.args.episodes,
                          progress=False, **eval_fields)
         s = evaluate_policy(load_policy(run_dir, method), cfg)["summary"]
@@ -174,7 +182,7 @@ class Diagnosis:
             run_dir = self.train(f"curve_{steps}", overrides, registry.PHASE_NAMES)
             self.cached("learning_curve", f"{steps}/seconds_per_step", lambda: _seconds_per_step(run_dir))
             for method in self.args.methods:
-                self.cached("learning_curve", f"{steps}/{method}", lambda: self.evaluate(run_dir, method))
+                self.cached("learning_curve", f"{steps}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
         return run_dir
 
     def easiest(self) -> None:
@@ -183,9 +191,9 @@ class Diagnosis:
         self.results.setdefault("easiest", {})["subset"] = f"quality 0 (clean), strategy 0: {int(keep.sum())} episodes"
         run_dir = self.train("easiest_clean_strategy0", [], ("act", "flow"), keep=keep)
         for method in ("act", "flow_bc"):
-            self.cached("easiest", method, lambda: self.evaluate(run_dir, method))
+            self.cached("easiest", f"{method}{self.at}", lambda: self.evaluate(run_dir, method))
         full = self.train("easiest_all_data", [], ("act",))
-        self.cached("easiest", "act_on_all_data", lambda: self.evaluate(full, "act"))
+        self.cached("easiest", f"act_on_all_data{self.at}", lambda: self.evaluate(full, "act"))
 
     def variants(self, run_dir: Path) -> None:
         import shutil
@@ -201,14 +209,14 @@ class Diagnosis:
             steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
             cfg = self.config(steps + [o for o in overrides.split(",") if o])
             run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
-            self.cached("variants", f"{run_dir.name}/{name}", lambda: {"overrides": overrides,
+            self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides,
                                                                        **self.evaluate(variant_dir, "lawr")})
 
     def scaling(self) -> None:
         for mode in ("none", "min_max"):
             run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
             for method in self.args.methods:
-                self.cached("scaling", f"{mode}/{method}", lambda: self.evaluate(run_dir, method))
+                self.cached("scaling", f"{mode}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
 
 
 def _end_effectors(task: str):
@@ -306,7 +314,8 @@ def plot(results: dict, out: Path) -> None:
 
     def curve_key(key: str):
         steps, _, method = key.partition("/")
-        return (method, float(steps)) if method != "seconds_per_step" else None
+        method, _, exec_horizon = method.partition("@exec")
+        return (f"{method} (exec_horizon {exec_horizon})", float(steps)) if exec_horizon else None
 
     def exec_key(key: str):
         run, method, setting = key.split("/")

@@ -10,8 +10,9 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 import diagnose  # noqa: E402
 
 
-def _args(out) -> argparse.Namespace:
-    return argparse.Namespace(out=str(out), dataset="runs/datasets/d")
+def _args(out, exec_horizon=None) -> argparse.Namespace:
+    return argparse.Namespace(out=str(out), dataset="runs/datasets/d", task="Bimanual-Chunk", profile="cpu",
+                              overrides=[], exec_horizon=exec_horizon, num_envs=4, episodes=4)
 
 
 def _rate(successes: int, episodes: int) -> dict:
@@ -21,18 +22,18 @@ def _rate(successes: int, episodes: int) -> dict:
 
 def test_two_processes_sharing_out_keep_each_others_results(tmp_path):
     curve, other = diagnose.Diagnosis(_args(tmp_path)), diagnose.Diagnosis(_args(tmp_path))  # both read an empty OUT
-    curve.cached("learning_curve", "1000/lawr", lambda: _rate(1, 4))
+    curve.cached("learning_curve", "1000/lawr@exec16", lambda: _rate(1, 4))
     other.cached("variants", "run/sphere", lambda: {"overrides": "planner.latent=sphere", **_rate(2, 4)})
-    curve.cached("learning_curve", "3000/lawr", lambda: _rate(3, 4))
+    curve.cached("learning_curve", "3000/lawr@exec16", lambda: _rate(3, 4))
     saved = json.loads((tmp_path / "diagnose.json").read_text())
-    assert set(saved["learning_curve"]) == {"1000/lawr", "3000/lawr"}
+    assert set(saved["learning_curve"]) == {"1000/lawr@exec16", "3000/lawr@exec16"}
     assert saved["variants"]["run/sphere"]["successes"] == 2
     calls = []
-    assert curve.cached("learning_curve", "1000/lawr", lambda: calls.append(1)) == _rate(1, 4) and not calls  # cached
+    assert curve.cached("learning_curve", "1000/lawr@exec16", lambda: calls.append(1)) == _rate(1, 4) and not calls  # cached
 
     diagnose.write_markdown(saved, tmp_path)
     report = (tmp_path / "diagnose.md").read_text()
-    assert "| run/sphere | 2/4 [0.00, 1.00] | 20 |" in report and "| 3000/lawr | 3/4 [0.00, 1.00] | 30 |" in report
+    assert "| run/sphere | 2/4 [0.00, 1.00] | 20 |" in report and "| 3000/lawr@exec16 | 3/4 [0.00, 1.00] | 30 |" in report
 
 
 def test_default_variants_are_valid_planner_settings():
@@ -42,3 +43,18 @@ def test_default_variants_are_valid_planner_settings():
         name, _, overrides = spec.partition("=")
         cfg = load_train_config("Bimanual-Chunk", ["profile=cpu"] + overrides.split(","))
         assert cfg.planner.latent in ("ball", "sphere"), name
+
+
+def test_evaluations_use_the_presets_exec_horizon_and_key_their_results_by_it(tmp_path, monkeypatch):
+    from lawr_ext.configs.train import load_train_config
+
+    preset = load_train_config("Bimanual-Chunk", ["profile=cpu"]).eval.exec_horizon
+    seen = []
+    monkeypatch.setattr(diagnose, "load_policy", lambda run_dir, method: None)
+    monkeypatch.setattr(diagnose, "evaluate_policy", lambda policy, cfg: seen.append(cfg.exec_horizon) or
+                        {"summary": {**_rate(1, 4), "objects_dropped": 0, "physics_failures": 0}})
+    default, eight = diagnose.Diagnosis(_args(tmp_path)), diagnose.Diagnosis(_args(tmp_path, exec_horizon=8))
+    default.evaluate(tmp_path, "lawr")
+    eight.evaluate(tmp_path, "lawr")
+    eight.evaluate(tmp_path, "lawr", exec_horizon=50)  # the exec_horizon part sweeps its own values
+    assert seen == [preset, 8, 50] and default.at == f"@exec{preset}" and eight.at == "@exec8"
