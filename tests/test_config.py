@@ -15,7 +15,7 @@ def test_task_preset_composes_into_the_typed_config():
     assert isinstance(cfg, TrainConfig) and isinstance(cfg.flow, FlowConfig)
     assert (cfg.task, cfg.data.horizon, cfg.eval.task) == ("Bimanual-Chunk", 50, "Bimanual-Chunk")
     insertion = load_train_config("Bimanual-Chunk-Insertion")
-    assert insertion.task == insertion.eval.task == "Bimanual-Chunk-Insertion" and insertion.critic.v_max == 500.0
+    assert insertion.task == insertion.eval.task == "Bimanual-Chunk-Insertion" and insertion.critic.v_max == 1000.0
 
 
 def test_overrides_reach_every_section_with_their_types():
@@ -27,7 +27,7 @@ def test_overrides_reach_every_section_with_their_types():
 
 def test_profile_overlay_then_command_line_wins():
     smoke = load_train_config("Bimanual-Chunk", ["profile=smoke"])
-    assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 4 and smoke.critic.v_max == 500.0  # task value kept
+    assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 4 and smoke.critic.v_max == 1000.0  # task value kept
     assert load_train_config("Bimanual-Chunk", ["profile=smoke", "flow.num_steps=7"]).flow.num_steps == 7
 
 
@@ -108,7 +108,7 @@ def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "500.0",
+    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "1000.0",
                                    "300.0"]
 
 
