@@ -94,8 +94,8 @@ class Diagnosis:
         self.out.mkdir(parents=True, exist_ok=True)
         self.results = self._read()
         self.results.setdefault("dataset", str(args.dataset))
-        self.exec_horizon = args.exec_horizon or self.config([]).eval.exec_horizon
-        self.at = f"@exec{self.exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
+        self.eval_exec_horizon = args.exec_horizon or self.config([]).eval.exec_horizon
+        self.at = f"@exec{self.eval_exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
 
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -136,7 +136,7 @@ class Diagnosis:
 
     def evaluate(self, run_dir: Path, method: str, **eval_fields) -> dict:
         """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``."""
-        eval_fields.setdefault("exec_horizon", self.exec_horizon)
+        eval_fields.setdefault("exec_horizon", self.eval_exec_horizon)
         cfg = EvalConfig(task=self.args.task, num_envs=self.args.num_envs, num_episodes=self.args.episodes,
                          progress=False, **eval_fields)
         s = evaluate_policy(load_policy(run_dir, method), cfg)["summary"]

@@ -58,3 +58,9 @@ def test_evaluations_use_the_presets_exec_horizon_and_key_their_results_by_it(tm
     eight.evaluate(tmp_path, "lawr")
     eight.evaluate(tmp_path, "lawr", exec_horizon=50)  # the exec_horizon part sweeps its own values
     assert seen == [preset, 8, 50] and default.at == f"@exec{preset}" and eight.at == "@exec8"
+
+    seen.clear()  # the exec_horizon part sweeps --exec_horizons, then ACT's temporal ensembling at 1
+    eight.args.exec_horizons, eight.args.methods = [4, 16], ["lawr"]
+    eight.exec_horizon(tmp_path)
+    assert seen == [4, 16, 1] and set(eight.results["exec_horizon"]) == {
+        f"{tmp_path.name}/lawr/exec4", f"{tmp_path.name}/lawr/exec16", f"{tmp_path.name}/lawr/exec1_ensemble"}
