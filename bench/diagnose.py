@@ -36,12 +36,12 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from lawr_ext.algorithms import registry
-from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy
@@ -94,8 +94,10 @@ class Diagnosis:
         self.out.mkdir(parents=True, exist_ok=True)
         self.results = self._read()
         self.results.setdefault("dataset", str(args.dataset))
-        self.eval_exec_horizon = args.exec_horizon or self.config([]).eval.exec_horizon
-        self.at = f"@exec{self.eval_exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
+        # evaluations start from the preset's eval settings, as scripts/evaluate.py starts from the run's
+        self.eval_cfg = replace(self.config([]).eval, num_envs=args.num_envs, num_episodes=args.episodes,
+                                progress=False, **({"exec_horizon": args.exec_horizon} if args.exec_horizon else {}))
+        self.at = f"@exec{self.eval_cfg.exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
 
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -136,10 +138,7 @@ class Diagnosis:
 
     def evaluate(self, run_dir: Path, method: str, **eval_fields) -> dict:
         """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``."""
-        eval_fields.setdefault("exec_horizon", self.eval_exec_horizon)
-        cfg = EvalConfig(task=self.args.task, num_envs=self.args.num_envs, num_episodes=self.args.episodes,
-                         progress=False, **eval_fields)
-        s = evaluate_policy(load_policy(run_dir, method), cfg)["summary"]
+        s = evaluate_policy(load_policy(run_dir, method), replace(self.eval_cfg, **eval_fields))["summary"]
         return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
                                   "objects_dropped", "physics_failures")}
 
