@@ -217,7 +217,7 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
         "action_names": getattr(env, "action_names", None),  # action order, where the env names it
         "quality_names": list(quality_names),
         # the reward weights the rewards were recorded with: resuming a collection after they change is refused
-        "reward": {k: float(v) for k, v in vars(env.cfg.reward).items()} if hasattr(env.cfg, "reward") else None,
+        "reward": env.cfg.reward.to_dict() if hasattr(env.cfg, "reward") else None,
     }
 
 
