@@ -25,8 +25,9 @@ result is merged into OUT/diagnose.json under a file lock.
 
 Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``; every
 evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals, executing
-``--exec_horizon`` steps of each chunk (default: the preset's, as ``scripts/evaluate.py`` does; the value is
-part of each cache key, ``...@exec16``, so figures at different values sit side by side). Writes OUT/diagnose.md,
+``--exec_horizon`` steps of each chunk, with or without ``--temporal_ensemble`` (default: the preset's, as
+``scripts/evaluate.py`` does; both are part of each cache key, ``...@exec16`` or ``...@exec1_ensemble``, so figures
+at different settings sit side by side). Writes OUT/diagnose.md,
 OUT/learning_curve.png and OUT/exec_horizon.png; OUT/runs/ holds the runs it trained.
 """
 
@@ -75,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--exec_horizon", type=int, default=None,
                         help="steps of each chunk executed before replanning in every part but exec_horizon "
                              "(default: the task preset's eval.exec_horizon); results are cached per value")
+    parser.add_argument("--temporal_ensemble", action=argparse.BooleanOptionalAction, default=None,
+                        help="ACT's temporal ensembling in every part but exec_horizon (default: the preset's); "
+                             "part of each cache key too (...@exec1_ensemble)")
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
@@ -95,9 +99,11 @@ class Diagnosis:
         self.results = self._read()
         self.results.setdefault("dataset", str(args.dataset))
         # evaluations start from the preset's eval settings, as scripts/evaluate.py starts from the run's
+        chosen = {"exec_horizon": args.exec_horizon, "temporal_ensemble": args.temporal_ensemble}
         self.eval_cfg = replace(self.config([]).eval, num_envs=args.num_envs, num_episodes=args.episodes,
-                                progress=False, **({"exec_horizon": args.exec_horizon} if args.exec_horizon else {}))
-        self.at = f"@exec{self.eval_cfg.exec_horizon}"  # suffix of every cache key evaluated at that exec_horizon
+                                progress=False, **{k: v for k, v in chosen.items() if v is not None})
+        # suffix of every cache key evaluated with these settings
+        self.at = f"@exec{self.eval_cfg.exec_horizon}" + ("_ensemble" if self.eval_cfg.temporal_ensemble else "")
 
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -170,7 +176,7 @@ class Diagnosis:
         for method in self.args.methods:
             for k in self.args.exec_horizons:
                 self.cached("exec_horizon", f"{run_dir.name}/{method}/exec{k}",
-                            lambda: self.evaluate(run_dir, method, exec_horizon=k))
+                            lambda: self.evaluate(run_dir, method, exec_horizon=k, temporal_ensemble=False))
             self.cached("exec_horizon", f"{run_dir.name}/{method}/exec1_ensemble",
                         lambda: self.evaluate(run_dir, method, exec_horizon=1, temporal_ensemble=True))
 

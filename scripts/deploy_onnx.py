@@ -1,7 +1,7 @@
 """Drive the simulated robot through one episode with nothing but an exported ``policy.onnx`` and onnxruntime.
 
     python scripts/export.py --checkpoint runs/<run>                # writes runs/<run>/export/policy.onnx
-    python scripts/deploy_onnx.py --onnx runs/<run>/export/policy.onnx [--exec_horizon 8]
+    python scripts/deploy_onnx.py --onnx runs/<run>/export/policy.onnx [--exec_horizon 8] [--temporal_ensemble]
 
 The policy side (``lawr_ext/deploy.py``: ``OnnxChunkPolicy``) imports only numpy, json and onnxruntime, and can be
 copied onto a robot with the file. Before the first command it checks the file's metadata against the graph
@@ -27,19 +27,22 @@ def main() -> None:
     parser.add_argument("--onnx", required=True, help="policy.onnx written by scripts/export.py")
     parser.add_argument("--exec_horizon", type=int, default=None,
                         help="chunk steps executed before replanning (default: the run's evaluation setting)")
+    parser.add_argument("--temporal_ensemble", action=argparse.BooleanOptionalAction, default=None,
+                        help="average every stored chunk covering the step (default: the run's evaluation setting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines")
     args = parser.parse_args()
 
     try:
-        policy = OnnxChunkPolicy(args.onnx, args.exec_horizon)
+        policy = OnnxChunkPolicy(args.onnx, args.exec_horizon, temporal_ensemble=args.temporal_ensemble)
     except ValueError as err:  # a file that is not, or no longer, what it says: nothing is commanded
         sys.exit(f"[deploy] {' '.join(str(err).split())}")
     meta = policy.meta
     joints = meta["joint_names"] if policy.joint_level else f"{meta['action_dim']} actions in [-1, 1]"
     print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
-          f"{meta['control_rate_hz']:.0f} Hz, exec_horizon {policy.exec_horizon}, commands {joints}")
+          f"{meta['control_rate_hz']:.0f} Hz, exec_horizon {policy.exec_horizon}"
+          f"{', temporal ensembling' if policy.temporal_ensemble else ''}, commands {joints}")
     loaded = [m for m in sys.modules
               if m == "torch" or (m.startswith("lawr_ext") and m not in ("lawr_ext", "lawr_ext.deploy"))]
     if loaded:  # the policy side runs with nothing else of lawr (or torch) loaded: a robot needs numpy + onnxruntime

@@ -6,9 +6,10 @@ TorchScript.
     python scripts/export.py --checkpoint runs/<run> --policy act          # any method of the run
 
 Writes ``policy.onnx`` / ``policy.pt`` (default into ``<run_dir>/export``, ``<run_dir>/export/<policy>`` for a
-baseline), each carrying its metadata (task, H, obs dim, control rate, the run's evaluation exec_horizon, format
-version, config hash; and, where the task registers an action spec, joint order, action scaling, joint limits and
-servo speeds: lawr_ext/deploy.py), then checks every file against the eager policy on random observations and fails if they differ by more than
+baseline), each carrying its metadata (task, H, obs dim, control rate, how the run's evaluation executed chunks:
+exec_horizon and temporal ensembling, format version, config hash; and, where the task registers an action spec,
+joint order, action scaling, joint limits and servo speeds: lawr_ext/deploy.py), then checks every file against
+the eager policy on random observations and fails if they differ by more than
 ``ExportConfig.parity_atol``. A policy that draws noise (flow BC, FQL, QC, diffusion ...) draws it inside the
 graph too: its files are checked for shape and finiteness only. Deploy the .onnx with onnxruntime alone: see
 scripts/deploy_onnx.py.
@@ -48,10 +49,13 @@ def main() -> None:
     record = read_checkpoint(final_path(run_dir, record_stage), record_stage)
     policy = load_policy(run_dir, method=args.policy)  # checks every file it reads (and names the one that is wrong)
     task = get_task(record["config"]["task"])
+    evaluated = record["config"]["eval"]  # the robot executes chunks as the run's evaluation did
     action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
     metadata = build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=args.policy,
                               control_rate_hz=task.control_hz, config_hash=record["config_hash"],
-                              exec_horizon=min(record["config"]["eval"]["exec_horizon"], policy.horizon),
+                              exec_horizon=min(evaluated["exec_horizon"], policy.horizon),
+                              temporal_ensemble=bool(evaluated.get("temporal_ensemble", False)),
+                              ensemble_decay=float(evaluated.get("ensemble_decay", 0.01)),
                               **action_spec)  # an exec_horizon past H (never evaluated) plays whole chunks
 
     out_dir = args.out or (run_dir / "export" if args.policy == "lawr" else run_dir / "export" / args.policy)

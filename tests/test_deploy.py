@@ -59,6 +59,9 @@ TAMPERED = {  # issue #9's three, then every other field a robot relies on -> th
     "horizon_string": (setting(horizon="50"), ["horizon='50'", "integer"]),
     "input_name": (setting(input="observation"), ["input 'observation'", "the graph has 'obs'"]),
     "no_task": (dropping("task"), ["lacks ['task']"]),
+    "exec_horizon_past_H": (setting(exec_horizon=H + 1), [f"exec_horizon={H + 1}", f"[1, H={H}]"]),
+    "ensemble_flag_string": (setting(temporal_ensemble="yes"), ["temporal_ensemble='yes'", "true or false"]),
+    "ensemble_decay_negative": (setting(ensemble_decay=-1.0), ["ensemble_decay=-1.0", ">= 0"]),
 }
 
 
@@ -79,6 +82,38 @@ def test_exec_horizon_is_checked_against_the_graphs_horizon(exported_policy):
     for bad in (0, H + 1, 100):
         with pytest.raises(ValueError, match=rf"--exec_horizon {bad} must lie in \[1, H={H}\]"):
             OnnxChunkPolicy(path, exec_horizon=bad)
+
+
+@pytest.mark.parametrize("exec_horizon", [1, 3])
+def test_temporal_ensembling_on_the_robot_executes_what_the_evaluation_measured(exported_policy, tmp_path,
+                                                                                exec_horizon):
+    """The robot side averages stored chunks exactly as the evaluation's ChunkScheduler does (the setting travels in
+    the file), and without ensembling it plays chunk[0..k-1] of each prediction."""
+    import torch
+
+    from lawr_ext.eval.rollout import ChunkScheduler
+
+    path = tampered(exported_policy, tmp_path, setting(exec_horizon=exec_horizon, temporal_ensemble=True,
+                                                       ensemble_decay=0.3))
+    ensembled, plain = OnnxChunkPolicy(path), OnnxChunkPolicy(path, temporal_ensemble=False)
+    assert ensembled.temporal_ensemble and ensembled.exec_horizon == exec_horizon and not plain.temporal_ensemble
+    scheduler = ChunkScheduler(1, H, A, exec_horizon, temporal_ensemble=True, ensemble_decay=0.3)
+    rng = np.random.default_rng(0)
+    ensembled.reset(), plain.reset()
+    played, averaged, chunks = [], [], []
+    for _ in range(3 * H):
+        obs = rng.normal(size=OBS_DIM).astype(np.float32)
+        chunk = ensembled.session.run(None, {"obs": obs[None]})[0]
+        if scheduler.needs_plan()[0]:
+            scheduler.push(torch.tensor([0]), torch.from_numpy(chunk))
+            chunks.append(chunk[0])
+        averaged.append(ensembled.act(obs))
+        np.testing.assert_allclose(averaged[-1], np.clip(scheduler.act()[0].numpy(), -1, 1), atol=1e-5)
+        played.append(plain.act(obs))
+    assert len(ensembled.inference_seconds) == len(plain.inference_seconds) == len(chunks) == 3 * H // exec_horizon
+    np.testing.assert_allclose(played, np.clip(np.concatenate([c[:exec_horizon] for c in chunks]), -1, 1), atol=1e-6)
+    # once a second chunk covers the step, the vote is not the newest chunk's entry
+    assert np.abs(np.asarray(averaged[exec_horizon:]) - np.asarray(played[exec_horizon:])).max() > 1e-3
 
 
 def test_the_deploy_script_refuses_a_tampered_file_in_one_line(exported_policy, tmp_path):

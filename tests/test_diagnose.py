@@ -10,9 +10,10 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 import diagnose  # noqa: E402
 
 
-def _args(out, exec_horizon=None) -> argparse.Namespace:
+def _args(out, exec_horizon=None, temporal_ensemble=None) -> argparse.Namespace:
     return argparse.Namespace(out=str(out), dataset="runs/datasets/d", task="Bimanual-Chunk", profile="cpu",
-                              overrides=[], exec_horizon=exec_horizon, num_envs=4, episodes=4)
+                              overrides=[], exec_horizon=exec_horizon, temporal_ensemble=temporal_ensemble,
+                              num_envs=4, episodes=4)
 
 
 def _rate(successes: int, episodes: int) -> dict:
@@ -45,22 +46,28 @@ def test_default_variants_are_valid_planner_settings():
         assert cfg.planner.latent in ("ball", "sphere"), name
 
 
-def test_evaluations_use_the_presets_exec_horizon_and_key_their_results_by_it(tmp_path, monkeypatch):
+def test_evaluations_use_the_presets_execution_and_key_their_results_by_it(tmp_path, monkeypatch):
     from lawr_ext.configs.train import load_train_config
 
-    preset = load_train_config("Bimanual-Chunk", ["profile=cpu"]).eval.exec_horizon
+    preset = load_train_config("Bimanual-Chunk", ["profile=cpu"]).eval
+    preset_key = f"@exec{preset.exec_horizon}" + ("_ensemble" if preset.temporal_ensemble else "")
     seen = []
     monkeypatch.setattr(diagnose, "load_policy", lambda run_dir, method: None)
-    monkeypatch.setattr(diagnose, "evaluate_policy", lambda policy, cfg: seen.append(cfg.exec_horizon) or
-                        {"summary": {**_rate(1, 4), "objects_dropped": 0, "physics_failures": 0}})
-    default, eight = diagnose.Diagnosis(_args(tmp_path)), diagnose.Diagnosis(_args(tmp_path, exec_horizon=8))
+    monkeypatch.setattr(diagnose, "evaluate_policy", lambda policy, cfg: seen.append(
+        (cfg.exec_horizon, cfg.temporal_ensemble)) or {"summary": {**_rate(1, 4), "objects_dropped": 0,
+                                                                   "physics_failures": 0}})
+    default = diagnose.Diagnosis(_args(tmp_path))
+    eight = diagnose.Diagnosis(_args(tmp_path, exec_horizon=8, temporal_ensemble=False))
+    ensembled = diagnose.Diagnosis(_args(tmp_path, exec_horizon=1, temporal_ensemble=True))
     default.evaluate(tmp_path, "lawr")
     eight.evaluate(tmp_path, "lawr")
     eight.evaluate(tmp_path, "lawr", exec_horizon=50)  # the exec_horizon part sweeps its own values
-    assert seen == [preset, 8, 50] and default.at == f"@exec{preset}" and eight.at == "@exec8"
+    ensembled.evaluate(tmp_path, "lawr")
+    assert seen == [(preset.exec_horizon, preset.temporal_ensemble), (8, False), (50, False), (1, True)]
+    assert default.at == preset_key and eight.at == "@exec8" and ensembled.at == "@exec1_ensemble"
 
-    seen.clear()  # the exec_horizon part sweeps --exec_horizons, then ACT's temporal ensembling at 1
-    eight.args.exec_horizons, eight.args.methods = [4, 16], ["lawr"]
-    eight.exec_horizon(tmp_path)
-    assert seen == [4, 16, 1] and set(eight.results["exec_horizon"]) == {
+    seen.clear()  # the sweep executes plainly at --exec_horizons, then with ACT's temporal ensembling at 1,
+    default.args.exec_horizons, default.args.methods = [4, 16], ["lawr"]  # whatever the preset's execution
+    default.exec_horizon(tmp_path)
+    assert seen == [(4, False), (16, False), (1, True)] and set(default.results["exec_horizon"]) == {
         f"{tmp_path.name}/lawr/exec4", f"{tmp_path.name}/lawr/exec16", f"{tmp_path.name}/lawr/exec1_ensemble"}

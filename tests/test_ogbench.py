@@ -110,6 +110,7 @@ def test_export_without_joint_names_and_deploy_in_the_ogbench_env(tiny_run):
 
     _, metadata = load_onnx(run / "export" / "policy.onnx")
     assert metadata["task"] == TASK and "joint_names" not in metadata and metadata["exec_horizon"] == 5
+    assert metadata["temporal_ensemble"] is False  # the run's evaluation protocol travels with the file
     assert "action_scale" not in metadata  # no action spec: the env takes the actions as they are
     done = _script("deploy_onnx.py", "--onnx", str(run / "export" / "policy.onnx"), "--episode_length_s", "1.0")
     assert done.returncode == 0, done.stderr[-3000:]

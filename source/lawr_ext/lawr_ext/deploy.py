@@ -10,6 +10,12 @@ it needs travels in the file's metadata (``scripts/export.py`` writes it, ``lawr
     control_rate_hz    actions per second
     input, output      the graph's input and output names
 
+optionally, how the run was evaluated (so the robot executes chunks as the reported figures did)::
+
+    exec_horizon       chunk steps executed before replanning, in [1, H]
+    temporal_ensemble  ACT-style: each step averages every stored chunk that covers it (bool)
+    ensemble_decay     m in the weight exp(-m*i), i = 0 for the oldest covering chunk (>= 0)
+
 and, for a task with an action spec (all of them or none), one entry per action dimension::
 
     joint_names        the joint (or gripper) each action entry commands
@@ -75,6 +81,10 @@ def check_metadata(meta: dict, source: object, obs_dim: int | None = None,
                      f"chunk is {chunk_shape[0]} x {chunk_shape[1]}")
     if "exec_horizon" in meta and (not _is_int(meta["exec_horizon"]) or not 1 <= meta["exec_horizon"] <= meta["horizon"]):
         raise refuse(f"metadata exec_horizon={meta['exec_horizon']!r} must be an integer in [1, H={meta['horizon']}]")
+    if "temporal_ensemble" in meta and not isinstance(meta["temporal_ensemble"], bool):
+        raise refuse(f"metadata temporal_ensemble={meta['temporal_ensemble']!r} must be true or false")
+    if "ensemble_decay" in meta and (not _is_number(meta["ensemble_decay"]) or meta["ensemble_decay"] < 0):
+        raise refuse(f"metadata ensemble_decay={meta['ensemble_decay']!r} must be a finite number >= 0")
     present = [k for k in JOINT_FIELDS if k in meta]
     if present and len(present) < len(JOINT_FIELDS):
         raise refuse(f"metadata has {present} but lacks {[k for k in JOINT_FIELDS if k not in meta]}: the joint "
@@ -117,9 +127,15 @@ def _static(dims) -> list[int | None]:
 
 class OnnxChunkPolicy:
     """Plays exported chunks: one ONNX call per ``exec_horizon`` control steps, each action turned into a command
-    within the exported joint limits and servo profile."""
+    within the exported joint limits and servo profile.
 
-    def __init__(self, path: str, exec_horizon: int | None = None, num_threads: int = 0):
+    With ``temporal_ensemble`` every stored chunk that still covers the current step votes for its entry there,
+    weighted exp(-m*i) with i = 0 for the oldest vote: the rule of ``lawr_ext.eval.rollout.ChunkScheduler``, so
+    a robot executes what the evaluation measured. ``None`` for any of the three: the file's recorded setting.
+    """
+
+    def __init__(self, path: str, exec_horizon: int | None = None, num_threads: int = 0,
+                 temporal_ensemble: bool | None = None, ensemble_decay: float | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -154,20 +170,27 @@ class OnnxChunkPolicy:
         if not _is_int(exec_horizon) or not 1 <= exec_horizon <= self.meta["horizon"]:
             raise ValueError(f"--exec_horizon {exec_horizon} must lie in [1, H={self.meta['horizon']}]")
         self.exec_horizon = exec_horizon
+        self.temporal_ensemble = bool(self.meta.get("temporal_ensemble", False) if temporal_ensemble is None
+                                      else temporal_ensemble)
+        self.ensemble_decay = self.meta.get("ensemble_decay", 0.01) if ensemble_decay is None else ensemble_decay
+        if not _is_number(self.ensemble_decay) or self.ensemble_decay < 0:
+            raise ValueError(f"--ensemble_decay {self.ensemble_decay} must be a finite number >= 0")
+        # a chunk covers H steps and a new one arrives every exec_horizon steps: at most ceil(H/k) overlap
+        self.num_slots = math.ceil(self.meta["horizon"] / exec_horizon) if self.temporal_ensemble else 1
         self.joint_level = "joint_names" in self.meta
         if self.joint_level:
             m = self.meta
             self.scale, self.offset = np.asarray(m["action_scale"]), np.asarray(m["action_offset"])
             self.lower, self.upper = np.asarray(m["joint_lower"]), np.asarray(m["joint_upper"])
             self.max_step = np.asarray(m["max_target_speed"]) / m["control_rate_hz"]  # per control step
-        self.queue: list[np.ndarray] = []
+        self.chunks: list[list] = []  # [chunk [H, A], steps since predicted], newest first
         self.last_command: np.ndarray | None = None
         self.inference_seconds: list[float] = []
 
     def reset(self, current: np.ndarray | None = None) -> None:
         """Start an episode. ``current``: the robot's present joint positions in action order; the first command then
         moves at most one rate step from them (None: the first command is only clamped to the limits)."""
-        self.queue.clear()
+        self.chunks.clear()
         self.last_command = None if current is None else np.asarray(current, np.float64).copy()
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -176,12 +199,17 @@ class OnnxChunkPolicy:
         if obs.shape != (self.meta["obs_dim"],) or not np.isfinite(obs).all():
             raise ValueError(f"observation of shape {obs.shape} (finite: {bool(np.isfinite(obs).all())}); the policy "
                              f"takes {self.meta['obs_dim']} finite values: nothing commanded")
-        if not self.queue:
+        if not self.chunks or self.chunks[0][1] >= self.exec_horizon:
             start = time.perf_counter()
             chunk = self.session.run([self.meta["output"]], {self.meta["input"]: obs[None]})[0][0]
             self.inference_seconds.append(time.perf_counter() - start)
-            self.queue = list(chunk[: self.exec_horizon])
-        return np.clip(self.queue.pop(0), -1.0, 1.0)
+            self.chunks = [[chunk, 0]] + self.chunks[: self.num_slots - 1]
+        covering = [(chunk, age) for chunk, age in self.chunks if age < self.meta["horizon"]]  # newest first
+        weights = np.exp(-self.ensemble_decay * np.arange(len(covering))[::-1])  # i = 0: the oldest
+        action = sum(w * chunk[age] for w, (chunk, age) in zip(weights, covering)) / weights.sum()
+        for entry in self.chunks:
+            entry[1] += 1
+        return np.clip(action, -1.0, 1.0)
 
     def command(self, action: np.ndarray) -> np.ndarray:
         """What is sent this control step: joint targets offset + scale * action, kept within the joint limits and
