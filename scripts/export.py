@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from lawr_ext.algorithms.registry import METHODS
+from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.export import ExportConfig
 from lawr_ext.export import build_metadata, export_onnx, export_torchscript, max_abs_diff, run_exported
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
@@ -54,8 +55,8 @@ def main() -> None:
     metadata = build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=args.policy,
                               control_rate_hz=task.control_hz, config_hash=record["config_hash"],
                               exec_horizon=min(evaluated["exec_horizon"], policy.horizon),
-                              temporal_ensemble=bool(evaluated.get("temporal_ensemble", False)),
-                              ensemble_decay=float(evaluated.get("ensemble_decay", 0.01)),
+                              temporal_ensemble=bool(evaluated.get("temporal_ensemble", EvalConfig.temporal_ensemble)),
+                              ensemble_decay=float(evaluated.get("ensemble_decay", EvalConfig.ensemble_decay)),
                               **action_spec)  # an exec_horizon past H (never evaluated) plays whole chunks
 
     out_dir = args.out or (run_dir / "export" if args.policy == "lawr" else run_dir / "export" / args.policy)
