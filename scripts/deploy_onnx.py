@@ -29,13 +29,16 @@ def main() -> None:
                         help="chunk steps executed before replanning (default: the run's evaluation setting)")
     parser.add_argument("--temporal_ensemble", action=argparse.BooleanOptionalAction, default=None,
                         help="average every stored chunk covering the step (default: the run's evaluation setting)")
+    parser.add_argument("--ensemble_decay", type=float, default=None,
+                        help="m in the ensemble weight exp(-m*i), i = 0 for the oldest chunk (default: the file's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines")
     args = parser.parse_args()
 
     try:
-        policy = OnnxChunkPolicy(args.onnx, args.exec_horizon, temporal_ensemble=args.temporal_ensemble)
+        policy = OnnxChunkPolicy(args.onnx, args.exec_horizon, temporal_ensemble=args.temporal_ensemble,
+                                 ensemble_decay=args.ensemble_decay)
     except ValueError as err:  # a file that is not, or no longer, what it says: nothing is commanded
         sys.exit(f"[deploy] {' '.join(str(err).split())}")
     meta = policy.meta

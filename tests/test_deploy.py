@@ -121,6 +121,8 @@ def test_the_deploy_script_refuses_a_tampered_file_in_one_line(exported_policy, 
     assert_refused(run_script("deploy_onnx.py", "--onnx", path), "[deploy]", "action_scale has 1 entries")
     assert_refused(run_script("deploy_onnx.py", "--onnx", str(exported_policy[2]["onnx"]), "--exec_horizon", "100"),
                    "[deploy]", "--exec_horizon 100")
+    assert_refused(run_script("deploy_onnx.py", "--onnx", str(exported_policy[2]["onnx"]), "--ensemble_decay", "-1"),
+                   "[deploy]", "--ensemble_decay -1.0")
 
 
 def test_commands_stay_within_the_joint_limits_and_move_at_most_at_the_servo_speed(exported_policy):
