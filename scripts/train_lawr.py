@@ -81,11 +81,11 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     if get_task(cfg.task).experts is None:
         sys.exit(f"[lawr] task {cfg.task} has no scripted experts to collect with: pass --dataset "
                  f"(formats: source/lawr_ext/lawr_ext/data/FORMAT.md)")
-    from lawr_ext.data.collect import CollectConfig, collect_task
+    from lawr_ext.data.collect import collect_config_of, collect_task
 
     print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "
           f"with {cfg.data.collect_num_envs} envs into {run_dir / 'dataset'}")
-    collect_cfg = CollectConfig(num_episodes=cfg.data.collect_num_episodes, seed=cfg.seed, progress=cfg.progress)
+    collect_cfg = collect_config_of(cfg.data, seed=cfg.seed, progress=cfg.progress)
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 

@@ -25,6 +25,15 @@ def test_overrides_reach_every_section_with_their_types():
     assert cfg.data.path == "/tmp/some data.npz" and cfg.seed == 3 and cfg.eval.num_envs == 2
 
 
+def test_the_collection_a_run_asks_for_is_the_one_collected():
+    from lawr_ext.data.collect import collect_config_of
+
+    cfg = load_train_config("Bimanual-Chunk", ["profile=cpu", "data.collect_quality_mix=[0.25,0.25,0.5]"])
+    collect = collect_config_of(cfg.data, seed=4, progress=False)
+    assert collect.quality_mix == (0.25, 0.25, 0.5) and collect.num_episodes == 256 and collect.seed == 4
+    assert collect_config_of(load_train_config("Bimanual-Chunk").data, seed=0).quality_mix == (0.5, 0.3, 0.2)
+
+
 def test_profile_overlay_then_command_line_wins():
     smoke = load_train_config("Bimanual-Chunk", ["profile=smoke"])
     assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 4 and smoke.critic.v_max == 1000.0  # task value kept
@@ -50,6 +59,8 @@ def test_profile_overlay_then_command_line_wins():
     ("baselines.dsrl_na.latent=cube", "DSRLNAConfig.latent"),
     ("baselines.lps.q_weight=0", "LPSConfig"),
     ("planner.awr_weight=-1", "PlannerConfig.awr_weight"),
+    ("data.collect_quality_mix=[0.5,-0.5,1]", "DataConfig.collect_quality_mix"),
+    ("data.collect_quality_mix=[0,0,0]", "DataConfig.collect_quality_mix"),
 ])
 def test_bad_values_fail_with_one_line_naming_the_field(override, field):
     with pytest.raises(ValueError) as err:
@@ -73,7 +84,7 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
 
     flow, critic, planner = hashes()
     assert hashes("log_interval=7", "checkpoint_interval=9", "eval.num_envs=3", "run_dir=elsewhere",
-                  "data.path=moved.npz", "device=cuda") == [flow, critic, planner]
+                  "data.path=moved.npz", "device=cuda", "data.collect_quality_mix=[0,0,1]") == [flow, critic, planner]
     new_planner = hashes("planner.weights.temperature=3.0")
     assert new_planner[:2] == [flow, critic] and new_planner[2] != planner
     new_flow = hashes("flow.learning_rate=1e-3")

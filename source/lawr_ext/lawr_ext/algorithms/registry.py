@@ -72,7 +72,9 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
     Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size instead),
     device and evaluation are left out, so changing them never invalidates a checkpoint.
     """
-    data = {k: v for k, v in asdict(cfg.data).items() if k != "path"}
+    # Where the data came from is left out: checkpoints record the dataset's content hash. (collect_num_* stay
+    # in, as they were, so that earlier runs' checkpoints keep their hashes.)
+    data = {k: v for k, v in asdict(cfg.data).items() if k not in ("path", "collect_quality_mix")}
     return {"task": cfg.task, "seed": cfg.seed, "data": data} | {
         stage: asdict(stage_config(cfg, stage)) for stage in with_needs((name,))}
 

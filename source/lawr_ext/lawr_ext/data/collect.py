@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -40,6 +40,9 @@ from lawr_ext.utils.cli import progress
 from lawr_ext.utils.io import remove_stale_temp_files
 from lawr_ext.utils.lock import directory_lock
 from lawr_ext.utils.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from lawr_ext.configs.data import DataConfig
 
 
 class VecEnv(Protocol):
@@ -84,6 +87,12 @@ class CollectConfig:
             mix = getattr(self, name)
             if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
                 raise ValueError(f"CollectConfig.{name}: needs non-negative weights with a positive sum, got {mix}")
+
+
+def collect_config_of(data: "DataConfig", seed: int, progress: bool = True) -> CollectConfig:
+    """The collection a training run asks for in its ``data`` section (``data.collect_*``)."""
+    return CollectConfig(num_episodes=data.collect_num_episodes, seed=seed,
+                         quality_mix=tuple(data.collect_quality_mix), progress=progress)
 
 
 def round_seed(seed: int, round_index: int) -> int:

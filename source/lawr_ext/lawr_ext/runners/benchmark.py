@@ -82,10 +82,10 @@ def find_dataset(task: str, cfg: TrainConfig, out: Path, dataset_dir: Path | Non
                          f"scripted experts to collect one: pass --dataset_dir")
     if dataset_dir is not None:
         log(f"no dataset for {task} in {dataset_dir} (looked for {looked}): collecting")
-    from lawr_ext.data.collect import CollectConfig, collect_task  # starts the simulator
+    from lawr_ext.data.collect import collect_config_of, collect_task  # starts the simulator
 
     log(f"{task}: collecting {cfg.data.collect_num_episodes} episodes with {cfg.data.collect_num_envs} envs")
-    collect_cfg = CollectConfig(num_episodes=cfg.data.collect_num_episodes, seed=0, progress=cfg.progress)
+    collect_cfg = collect_config_of(cfg.data, seed=0, progress=cfg.progress)
     return collect_task(task, out / task / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 
