@@ -10,6 +10,8 @@ with the planner's, in test_planner.py.)
 
 from __future__ import annotations
 
+import statistics
+
 from dataclasses import replace
 
 import pytest
@@ -163,10 +165,11 @@ def test_best_of_n_picks_the_higher_q_mode(behavior_flow, normalizer, num_sample
 
 # --- diffusion ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def diffusion(normalizer) -> DiffusionBC:
+@pytest.fixture(scope="module", params=["sample", "epsilon"])
+def diffusion(normalizer, request) -> DiffusionBC:
     torch.manual_seed(0)
-    cfg = DiffusionConfig(network=TINY_FLOW, sample_steps=10, learning_rate=1e-3, ema_decay=0.995)
+    cfg = DiffusionConfig(network=TINY_FLOW, sample_steps=10, learning_rate=1e-3, ema_decay=0.995,
+                          prediction=request.param)
     learner = DiffusionBC(cfg, OBS_DIM, H, A, normalizer)
     for _ in range(1000):
         learner.update(toy_batch(128, good_fraction=0.7))
@@ -192,6 +195,34 @@ def test_ddim_is_deterministic_given_the_noise(diffusion, normalizer):
     first = denoiser.sample(obs_norm, noise, 10)
     assert torch.equal(first, denoiser.sample(obs_norm, noise.clone(), 10))
     assert not torch.allclose(first, denoiser.sample(obs_norm, torch.randn(64, H, A), 10))
+
+
+def test_a_chunk_wider_than_the_network_needs_x_prediction(normalizer):
+    """The Bimanual failure in small: a 16 x 8 chunk through a 16-wide MLP. Its output is a linear map of 16
+    features, so it can predict a chunk on a low-dimensional manifold (x_0) but not 128-dimensional noise."""
+    horizon, action_dim = 16, 8
+    net = FlowConfig(arch="mlp", width=16, depth=2, time_embed_dim=16)
+
+    def batch(n):
+        sign = torch.where(torch.rand(n) < 0.5, 1.0, -1.0)
+        return TensorDict({keys.OBS: torch.randn(n, OBS_DIM),
+                           keys.ACTIONS: sign[:, None, None] * M * torch.linspace(0.5, 1.0, horizon)[None, :, None]
+                           .expand(n, horizon, action_dim).clone(),
+                           keys.MASK: torch.ones(n, horizon, dtype=torch.bool)}, batch_size=[n])
+
+    errors, losses = {}, {}
+    for prediction in ("sample", "epsilon"):
+        torch.manual_seed(0)
+        cfg = DiffusionConfig(network=net, sample_steps=10, learning_rate=3e-3, ema_decay=0.9, prediction=prediction)
+        learner = DiffusionBC(cfg, OBS_DIM, horizon, action_dim, normalizer)
+        losses[prediction] = [learner.update(batch(128))["diffusion/loss"] for _ in range(600)][-50:]
+        chunks = learner.policy().denoiser.sample(normalizer(torch.randn(500, OBS_DIM)),
+                                                 torch.randn(500, horizon, action_dim), 10)
+        target = torch.sign(chunks.mean(dim=(1, 2)))[:, None, None] * M * torch.linspace(0.5, 1.0, horizon)[None, :, None]
+        errors[prediction] = (chunks - target).abs().mean().item()
+    assert statistics.mean(losses["epsilon"]) > 0.5   # the noise's unrepresentable part stays in the loss
+    assert errors["sample"] < 0.05                     # x-prediction lands on the data's two chunks
+    assert errors["epsilon"] > 2 * errors["sample"]
 
 
 # --- QC -----------------------------------------------------------------------------------------------------

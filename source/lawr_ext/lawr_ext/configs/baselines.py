@@ -140,6 +140,11 @@ class DiffusionConfig:
     cosine_offset: float = 0.008     # s in the cosine schedule (Nichol & Dhariwal): avoids tiny betas near t = 0
     max_beta: float = 0.999          # beta clip at the end of the schedule
     clip_sample: bool = True         # clamp each DDIM estimate of the clean chunk to the action box [-1, 1]
+    # What the network outputs: "sample" = the clean chunk x_0 (x-prediction, as the JiT flow of Phase 1),
+    # "epsilon" = the noise (DDPM's and Diffusion Policy's choice, with a conv U-Net there). Through the flow's
+    # MLP, whose last hidden layer (256) is narrower than a 50 x 14 chunk, epsilon cannot be represented: its loss
+    # stalls at 0.60, near the 1 - 256/700 = 0.63 floor, and the policy failed 0/128 (README).
+    prediction: str = "sample"
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -157,6 +162,8 @@ class DiffusionConfig:
                              f"num_train_timesteps={self.num_train_timesteps}")
         if not 0.0 < self.max_beta < 1.0:
             raise ValueError(f"DiffusionConfig.max_beta: must lie in (0, 1), got {self.max_beta}")
+        if self.prediction not in ("sample", "epsilon"):
+            raise ValueError(f"DiffusionConfig.prediction: expected 'sample' or 'epsilon', got {self.prediction!r}")
 
 @dataclass
 class QCConfig:

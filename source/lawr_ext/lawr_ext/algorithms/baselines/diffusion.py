@@ -8,9 +8,17 @@ artifact: only the frozen observation normalizer.
 
 Discrete time k = 0 .. T-1 with alpha_bar_k decreasing (k = T-1 is nearly pure noise):
 
-    x_k = sqrt(alpha_bar_k) x_0 + sqrt(1 - alpha_bar_k) eps,      loss = || eps_hat(x_k, k, s) - eps ||^2
+    x_k = sqrt(alpha_bar_k) x_0 + sqrt(1 - alpha_bar_k) eps
+    loss = || x0_hat(x_k, k, s) - x_0 ||^2          prediction="sample" (default, x-prediction as Phase 1's JiT)
+    loss = || eps_hat(x_k, k, s) - eps ||^2         prediction="epsilon" (DDPM, Diffusion Policy)
 
-DDIM (eta = 0) walks K of those steps down to x_0 deterministically given the initial noise x_{T-1}.
+DDIM (eta = 0) walks K of those steps down to x_0 deterministically given the initial noise x_{T-1}; either
+output gives the other through the line above.
+
+As published (Chi et al. 2023) Diffusion Policy predicts epsilon with a 1-D conv U-Net. Ours uses the flow's
+network for equal capacity; through its MLP epsilon is not representable for a 50 x 14 chunk (the output is
+a linear map of a 256-wide layer: a floor of about 1 - 256/700 on the loss), so x-prediction is the default and
+``prediction=epsilon`` (``recipe=published``) the published parameterization.
 """
 
 from __future__ import annotations
@@ -48,17 +56,19 @@ class DiffusionDenoiser(nn.Module):
         alpha_bars = cosine_alpha_bars(cfg.num_train_timesteps, cfg.cosine_offset, cfg.max_beta)
         self.register_buffer("alpha_bars", alpha_bars, persistent=False)  # derived from cfg, never learned
 
-    def predict_noise(self, x_k: torch.Tensor, k: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
+    def predict(self, x_k: torch.Tensor, k: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
+        """The network's output: the clean chunk (prediction="sample") or the noise ("epsilon")."""
         t = (k.float() + 1) / self.cfg.num_train_timesteps  # time in (0, 1], the range the embedding expects
         return self.net(x_k, t, t, obs_norm)
 
     def loss(self, x_0: torch.Tensor, obs_norm: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The DDPM epsilon-prediction loss, averaged over the real (unpadded) steps of each chunk."""
+        """The DDPM loss on what the network predicts, averaged over the real (unpadded) steps of each chunk."""
         k = torch.randint(0, self.cfg.num_train_timesteps, (x_0.shape[0],), device=x_0.device)
         alpha_bar = self.alpha_bars[k][:, None, None]
         noise = torch.randn_like(x_0)
         x_k = alpha_bar.sqrt() * x_0 + (1 - alpha_bar).sqrt() * noise
-        return masked_mean((self.predict_noise(x_k, k, obs_norm) - noise).square(), mask, dim=(1, 2)).mean()
+        target = x_0 if self.cfg.prediction == "sample" else noise
+        return masked_mean((self.predict(x_k, k, obs_norm) - target).square(), mask, dim=(1, 2)).mean()
 
     def ddim_timesteps(self, num_steps: int) -> list[int]:
         """K descending timesteps from T-1 to 0, evenly spaced."""
@@ -75,11 +85,13 @@ class DiffusionDenoiser(nn.Module):
             alpha_bar = self.alpha_bars[k]
             # The last step lands on the data (alpha_bar = 1): x is then the clean-chunk estimate itself.
             alpha_bar_next = self.alpha_bars[timesteps[i + 1]] if i + 1 < len(timesteps) else alpha_bar.new_ones(())
-            eps = self.predict_noise(x, torch.full((x.shape[0],), k, device=x.device), obs_norm)
-            x_0 = (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+            out = self.predict(x, torch.full((x.shape[0],), k, device=x.device), obs_norm)
+            x_0 = out if self.cfg.prediction == "sample" else (x - (1 - alpha_bar).sqrt() * out) / alpha_bar.sqrt()
             if self.cfg.clip_sample:
                 x_0 = x_0.clamp(-1.0, 1.0)
-                eps = (x - alpha_bar.sqrt() * x_0) / (1 - alpha_bar).sqrt()  # the noise consistent with the clip
+            # the noise consistent with x_0 (and with the clip)
+            eps = out if self.cfg.prediction == "epsilon" and not self.cfg.clip_sample else \
+                (x - alpha_bar.sqrt() * x_0) / (1 - alpha_bar).sqrt()
             x = alpha_bar_next.sqrt() * x_0 + (1 - alpha_bar_next).sqrt() * eps
         return x
 
