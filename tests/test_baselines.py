@@ -11,7 +11,6 @@ with the planner's, in test_planner.py.)
 from __future__ import annotations
 
 import statistics
-
 from dataclasses import replace
 
 import pytest

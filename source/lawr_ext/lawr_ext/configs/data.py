@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def check_mix(owner: str, name: str, mix) -> None:
+    """A probability mix (expert qualities, strategies): non-negative weights with a positive sum."""
+    if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
+        raise ValueError(f"{owner}.{name}: needs non-negative weights with a positive sum, got {list(mix)}")
+
+
 @dataclass
 class DataConfig:
     path: str | None = None          # dataset (shard directory, .hdf5 or .npz); None -> collect a shard directory
@@ -33,7 +39,4 @@ class DataConfig:
         for name in ("collect_num_envs", "collect_num_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}: must be >= 1, got {getattr(self, name)}")
-        mix = tuple(self.collect_quality_mix)
-        if not mix or min(mix) < 0 or sum(mix) <= 0:
-            raise ValueError(f"DataConfig.collect_quality_mix: needs non-negative weights with a positive sum, "
-                             f"got {list(mix)}")
+        check_mix("DataConfig", "collect_quality_mix", tuple(self.collect_quality_mix))

@@ -30,19 +30,17 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 
+from lawr_ext.configs.data import DataConfig, check_mix
 from lawr_ext.data.hdf5 import list_shards, read_shard_info, shard_path
 from lawr_ext.data.hdf5_writer import EpisodeRecord, write_episodes
 from lawr_ext.utils.cli import progress
 from lawr_ext.utils.io import remove_stale_temp_files
 from lawr_ext.utils.lock import directory_lock
 from lawr_ext.utils.seeding import derive_seed
-
-if TYPE_CHECKING:
-    from lawr_ext.configs.data import DataConfig
 
 
 class VecEnv(Protocol):
@@ -84,12 +82,10 @@ class CollectConfig:
         if self.num_episodes < 1:
             raise ValueError(f"CollectConfig.num_episodes: must be >= 1, got {self.num_episodes}")
         for name in ("quality_mix", "strategy_mix"):
-            mix = getattr(self, name)
-            if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
-                raise ValueError(f"CollectConfig.{name}: needs non-negative weights with a positive sum, got {mix}")
+            check_mix("CollectConfig", name, getattr(self, name))
 
 
-def collect_config_of(data: "DataConfig", seed: int, progress: bool = True) -> CollectConfig:
+def collect_config_of(data: DataConfig, seed: int, progress: bool = True) -> CollectConfig:
     """The collection a training run asks for in its ``data`` section (``data.collect_*``)."""
     return CollectConfig(num_episodes=data.collect_num_episodes, seed=seed,
                          quality_mix=tuple(data.collect_quality_mix), progress=progress)

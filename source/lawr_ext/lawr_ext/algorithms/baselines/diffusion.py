@@ -86,12 +86,15 @@ class DiffusionDenoiser(nn.Module):
             # The last step lands on the data (alpha_bar = 1): x is then the clean-chunk estimate itself.
             alpha_bar_next = self.alpha_bars[timesteps[i + 1]] if i + 1 < len(timesteps) else alpha_bar.new_ones(())
             out = self.predict(x, torch.full((x.shape[0],), k, device=x.device), obs_norm)
-            x_0 = out if self.cfg.prediction == "sample" else (x - (1 - alpha_bar).sqrt() * out) / alpha_bar.sqrt()
+            if self.cfg.prediction == "sample":
+                x_0 = out
+            else:
+                eps = out
+                x_0 = (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
             if self.cfg.clip_sample:
                 x_0 = x_0.clamp(-1.0, 1.0)
-            # the noise consistent with x_0 (and with the clip)
-            eps = out if self.cfg.prediction == "epsilon" and not self.cfg.clip_sample else \
-                (x - alpha_bar.sqrt() * x_0) / (1 - alpha_bar).sqrt()
+            if self.cfg.prediction == "sample" or self.cfg.clip_sample:  # the noise consistent with x_0
+                eps = (x - alpha_bar.sqrt() * x_0) / (1 - alpha_bar).sqrt()
             x = alpha_bar_next.sqrt() * x_0 + (1 - alpha_bar_next).sqrt() * eps
         return x
 
