@@ -29,6 +29,8 @@ def test_every_cube_task_is_registered_with_its_family_preset():
     spec = get_task(TASK)
     assert spec.experts is None and spec.action_spec is None and spec.control_hz == 20.0
     assert spec.load("published")(TASK)["fql"][0][:2] == ("FQL", 0.96)
+    double = spec.load("published")("ogbench:cube-double-play-singletask-v0")
+    assert double["qc"][0][:2] == ("QC", 0.72) and "best_of_n" not in double  # QC's figure beside QC as published
 
 
 def test_the_env_is_ogbenchs_own_seeded_clipped_and_auto_resetting():
