@@ -9,6 +9,8 @@ normaliser, train a small MeanFlow and freeze it, train the HL-Gauss critic, the
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -83,10 +85,15 @@ def train_planner(frozen_phases, temperature: float, steps: int = 400, **planner
     return learner, metrics
 
 
+def held_out_states() -> torch.Tensor:
+    """States with a clear better mode (|s_0| > 0.2), drawn apart from the training data."""
+    obs = torch.rand(2000, O, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return obs[obs[:, 0].abs() > 0.2]
+
+
 def better_mode_fraction(learner: LatentAWR) -> tuple[float, float, torch.Tensor]:
     """On held-out states with a clear better mode: fraction of decoded chunks on it, and between the modes."""
-    obs = torch.rand(2000, O, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    obs = obs[obs[:, 0].abs() > 0.2]
+    obs = held_out_states()
     with torch.no_grad():
         coord = mode_coordinate(obs, learner.policy()(obs)) * torch.sign(obs[:, 0])  # +1 = better mode
     on_better = ((coord - 1).abs() < 0.25).float().mean().item()
@@ -170,8 +177,7 @@ def test_q_term_picks_the_better_side_where_uniform_weights_do_not(frozen_phases
     worse mode at 400 steps. Hence three planner seeds, averaged; and it is the AWR weighting (small tau, tests
     above) that commits to the mode."""
     data, normalizer, decoder, critic = frozen_phases
-    obs = torch.rand(2000, O, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    obs = obs[obs[:, 0].abs() > 0.2]
+    obs = held_out_states()
     better_side, q_mean = {}, {}
     for name, q_weight in (("q_term", 100.0), ("uniform", 0.0)):
         sides, qs = [], []
@@ -179,11 +185,12 @@ def test_q_term_picks_the_better_side_where_uniform_weights_do_not(frozen_phases
             torch.manual_seed(seed)
             learner, metrics = train_planner(frozen_phases, temperature=1e3, latent="sphere", q_weight=q_weight)
             assert metrics["planner/weight_ess"] > 0.99
+            assert metrics["planner/q_loss"] < 0 if q_weight > 0 else metrics["planner/q_loss"] == 0
             with torch.no_grad():
                 chunks = learner.policy()(obs)
                 qs.append(critic.q_value(normalizer(obs), chunks).mean().item())
             sides.append((mode_coordinate(obs, chunks) * torch.sign(obs[:, 0]) > 0.2).float().mean().item())
-        better_side[name], q_mean[name] = sum(sides) / 3, sum(qs) / 3
+        better_side[name], q_mean[name] = statistics.mean(sides), statistics.mean(qs)
     print(f"on the better side: {better_side}, mean Q of the decoded chunks: {q_mean}")
     assert better_side["q_term"] > 0.85 and q_mean["q_term"] > 0.9
     assert better_side["uniform"] < 0.5 and q_mean["uniform"] < 0.75
