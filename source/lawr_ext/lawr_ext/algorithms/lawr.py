@@ -1,4 +1,4 @@
-"""L-AWR top to bottom (``../shared/paper/lawr.tex``): its three stages, in the paper's order.
+"""L-AWR top to bottom (the L-AWR paper): its three stages, in the paper's order.
 
     normalizers  fitted once on every dataset observation and action, then frozen (modules/normalizer.py)
     Mean Flow    phase 1: a one-step generator T(z; s) of action chunks, JiT x-prediction (flow.py)
@@ -19,25 +19,27 @@ import copy
 
 from lawr_ext.algorithms.critic import DistributionalCritic, divergence
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
+from lawr_ext.algorithms.flow_quality import flow_sample_quality
 from lawr_ext.algorithms.planner import LatentAWR, LatentPlanner, LAWRPolicy
 from lawr_ext.algorithms.stage import Stage, StageInputs
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.eval.diagnostics import flow_sample_quality
 from lawr_ext.modules.normalizer import fit_obs_normalizer
 
 
 def mean_flow(cfg: FlowConfig, inputs: StageInputs) -> MeanFlow:
     """Phase 1: the normalizers (observations: fitted here on all of them; actions: the dataset's, which its
-    batches are already in), frozen, and the Mean Flow over chunks."""
+    batches are already in, as they are in its chunk basis), frozen, and the Mean Flow over chunks."""
     dataset = inputs.dataset
-    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(dataset.observations), copy.deepcopy(dataset.action_normalizer))
+    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(dataset.observations),
+                    copy.deepcopy(dataset.action_normalizer), copy.deepcopy(dataset.chunk_basis))
 
 
 def behavior_model(cfg: FlowConfig, inputs: StageInputs) -> BehaviorModel:
-    """Phase 1's product, frozen by ``MeanFlow.product``: the normalizer and the one-step decoder T(z; s)."""
-    return BehaviorModel.untrained(cfg, *inputs.dims)
+    """Phase 1's product, frozen by ``MeanFlow.product``: the normalizers, the chunk basis and the one-step
+    decoder T(z; s)."""
+    return BehaviorModel.untrained(cfg, *inputs.dims, inputs.chunk_basis)
 
 
 def critic(cfg: CriticConfig, inputs: StageInputs) -> DistributionalCritic:

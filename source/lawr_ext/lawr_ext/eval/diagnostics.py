@@ -1,7 +1,8 @@
 """Diagnostics of trained models, measured on dataset chunks: how good the flow's samples are, and whether the
 planner's chunks stay on the data. Read-only: nothing here trains or changes a model.
 
-    sample_quality / flow_sample_quality   sliced-Wasserstein distance of k-step flow samples to data (the O(1) claim)
+    sample_quality / flow_sample_quality   sliced-Wasserstein distance of k-step flow samples to data (the O(1) claim;
+                                           defined in algorithms/flow_quality.py, which Phase 1 reports with)
     support_metrics / support_check        nearest-neighbour distance of L-AWR's chunks to the data, typical-set use
     chunk_errors / flow_precision          how close the flow (sampled, best of K, latent-optimized) and a policy
                                            come to the dataset's chunks, in env action units and in metres
@@ -14,56 +15,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from lawr_ext.data import keys
+# re-exported: the flow's sample quality sits in algorithms/, where Phase 1 reports it after training
+from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality, sliced_wasserstein  # noqa: F401
 from lawr_ext.algorithms.training import masked_mean
+from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
     from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
-
-
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, num_projections: int, generator: torch.Generator) -> float:
-    """Sliced 2-Wasserstein distance between two equally sized point clouds [N, D]."""
-    directions = torch.randn(a.shape[1], num_projections, device=a.device, generator=generator)
-    directions = directions / directions.norm(dim=0, keepdim=True)
-    proj_a, proj_b = (a @ directions).sort(dim=0).values, (b @ directions).sort(dim=0).values
-    return (proj_a - proj_b).square().mean().sqrt().item()
-
-
-@torch.no_grad()
-def sample_quality(decoder: FlowDecoder, obs_norm: torch.Tensor, data_chunks: torch.Tensor,
-                   num_steps_list: tuple[int, ...] = (1, 2, 4, 8), num_projections: int = 256,
-                   seed: int = 0) -> dict[str, float]:
-    """How far k-step samples are from held-out data, for each k: {"swd_{k}step": distance}.
-
-    One sample per held-out (obs, chunk) pair; the distance is the sliced Wasserstein distance between the
-    joint point clouds [obs_norm, flat chunk], so a sampler that ignores the observation is penalized too.
-    Seeded and independent of the global RNG, so numbers are comparable across models and calls.
-    """
-    data = torch.cat([obs_norm, data_chunks.flatten(1)], dim=1).float()
-    result = {}
-    for k in num_steps_list:
-        generator = torch.Generator(device=obs_norm.device).manual_seed(seed)
-        chunks = decoder.sample(obs_norm, k, generator=generator)
-        samples = torch.cat([obs_norm, chunks.flatten(1)], dim=1).float()
-        result[f"swd_{k}step"] = sliced_wasserstein(samples, data, num_projections, generator)
-    return result
-
-
-def flow_sample_quality(decoder: FlowDecoder, normalizer: nn.Module, dataset: ChunkDataset,
-                        num_chunks: int = 2048) -> dict[str, float]:
-    """Sliced-Wasserstein distance of 1/2/4/8-step flow samples to dataset chunks (evenly spaced, in-sample)."""
-    ids = torch.linspace(0, dataset.num_chunks - 1, min(num_chunks, dataset.num_chunks)).long()
-    batch = dataset.batch(ids)
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        obs_norm = normalizer(batch[keys.OBS].to(device))
-        quality = sample_quality(decoder, obs_norm, batch[keys.ACTIONS].to(device))
-    return {f"flow/quality_{name}": value for name, value in quality.items()}
 
 
 def _nearest_neighbour_distance(query: torch.Tensor, reference: torch.Tensor, exclude_same_index: bool,
@@ -117,11 +79,11 @@ def support_check(policy: EnvActionPolicy, dataset: ChunkDataset, num_samples: i
     chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
     """
     generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples], steps=True)
     device = next(policy.parameters()).device
     lawr: LAWRPolicy = policy.policy
     env_actions = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS])
-    data_chunks = policy.action_normalizer.normalize(env_actions.to(device))
+    data_chunks = policy.chunk_basis.encode(policy.action_normalizer.normalize(env_actions.to(device)))
     obs_norm = lawr.obs_normalizer(batch[keys.OBS].to(device))
     return support_metrics(lawr.decoder, lawr.planner, obs_norm, data_chunks)
 
@@ -156,18 +118,20 @@ def flow_precision(behavior: BehaviorModel, dataset: ChunkDataset, *, num_chunks
                                      latent planner on the sphere can reach (its error floor)
         origin                       T(0; s): where a planner collapsed to z = 0 lands (the decoded "average")
 
-    Each entry is ``chunk_errors`` in env units. Chunks are in-sample (the flow was trained on them).
+    Each entry is ``chunk_errors`` in env units against the dataset's chunks as recorded (not their projection on
+    the chunk basis). Chunks are in-sample (the flow was trained on them).
     """
     generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
+    ids = torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks]
+    batch, recorded = dataset.batch(ids), dataset.batch(ids, steps=True)
     device = next(behavior.parameters()).device
     obs_norm = behavior.obs_normalizer(batch[keys.OBS].to(device))
-    target, mask = batch[keys.ACTIONS].to(device), batch[keys.MASK].to(device)
-    to_env = behavior.action_normalizer.unnormalize
+    target, mask = batch[keys.ACTIONS].to(device), batch[keys.MASK].to(device)  # the learners' coordinates
+    recorded_env = dataset.action_normalizer.unnormalize(recorded[keys.ACTIONS]).to(device)
     decoder = behavior.decoder
 
     def errors(chunks: torch.Tensor) -> dict:
-        return chunk_errors(to_env(chunks), to_env(target), mask, end_effectors)
+        return chunk_errors(behavior.env_chunks(chunks), recorded_env, recorded[keys.MASK].to(device), end_effectors)
 
     def noise() -> torch.Tensor:
         return torch.randn(target.shape, generator=generator).to(device)
@@ -200,7 +164,7 @@ def policy_precision(policy: EnvActionPolicy, dataset: ChunkDataset, *, num_chun
     """``chunk_errors`` of a policy's chunks (env actions) against the dataset's at the same states: for a
     deterministic policy, how far it is from what the data did there (for L-AWR: what its weights chose)."""
     generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks], steps=True)
     device = next(policy.parameters()).device
     data_chunks = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS]).to(device)
     return chunk_errors(policy(batch[keys.OBS].to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)
