@@ -140,7 +140,8 @@ def run_config(args: argparse.Namespace, dataset: Path, run_dir: Path, steps: di
 def phase_learners(cfg: TrainConfig, dataset: ChunkDataset) -> Iterator[tuple[str, Learner]]:
     """Each phase's learner as runners.pipeline.run_stage builds it (the stage registry, from the frozen products
     of the phases before it), with random (untrained) weights: a step costs the same."""
-    inputs = StageInputs(dataset.obs_dim, dataset.horizon, dataset.action_dim, dataset=dataset)
+    inputs = StageInputs(dataset.obs_dim, dataset.chunk_basis.num_coeffs, dataset.action_dim, dataset=dataset,
+                         chunk_basis=dataset.chunk_basis)
     for phase in PHASES:
         torch.manual_seed(cfg.seed)
         learner = registry.PHASES[phase].learner(registry.stage_config(cfg, phase), inputs).to(cfg.device)

@@ -6,6 +6,8 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from lawr_ext.modules.chunk_basis import ChunkBasis
+
 
 class Learner(nn.Module):
     """A stage's networks and optimizers. ``update`` is one gradient step; ``product`` is what it leaves behind.
@@ -62,21 +64,23 @@ class ChunkPolicy(nn.Module):
 
 
 class EnvActionPolicy(ChunkPolicy):
-    """A method's policy with its chunks mapped from the learners' action coordinates back to env actions,
-    clipped to the env's action box [-1, 1]: the policy that is evaluated, exported and deployed."""
+    """A method's policy with its chunks mapped from the learners' coordinates back to env actions (decoded from
+    the chunk basis to H steps, then un-normalized), clipped to the env's action box [-1, 1]: the policy that is
+    evaluated, exported and deployed."""
 
-    def __init__(self, policy: ChunkPolicy, action_normalizer: nn.Module):
+    def __init__(self, policy: ChunkPolicy, action_normalizer: nn.Module, chunk_basis: ChunkBasis | None = None):
         super().__init__()
         self.policy = policy
         self.action_normalizer = action_normalizer
-        self.horizon, self.action_dim = policy.horizon, policy.action_dim
+        self.chunk_basis = chunk_basis if chunk_basis is not None else ChunkBasis(policy.horizon)
+        self.horizon, self.action_dim = self.chunk_basis.horizon, policy.action_dim
 
     @property
     def name(self) -> str:
         return self.policy.name
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.action_normalizer.unnormalize(self.policy(obs)).clamp(-1.0, 1.0)
+        return self.action_normalizer.unnormalize(self.chunk_basis.decode(self.policy(obs))).clamp(-1.0, 1.0)
 
 
 def freeze(module: nn.Module) -> nn.Module:

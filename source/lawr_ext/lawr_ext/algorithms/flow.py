@@ -26,6 +26,7 @@ from lawr_ext.algorithms.training import EMA, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.modules.chunk_mlp import ChunkMLP
 from lawr_ext.modules.chunk_transformer import ChunkTransformer
 from lawr_ext.modules.normalizer import ActionNormalizer, unfitted_obs_normalizer
@@ -109,41 +110,48 @@ def build_flow_decoder(cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: 
 
 
 class BehaviorModel(nn.Module):
-    """Phase 1's product: the frozen normalizers and the frozen one-step decoder T(z; s).
+    """Phase 1's product: the frozen normalizers, the chunk basis and the frozen one-step decoder T(z; s).
 
     The action manifold and the coordinates every later stage sees the data in: phases 2 and 3, the
     baselines, evaluation and export all get them from this one bundle (``inputs["flow"]``). The decoder
-    works in the action normalizer's coordinates (the dataset's batches are in them too); policies map
-    their chunks back to env actions with it (``EnvActionPolicy``).
+    works in the action normalizer's coordinates and the chunk basis's (the dataset's batches are in them too);
+    policies map their chunks back to env actions with both (``EnvActionPolicy``).
     """
 
     def __init__(self, decoder: FlowDecoder, obs_normalizer: nn.Module,
-                 action_normalizer: ActionNormalizer | None = None):
+                 action_normalizer: ActionNormalizer | None = None, chunk_basis: ChunkBasis | None = None):
         super().__init__()
         self.decoder = decoder
         self.obs_normalizer = obs_normalizer
         # None: the identity (data already in the learners' coordinates, as in the toy problems of the tests)
         self.action_normalizer = action_normalizer if action_normalizer is not None else ActionNormalizer(decoder.action_dim)
+        self.chunk_basis = chunk_basis if chunk_basis is not None else ChunkBasis(decoder.horizon)
 
     @classmethod
-    def untrained(cls, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int) -> BehaviorModel:
+    def untrained(cls, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int,
+                  chunk_basis: ChunkBasis | None = None) -> BehaviorModel:
         """The same modules with initial weights and empty statistics, to load a saved product into."""
         return cls(build_flow_decoder(cfg, obs_dim, horizon, action_dim), unfitted_obs_normalizer(obs_dim),
-                   ActionNormalizer(action_dim))
+                   ActionNormalizer(action_dim), chunk_basis)
+
+    def env_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
+        """Chunks in the learners' coordinates [B, K, A] -> env actions [B, H, A] (not clipped)."""
+        return self.action_normalizer.unnormalize(self.chunk_basis.decode(chunks))
 
 
 class MeanFlow(Learner):
     """Trains a FlowDecoder with the Mean Flow identity; its product is the frozen EMA decoder + the normalizers.
 
-    Batches come in the coordinates of ``action_normalizer`` (the dataset's, fitted on its actions); it is only
+    Batches come in the coordinates of ``action_normalizer`` and ``chunk_basis`` (the dataset's); they are only
     carried into the product here (None: the identity)."""
 
     def __init__(self, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
-                 action_normalizer: ActionNormalizer | None = None):
+                 action_normalizer: ActionNormalizer | None = None, chunk_basis: ChunkBasis | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.action_normalizer = action_normalizer if action_normalizer is not None else ActionNormalizer(action_dim)
+        self.chunk_basis = chunk_basis if chunk_basis is not None else ChunkBasis(horizon)
         self.decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
         self.ema = EMA(self.decoder)
         self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.learning_rate,
@@ -211,7 +219,8 @@ class MeanFlow(Learner):
         return freeze(copy.deepcopy(self.ema.module))
 
     def product(self) -> BehaviorModel:
-        return BehaviorModel(self.frozen_decoder(), self.obs_normalizer, copy.deepcopy(self.action_normalizer))
+        return BehaviorModel(self.frozen_decoder(), self.obs_normalizer, copy.deepcopy(self.action_normalizer),
+                             copy.deepcopy(self.chunk_basis))
 
 
 class FlowBCPolicy(ChunkPolicy):

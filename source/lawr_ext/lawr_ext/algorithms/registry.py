@@ -75,6 +75,8 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
     # Where the data came from is left out: checkpoints record the dataset's content hash. (collect_num_* stay
     # in, as they were, so that earlier runs' checkpoints keep their hashes.)
     data = {k: v for k, v in asdict(cfg.data).items() if k not in ("path", "collect_quality_mix")}
+    if cfg.data.chunk_basis == "steps":  # the chunk as it is, as before the basis existed: earlier hashes hold
+        del data["chunk_basis"], data["chunk_coeffs"]
     return {"task": cfg.task, "seed": cfg.seed, "data": data} | {
         stage: asdict(stage_config(cfg, stage)) for stage in with_needs((name,))}
 

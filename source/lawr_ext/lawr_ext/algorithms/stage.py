@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from torch import nn
 
 from lawr_ext.algorithms.base import Learner
+from lawr_ext.modules.chunk_basis import ChunkBasis
 
 if TYPE_CHECKING:
     from lawr_ext.configs.train import TrainConfig
@@ -24,6 +25,9 @@ class StageInputs:
     """What a stage is built from: the dataset's dimensions, the frozen products of earlier stages by stage name
     (``inputs["flow"]``) and, for phase 1, the dataset itself.
 
+    ``horizon`` is the length of a chunk in the learners' coordinates: K coefficients under a ``chunk_basis``
+    other than "steps" (``modules/chunk_basis.py``), else the H steps themselves.
+
     ``load`` fetches a product that is not in ``products`` yet (the runner reads it from the run directory);
     without it a missing product is a ``ValueError`` naming the stage.
     """
@@ -34,6 +38,7 @@ class StageInputs:
     products: dict[str, nn.Module] = field(default_factory=dict)
     dataset: ChunkDataset | None = None
     load: Callable[[str], nn.Module] | None = None
+    chunk_basis: ChunkBasis | None = None  # None: "steps"
 
     @property
     def dims(self) -> tuple[int, int, int]:

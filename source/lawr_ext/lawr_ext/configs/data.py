@@ -21,6 +21,11 @@ class DataConfig:
     # range of each action onto [-1, 1] (the env's actions are scaled to the joint limits, where the arms' data
     # spans a tenth of the grippers'); "none" trains on the env's actions as they are.
     action_normalization: str = "min_max"
+    # The numbers a learner sees per chunk (modules/chunk_basis.py): "steps" the H actions themselves; "dct" the
+    # first chunk_coeffs cosines of each action dimension (K of H), decoded to H steps inside every policy. Every
+    # learner (flow, critics, planner latent, baselines) then works on K x A numbers instead of H x A.
+    chunk_basis: str = "steps"
+    chunk_coeffs: int = 10           # K for chunk_basis=dct (ignored for "steps")
     collect_num_envs: int = 16       # parallel envs when collecting (CPU-sized; raise on a GPU host)
     collect_num_episodes: int = 200  # scripted-expert episodes in a collected dataset
     # Probability of each expert quality (clean, noisy, suboptimal) in a collected dataset. More suboptimal
@@ -36,6 +41,11 @@ class DataConfig:
         if self.action_normalization not in ("min_max", "none"):
             raise ValueError(f"DataConfig.action_normalization: expected 'min_max' or 'none', "
                              f"got {self.action_normalization!r}")
+        if self.chunk_basis not in ("steps", "dct"):
+            raise ValueError(f"DataConfig.chunk_basis: expected 'steps' or 'dct', got {self.chunk_basis!r}")
+        if self.chunk_basis == "dct" and not 1 <= self.chunk_coeffs <= self.horizon:
+            raise ValueError(f"DataConfig.chunk_coeffs: must lie in [1, horizon={self.horizon}] for chunk_basis=dct, "
+                             f"got {self.chunk_coeffs}")
         for name in ("collect_num_envs", "collect_num_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}: must be >= 1, got {getattr(self, name)}")

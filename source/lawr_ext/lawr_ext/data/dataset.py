@@ -44,6 +44,7 @@ from lawr_ext.data import keys
 from lawr_ext.data.episodes import DatasetError, Episodes
 from lawr_ext.data.hdf5 import open_hdf5, read_hdf5
 from lawr_ext.data.plain import read_plain
+from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.modules.normalizer import ActionNormalizer
 
 
@@ -80,6 +81,10 @@ class ChunkDataset:
     Batches carry actions in the coordinates of ``action_normalizer``, fitted here on every action of the
     dataset (``action_normalization``: "min_max" or "none"); Phase 1 saves it with the behaviour model, and
     policies map their chunks back to env actions with it. ``episodes`` keeps the env's actions.
+
+    With a ``chunk_basis`` other than "steps" (``modules/chunk_basis.py``) a batch's actions are the chunk's
+    K coefficients [B, K, A] and its mask is all True: a padded chunk (its last real action held) is encoded as
+    a whole. ``batch(ids, steps=True)`` gives the step chunks and their real-step mask whatever the basis.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class ChunkDataset:
         device: str | torch.device = "cpu",
         seed: int = 0,
         action_normalization: str = "none",
+        chunk_basis: ChunkBasis | None = None,
     ):
         if horizon < 1:
             raise ValueError(f"chunk horizon must be >= 1, got {horizon}")
@@ -114,6 +120,9 @@ class ChunkDataset:
         self.episodes = episodes
         self.generator = torch.Generator().manual_seed(seed)
         self.action_normalizer = ActionNormalizer.fit(episodes.actions, action_normalization)
+        self.chunk_basis = (chunk_basis if chunk_basis is not None else ChunkBasis(horizon)).to(self.device)
+        if self.chunk_basis.horizon != horizon:
+            raise ValueError(f"ChunkDataset: a chunk basis for H={self.chunk_basis.horizon} on chunks of H={horizon}")
         self._index_chunks()
         if self.num_chunks == 0:
             raise DatasetError(source, "no chunk can be built (every episode is a single truncated step)")
@@ -194,16 +203,21 @@ class ChunkDataset:
     def obs_dim(self) -> int:
         return self._obs.shape[1]
 
-    def batch(self, chunk_ids: torch.Tensor) -> TensorDict:
-        """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch."""
+    def batch(self, chunk_ids: torch.Tensor, steps: bool = False) -> TensorDict:
+        """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch, in the learners' chunk coordinates
+        (``steps=True``: as H steps with their real-step mask, whatever the chunk basis)."""
         ids = chunk_ids.to(self.device)
-        first, steps, episode = self.chunk_first_row[ids], self.chunk_steps[ids], self.chunk_episode[ids]
-        mask = self._offsets < steps[:, None]
-        rows = torch.minimum(first[:, None] + self._offsets, (first + steps - 1)[:, None])  # pad: repeat last action
+        first, num_steps, episode = self.chunk_first_row[ids], self.chunk_steps[ids], self.chunk_episode[ids]
+        mask = self._offsets < num_steps[:, None]
+        rows = torch.minimum(first[:, None] + self._offsets, (first + num_steps - 1)[:, None])  # pad: repeat last
+        actions = self._actions[rows]
+        if not steps and self.chunk_basis.kind != "steps":
+            actions = self.chunk_basis.encode(actions)
+            mask = torch.ones(actions.shape[:2], dtype=torch.bool, device=self.device)
         return TensorDict(
             {
                 keys.OBS: self._obs[first],
-                keys.ACTIONS: self._actions[rows],
+                keys.ACTIONS: actions,
                 keys.REWARD: self.chunk_reward[ids],
                 keys.NEXT_OBS: self._obs[self.chunk_next_row[ids]],
                 keys.TERMINAL: self.chunk_terminal[ids],

@@ -33,6 +33,7 @@ from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.episodes import DatasetError, Episodes
+from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, final_path, load_final,
                                          read_checkpoint, save_final)
 from lawr_ext.runners.trainer import dataset_dims, stage_seed, train_stage
@@ -55,13 +56,19 @@ def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
 
     episodes = load_episodes(path, expect)
     return ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=path, device=cfg.device, seed=cfg.seed,
-                        action_normalization=cfg.data.action_normalization)
+                        action_normalization=cfg.data.action_normalization, chunk_basis=chunk_basis(cfg))
+
+
+def chunk_basis(cfg: TrainConfig) -> ChunkBasis:
+    """The chunk coordinates the run's learners use (``data.chunk_basis``, ``data.chunk_coeffs``)."""
+    return ChunkBasis(cfg.data.horizon, cfg.data.chunk_basis, cfg.data.chunk_coeffs)
 
 
 def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | torch.device = "cpu") -> StageInputs:
     """StageInputs whose products are read from ``run_dir`` on first use: checked against ``cfg`` and ``dims``,
     frozen, on ``device``."""
-    inputs = StageInputs(dims["obs_dim"], dims["horizon"], dims["action_dim"])
+    basis = chunk_basis(cfg)
+    inputs = StageInputs(dims["obs_dim"], basis.num_coeffs, dims["action_dim"], chunk_basis=basis)
 
     def load(stage: str) -> nn.Module:
         product = registry.STAGES[stage].product(registry.stage_config(cfg, stage), inputs)
@@ -211,7 +218,8 @@ def load_policy(path: str | Path, method: str = "lawr") -> ChunkPolicy:
     policy = stage.product(registry.stage_config(cfg, stage.name), inputs)
     if own.is_file() or stage.learner is not None:  # a trained stage that has not finished fails here
         load_final(run_dir, stage.name, policy, cfg, dims)
-    return EnvActionPolicy(policy, inputs["flow"].action_normalizer).eval()
+    behavior = inputs["flow"]
+    return EnvActionPolicy(policy, behavior.action_normalizer, behavior.chunk_basis).eval()
 
 
 def check_built_on(run_dir: Path, stage: str, record: dict, needed: str) -> None:
