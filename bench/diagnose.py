@@ -13,6 +13,10 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     exec_horizon    --run's policies executed with exec_horizon 1, 4, 8, 16, H and with ACT's temporal ensembling
     learning_curve  the whole pipeline trained at several step counts (--curve_steps, every phase alike), success and
                     return of L-AWR and flow BC at each, and the training cost per gradient step of each phase
+    precision_curve Phase 1 alone, once per chunk representation (--representations NAME=OVERRIDE,...: the chunk
+                    basis, network or optimizer settings), its frozen EMA flow's precision (one draw, best of 16, best
+                    latent on the sphere; grasp-point mm) at each of --curve_steps against training wall-clock seconds:
+                    precision per unit of compute, without the cost of rollouts
     easiest         the easiest learners on the easiest data: a deterministic L1 chunk regressor (the ACT baseline)
                     and Phase 1's flow, on clean-expert episodes of one strategy only (no multimodality, no RL)
     scaling         the pipeline with and without the dataset-fitted action normalizer (data.action_normalization)
@@ -53,7 +57,8 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "easiest", "scaling", "variants")
+PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling", "variants")
+DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants of issue #10 section 3: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
 DEFAULT_VARIANTS = ("ball=planner.latent=ball", "sphere=planner.latent=sphere",
@@ -84,6 +89,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="NAME=OVERRIDE,...",
                         help="Phase 3 variants for the 'variants' part")
+    parser.add_argument("--representations", nargs="+", default=list(DEFAULT_REPRESENTATIONS),
+                        metavar="NAME=OVERRIDE,...", help="Phase 1 settings compared by the 'precision_curve' part")
     parser.add_argument("overrides", nargs="*", help="hydra overrides applied to every training")
     return parser.parse_args()
 
@@ -190,6 +197,39 @@ class Diagnosis:
                 self.cached("learning_curve", f"{steps}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
         return run_dir
 
+    def precision_curve(self) -> None:
+        """Phase 1 trained once per representation up to max(--curve_steps), its precision measured at each count."""
+        from lawr_ext.algorithms.base import freeze
+        from lawr_ext.algorithms.stage import StageInputs
+        from lawr_ext.runners.trainer import stage_seed
+
+        end_effectors = _end_effectors(self.args.task)
+        counts = sorted(self.args.curve_steps)
+        for spec in self.args.representations:
+            name, _, overrides = spec.partition("=")
+            if all(f"{name}/{n}" in self.results.get("precision_curve", {}) for n in counts):
+                continue
+            cfg = self.config([f"flow.num_steps={counts[-1]}"] + [o for o in overrides.split(",") if o])
+            dataset = open_dataset(cfg, self.args.dataset)
+            inputs = StageInputs(dataset.obs_dim, dataset.chunk_basis.num_coeffs, dataset.action_dim, dataset=dataset,
+                                 chunk_basis=dataset.chunk_basis)
+            torch.manual_seed(stage_seed(cfg, "flow"))
+            dataset.generator.manual_seed(stage_seed(cfg, "flow"))
+            learner = registry.PHASES["flow"].learner(registry.stage_config(cfg, "flow"), inputs)
+            seconds, step = 0.0, 0
+            for count in counts:
+                started = time.perf_counter()
+                for step in range(step + 1, count + 1):
+                    learner.update(dataset.sample(cfg.flow.batch_size))
+                seconds += time.perf_counter() - started
+                behavior = freeze(learner.product())
+                found = flow_precision(behavior, dataset, end_effectors=end_effectors)
+                point = {"steps": count, "train_seconds": seconds, "overrides": overrides,
+                         "parameters": sum(p.numel() for p in learner.decoder.parameters())}
+                point |= {kind: found[kind].get("end_effector_mm", found[kind]["action_mae"])
+                          for kind in ("sample_1step", "best_of_16", "optimized_sphere")}
+                self.cached("precision_curve", f"{name}/{count}", lambda: point)
+
     def easiest(self) -> None:
         episodes = load_episodes(self.args.dataset)
         keep = (episodes.quality == 0) & (episodes.strategy == 0)
@@ -263,6 +303,14 @@ def write_markdown(results: dict, out: Path) -> None:
                 mm = f"{e['end_effector_mm']:.1f}" if "end_effector_mm" in e else "-"
                 lines.append(f"| {key} | {kind} | {e['action_mae']:.4f} | {mm} |")
         lines.append("")
+    if "precision_curve" in results:
+        lines += ["## Phase 1 precision against training time (grasp-point error [mm], or mean abs action error)", "",
+                  "| representation | steps | train s | one draw | best of 16 | best latent | parameters |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, p in results["precision_curve"].items():
+            lines.append(f"| {key.split('/')[0]} | {p['steps']} | {p['train_seconds']:.0f} | {p['sample_1step']:.1f} "
+                         f"| {p['best_of_16']:.1f} | {p['optimized_sphere']:.1f} | {p['parameters']} |")
+        lines.append("")
     for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
                         ("learning_curve", "Learning curve (every phase trained for the given steps)"),
                         ("easiest", "Easiest learners"), ("scaling", "Action normalization"),
@@ -327,6 +375,23 @@ def plot(results: dict, out: Path) -> None:
         return None if "ensemble" in setting else (f"{method} ({run})", float(setting.removeprefix("exec")))
 
     draw(series("learning_curve", curve_key), "gradient steps per phase", out / "learning_curve.png", log_x=True)
+    if results.get("precision_curve"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = dict.fromkeys(key.split("/")[0] for key in results["precision_curve"])
+        for name in names:
+            points = sorted((p for k, p in results["precision_curve"].items() if k.split("/")[0] == name),
+                            key=lambda p: p["steps"])
+            for kind, style in (("sample_1step", "-o"), ("optimized_sphere", ":s")):
+                ax.plot([p["train_seconds"] for p in points], [p[kind] for p in points], style,
+                        label=f"{name}: {'one draw' if kind == 'sample_1step' else 'best latent'}")
+        ax.set_xlabel("Phase 1 training wall-clock [s]")
+        ax.set_ylabel("grasp-point error [mm]")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "precision_curve.png", dpi=120)
+        plt.close(fig)
     draw(series("exec_horizon", exec_key), "exec_horizon (steps per chunk before replanning)",
          out / "exec_horizon.png", log_x=True)
 
@@ -348,6 +413,8 @@ def main() -> None:
             diagnosis.variants(run_dir)
     elif {"precision", "exec_horizon", "variants"} & set(args.parts):
         print("[diagnose] precision / exec_horizon / variants skipped: give --run (or include learning_curve)")
+    if "precision_curve" in args.parts:
+        diagnosis.precision_curve()
     if "easiest" in args.parts:
         diagnosis.easiest()
     if "scaling" in args.parts:

@@ -71,3 +71,27 @@ def test_evaluations_use_the_presets_execution_and_key_their_results_by_it(tmp_p
     default.exec_horizon(tmp_path)
     assert seen == [(4, False), (16, False), (1, True)] and set(default.results["exec_horizon"]) == {
         f"{tmp_path.name}/lawr/exec4", f"{tmp_path.name}/lawr/exec16", f"{tmp_path.name}/lawr/exec1_ensemble"}
+
+
+def test_precision_curve_measures_each_representation_against_its_training_time(tmp_path):
+    """Phase 1 once per representation: one point per step count, cumulative seconds, grasp-point errors, and a
+    DCT flow with fewer parameters than the step flow of the same width."""
+    from conftest import TINY, synthetic_dataset
+
+    args = _args(tmp_path / "out")
+    args.dataset = str(synthetic_dataset(tmp_path / "data.npz", length=12))
+    args.profile, args.curve_steps = "smoke", [2, 4]
+    args.overrides = TINY + ["data.horizon=10"]
+    args.representations = ["steps=data.chunk_basis=steps", "dct4=data.chunk_basis=dct,data.chunk_coeffs=4"]
+    diagnosis = diagnose.Diagnosis(args)
+    diagnosis.precision_curve()
+    curve = diagnosis.results["precision_curve"]
+    assert set(curve) == {"steps/2", "steps/4", "dct4/2", "dct4/4"}
+    for name in ("steps", "dct4"):
+        assert 0 < curve[f"{name}/2"]["train_seconds"] < curve[f"{name}/4"]["train_seconds"]
+        assert all(curve[f"{name}/4"][kind] > 0 for kind in ("sample_1step", "best_of_16", "optimized_sphere"))
+    assert curve["dct4/4"]["parameters"] < curve["steps/4"]["parameters"]
+    diagnose.write_markdown(diagnosis.results, diagnosis.out)
+    diagnose.plot(diagnosis.results, diagnosis.out)
+    assert "| dct4 | 4 |" in (diagnosis.out / "diagnose.md").read_text()
+    assert (diagnosis.out / "precision_curve.png").stat().st_size > 0
