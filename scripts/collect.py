@@ -4,7 +4,7 @@
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --quality_mix 1 0 0
     python scripts/collect.py --task Bimanual-Chunk-Insertion --num_envs 256 --num_episodes 4096 --device cuda:0
 
-Writes a directory of HDF5 shards in Isaac Lab's layout (see source/lawr_ext/lawr_ext/data/FORMAT.md), by
+Writes a directory of HDF5 shards in Isaac Lab's layout (see docs/data.md), by
 default runs/datasets/<task>-seed<S>. Rerunning the same command skips what is on disk; a larger
 --num_episodes appends, and the result equals one uninterrupted run.
 

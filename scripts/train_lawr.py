@@ -80,7 +80,7 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
         return Path(cfg.data.path)
     if get_task(cfg.task).experts is None:
         sys.exit(f"[lawr] task {cfg.task} has no scripted experts to collect with: pass --dataset "
-                 f"(formats: source/lawr_ext/lawr_ext/data/FORMAT.md)")
+                 f"(formats: docs/data.md)")
     from lawr_ext.data.collect import collect_config_of, collect_task
 
     print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "

@@ -15,7 +15,7 @@ Keys ``observations`` [N, O], ``actions`` [N, A] in [-1, 1], ``rewards`` [N], ``
 With ``next_observations`` the last step of a cut-off episode is bootstrapped from it, and a row whose
 ``next_observations`` differs from the next row's ``observations`` ends an episode there even without a flag
 (D4RL files whose flags miss a reset). ``qpos``, ``qvel`` and ``infos`` are ignored. Full description for
-users: ``data/FORMAT.md``.
+users: ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def read_plain(path: str | os.PathLike) -> Episodes:
     if "rewards" in missing and "qpos" in names:
         raise DatasetError(path, "no 'rewards': this looks like an OGBench file as downloaded, whose singletask "
                                  "rewards ogbench computes at load time; save the arrays of "
-                                 "ogbench.make_env_and_datasets(name, dataset_path=...) with numpy.savez (data/FORMAT.md)")
+                                 "ogbench.make_env_and_datasets(name, dataset_path=...) with numpy.savez (docs/data.md)")
     if missing or not any(key in arrays for key in END_KEYS):
         raise DatasetError(path, f"missing required array(s) {missing or ['timeouts or masks']} (plain format needs "
                                  f"{list(REQUIRED_KEYS)} and 'timeouts' (D4RL) or 'masks' (OGBench))")

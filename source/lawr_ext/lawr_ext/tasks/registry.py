@@ -20,7 +20,7 @@ class TaskSpec:
     make_env: str                    # "module:function" (spec, num_envs, device, seed, **env_overrides) -> vec env
     preset: str                      # its training preset tasks/<preset>.yaml: the TrainConfig values of this task
     control_hz: float                # env steps per second: the rate an exported chunk is played at
-    # what its datasets must have, checked before training (data/FORMAT.md); None: not declared, not checked
+    # what its datasets must have, checked before training (docs/data.md); None: not declared, not checked
     obs_dim: int | None = None
     action_dim: int | None = None
     env: str | None = None           # Isaac Lab tasks: the DirectRLEnv class ("module:Class")

@@ -5,7 +5,7 @@ A task is named by its OGBench dataset name with the prefix ``ogbench:``, e.g.
 ``ogbench:cube-single-play-singletask-v0`` (task 2, OGBench's default singletask goal) or
 ``ogbench:cube-double-play-singletask-task3-v0``. Evaluation runs in OGBench's own env of that name
 (``ogbench.make_env_and_datasets(name, env_only=True)``, see ``env.py``); the datasets are OGBench's files
-in the plain layout (``data/FORMAT.md``). Nothing here imports ogbench or MuJoCo.
+in the plain layout (``docs/data.md``). Nothing here imports ogbench or MuJoCo.
 
 These tasks have no scripted experts in lawr (OGBench's oracles made the data) and no joint-level action
 spec: an action is OGBench's 5-D end-effector command (dx, dy, dz, dyaw, gripper) in [-1, 1].
