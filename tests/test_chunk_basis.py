@@ -156,3 +156,38 @@ def test_a_dct_run_trains_every_phase_on_coefficients_and_exports_full_chunks(tm
     out = session.run(["actions"], {"obs": obs.numpy()})[0]
     assert out.shape == (5, 6, policy.action_dim)
     assert abs(out - chunks.numpy()).max() <= 1e-4
+
+
+def test_settings_added_later_keep_earlier_checkpoint_hashes_at_their_old_behaviour():
+    """data.chunk_basis=steps and flow.lr_schedule=constant train as before these settings existed, so they stay out
+    of the config hash (runs saved earlier still load and resume); any other value is part of it."""
+    from lawr_ext.algorithms.registry import hashed_config
+    from lawr_ext.utils.io import config_hash
+
+    def hashed(*overrides):
+        return hashed_config(load_train_config("Bimanual-Chunk", ["profile=cpu", *overrides]), "planner")
+
+    default = hashed()
+    assert "chunk_basis" not in default["data"] and "lr_schedule" not in default["flow"]
+    assert config_hash(hashed("data.chunk_coeffs=12")) == config_hash(default)  # ignored for "steps"
+    for change in ("data.chunk_basis=dct", "flow.lr_schedule=cosine"):
+        assert config_hash(hashed(change)) != config_hash(default), change
+    assert hashed("data.chunk_basis=dct")["data"]["chunk_coeffs"] == 10
+
+
+def test_cosine_schedule_decays_the_flow_learning_rate_to_zero_over_its_steps():
+    from tensordict import TensorDict
+
+    from lawr_ext.algorithms.flow import MeanFlow
+
+    cfg = FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8, num_steps=4, learning_rate=1e-3,
+                     lr_schedule="cosine")
+    learner = MeanFlow(cfg, 3, 5, 2, fit_obs_normalizer(torch.randn(32, 3)))
+    batch = TensorDict({keys.OBS: torch.randn(8, 3), keys.ACTIONS: torch.randn(8, 5, 2),
+                        keys.MASK: torch.ones(8, 5, dtype=torch.bool)}, batch_size=[8])
+    rates = []
+    for _ in range(4):
+        learner.update(batch)
+        rates.append(learner.optimizers["flow"].param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi / 4)), 5e-4,
+                                   1e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4))])

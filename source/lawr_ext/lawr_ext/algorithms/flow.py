@@ -16,6 +16,7 @@ planner (Phase 3) backpropagates through it into z while the flow's weights stay
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from tensordict import TensorDict
@@ -201,6 +202,10 @@ class MeanFlow(Learner):
         return loss, {"flow/loss": loss.item(), "flow/u_mse": sq_error.mean().item()}
 
     def update(self, batch: TensorDict) -> dict[str, float]:
+        if self.cfg.lr_schedule == "cosine":  # the EMA's update count is the step count, and resumes with it
+            progress = min(int(self.ema.num_updates) / self.cfg.num_steps, 1.0)
+            for group in self.optimizers["flow"].param_groups:
+                group["lr"] = self.cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
         loss, info = self.loss(batch)
         grad_norm = optimizer_step(self.optimizers["flow"], loss, self.decoder.parameters(), self.cfg.max_grad_norm,
                                    "MeanFlow")

@@ -78,7 +78,17 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
     if cfg.data.chunk_basis == "steps":  # the chunk as it is, as before the basis existed: earlier hashes hold
         del data["chunk_basis"], data["chunk_coeffs"]
     return {"task": cfg.task, "seed": cfg.seed, "data": data} | {
-        stage: asdict(stage_config(cfg, stage)) for stage in with_needs((name,))}
+        stage: _without_later_defaults(asdict(stage_config(cfg, stage))) for stage in with_needs((name,))}
+
+
+#: Settings added after runs were saved, at the value that trains as before they existed: left out of the hash
+#: at that value, so that earlier checkpoints keep loading and resuming.
+LATER_DEFAULTS = {"lr_schedule": "constant"}
+
+
+def _without_later_defaults(settings: dict) -> dict:
+    return {k: _without_later_defaults(v) if isinstance(v, dict) else v for k, v in settings.items()
+            if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
 def matched_config(name: str, flow: FlowConfig, critic: CriticConfig, planner: PlannerConfig | None = None,

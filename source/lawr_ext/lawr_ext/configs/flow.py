@@ -13,6 +13,9 @@ class FlowConfig(ChunkNetConfig):
 
     # --- optimization --------------------------------------------------------------------------------------
     learning_rate: float = 3e-4     # AdamW learning rate
+    # "constant", or "cosine": from learning_rate down to 0 over num_steps (a fixed budget ends on small steps,
+    # which settle the weights the EMA then averages)
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0       # AdamW weight decay
     max_grad_norm: float = 1.0      # global gradient-norm clip (the u-space loss has heavy tails at small t)
     batch_size: int = 256           # chunks per gradient step
@@ -40,6 +43,8 @@ class FlowConfig(ChunkNetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"FlowConfig.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.loss_space not in ("u", "x"):
             raise ValueError(f"FlowConfig.loss_space: expected 'u' or 'x', got {self.loss_space!r}")
         if not 0.0 <= self.ratio_r_equals_t <= 1.0:
