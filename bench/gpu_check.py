@@ -1,5 +1,5 @@
 """One visit to a GPU host: train phases 1-3 at the largest size the time allows, measure them, time inference,
-and bring the run back in the device tool's result files. Run it through bench/gpu_check.sh (README "GPU check").
+and bring the run back in the device tool's result files. Run it through bench/gpu_check.sh (docs/gpu.md "GPU check").
 
     bash bench/gpu_check.sh OUT_DIR                       # the GPU host: dataset runs/datasets/gpu_check
     bash bench/gpu_check.sh OUT_DIR --budget_s 240 flow.batch_size=2048   # hydra overrides go last
@@ -51,7 +51,7 @@ from lawr_ext.utils.io import atomic_write_text
 
 PHASES = registry.PHASE_NAMES
 
-#: profile=cpu's objective (the README's measured CPU run), so that a GPU run differs from it in size only:
+#: profile=cpu's objective (the measured CPU run of docs/results.md), so that a GPU run differs from it in size only:
 #: returns span [0, 500], hence standardized advantages, and an IQL-style critic.
 OBJECTIVE = ["critic.expectile=0.7", "planner.weights.standardize=true", "planner.weights.temperature=0.5"]
 #: CPU tiny mode: the transformer flow and the phases of profile=gpu, shrunk until the whole check takes ~1 min.
@@ -291,7 +291,7 @@ def main() -> None:
         if args.dataset is None:
             args.dataset = synthetic_dataset(work / "synthetic.npz") if args.tiny else Path("runs/datasets/gpu_check")
         if not args.dataset.exists():
-            sys.exit(f"[gpu_check] no dataset at {args.dataset} (README 'GPU check': collect it, carry it)")
+            sys.exit(f"[gpu_check] no dataset at {args.dataset} (docs/gpu.md: collect it, copy it to the host)")
         report = Report(args.out / "gpu_check.json", clock, mode="tiny (cpu)" if args.tiny else "gpu",
                         host=host_info(args.device), phases={},
                         args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU visit (README "GPU check"): bench/gpu_check.py with the offline path's packages on the path.
+# One GPU visit (docs/gpu.md "GPU check"): bench/gpu_check.py with the offline path's packages on the path.
 #
 #     bash bench/gpu_check.sh OUT_DIR [--device cpu] [gpu_check.py options] [hydra overrides]
 #     PYTHON=/path/to/python bash bench/gpu_check.sh OUT_DIR    # the interpreter with torch (default python3)

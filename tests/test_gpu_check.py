@@ -152,7 +152,7 @@ def test_latency_bench_knows_the_tasks_sizes():
 
 @pytest.mark.sim
 def test_returned_run_evaluates_in_the_simulator(returned_run, tmp_path):
-    """README 'GPU check', last step: scripts/evaluate.py on the joined run (here 1 short episode)."""
+    """docs/gpu.md 'GPU check', last step: scripts/evaluate.py on the joined run (here 1 short episode)."""
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--checkpoint",
                            str(returned_run), "--num_envs", "1", "--num_episodes", "1", "--episode_length_s", "0.4",
                            "--support_samples", "0", "--no_progress", "--out", str(tmp_path / "eval")],

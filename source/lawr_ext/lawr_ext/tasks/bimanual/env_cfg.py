@@ -150,7 +150,7 @@ class RewardCfg:
     # bonus on the success step, which ends the episode: worth the top stages' 5 per step held forever
     # (5 / (1 - 0.99)), so finishing always beats holding the hand-over (or the aligned peg) until the time
     # limit. With 5 the experts' successes earned 376 and their failures 320, and a critic-steered planner
-    # farmed 421 with no success (README, "The shaped reward paid more for not finishing").
+    # farmed 421 with no success (docs/diagnose.md, "The reward").
     success: float = 500.0
     lift_height: float = 0.06  # object bottom above the table that counts as lifted [m]
     reach_scale: float = 10.0  # 1 - tanh(scale * distance)
