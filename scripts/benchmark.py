@@ -1,6 +1,6 @@
 """Benchmark L-AWR against every baseline on the same data and the same frozen phases 1-2, over several seeds.
 
-    python scripts/benchmark.py --tasks Bimanual-Chunk --seeds 0 1 2 profile=smoke            # tiny, CPU
+    python scripts/benchmark.py --tasks Bimanual-Chunk --seeds 0 1 2 profile=tiny             # tiny, CPU
     python scripts/benchmark.py --tasks Bimanual-Chunk Bimanual-Chunk-Insertion --seeds 0 1 2 \
         --methods lawr fql diffusion --dataset_dir runs/datasets --out runs/benchmark profile=gpu
     python scripts/benchmark.py --tasks ogbench:cube-single-play-singletask-v0 ogbench:cube-double-play-singletask-v0 \

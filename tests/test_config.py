@@ -36,7 +36,8 @@ def test_the_collection_a_run_asks_for_is_the_one_collected():
 
 def test_profile_overlay_then_command_line_wins():
     smoke = load_train_config("Bimanual-Chunk", ["profile=smoke"])
-    assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 4 and smoke.critic.v_max == 1000.0  # task value kept
+    assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 64 and smoke.critic.v_max == 1000.0  # task value kept
+    assert smoke.data.chunk_basis == "dct" and smoke.flow.lr_schedule == "cosine"
     assert load_train_config("Bimanual-Chunk", ["profile=smoke", "flow.num_steps=7"]).flow.num_steps == 7
 
 

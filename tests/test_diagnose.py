@@ -80,7 +80,7 @@ def test_precision_curve_measures_each_representation_against_its_training_time(
 
     args = _args(tmp_path / "out")
     args.dataset = str(synthetic_dataset(tmp_path / "data.npz", length=12))
-    args.profile, args.curve_steps = "smoke", [2, 4]
+    args.profile, args.curve_steps = "tiny", [2, 4]
     args.overrides = TINY + ["data.horizon=10"]
     args.representations = ["steps=data.chunk_basis=steps", "dct4=data.chunk_basis=dct,data.chunk_coeffs=4"]
     diagnosis = diagnose.Diagnosis(args)

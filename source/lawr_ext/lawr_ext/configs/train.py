@@ -3,8 +3,8 @@
 Each task registers its preset (``TaskSpec.preset``: ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``),
 which starts from the ``TrainConfig`` schema registered here and sets the task's values (a preset shared by a
 family of tasks leaves ``task: ???``, filled with the id asked for);
-``tasks/profile/*.yaml`` are optional overlays (``profile=smoke`` for a tiny CPU run, ``profile=gpu`` for a GPU
-host); any field can then be overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
+``tasks/profile/*.yaml`` are optional overlays (``profile=smoke`` for the ~10-min CPU main job, ``profile=tiny``
+for a pipeline check, ``profile=gpu`` for a GPU host); any field can then be overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
 Every dataclass validates itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
 naming the field. The presets are the repository's top-level ``tasks/`` folder, which users edit; the package
 reaches it as ``lawr_ext/presets`` (a link in a checkout, a copy inside a wheel).
