@@ -2,24 +2,38 @@
 
     python scripts/export.py --checkpoint runs/<run>                # writes runs/<run>/export/policy.onnx
     python scripts/deploy_onnx.py --onnx runs/<run>/export/policy.onnx [--exec_horizon 8] [--temporal_ensemble]
+    python scripts/deploy_onnx.py --onnx policy.onnx --robot_limits my_robot.json --signing_key lab.key \
+        --expect_task Bimanual-Chunk --expect_config_hash 0123456789abcdef
 
 The policy side (``lawr_ext/deploy.py``: ``OnnxChunkPolicy``) imports only numpy, json and onnxruntime, and can be
-copied onto a robot with the file. Before the first command it checks the file's metadata against the graph
-(obs dim, H, action dim, every per-joint list, the format version) and refuses a file that disagrees in one
-line; every command it sends stays within the exported joint limits and moves at most at the exported servo
-speed. Only the simulator comes from lawr (``lawr_ext.tasks.make_env``, imported inside ``main``); on a real
-robot, replace ``env`` with your observation reader and joint command writer: call ``policy.reset(current
-joint positions)`` and send ``policy.command(policy.act(obs))`` at ``control_rate_hz``.
+copied onto a robot with the file. Before the first command it checks the file's sha256 digest over graph and
+metadata (and its HMAC signature, with ``--signing_key FILE`` or $LAWR_SIGNING_KEY_FILE), the metadata against the
+graph (obs dim, H, action dim, every per-joint list, the format version), the task and config hash where
+``--expect_*`` names them, and the exported joint limits, servo speeds and control rate against the robot's own
+(``--robot_limits FILE``; default the bimanual robot's, shipped as lawr_ext/tasks/bimanual/robot_limits.json;
+never the file's alone), and refuses a file that fails any of it in one line. Every command it sends is finite,
+stays within the joint limits and moves at most at the servo speed; a non-finite or out-of-range observation or a
+non-finite chunk stops the episode with one line, the last command standing. Only the simulator comes from lawr
+(``lawr_ext.tasks.make_env``, imported inside ``main``); on a real robot, replace ``env`` with your observation
+reader and joint command writer: call ``policy.reset(current joint positions)`` and send
+``policy.command(policy.act(obs))`` at ``control_rate_hz``, holding the last command where they raise.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from lawr_ext.deploy import OnnxChunkPolicy
+import lawr_ext.deploy
+from lawr_ext.deploy import OBS_RANGE_MARGIN, OnnxChunkPolicy, read_robot_limits, read_signing_key
+
+#: The bimanual robot's own limits, shipped beside the task (lawr_ext.tasks.bimanual.action_spec writes them);
+#: found by path, so that the policy side imports nothing of lawr but deploy.py.
+BIMANUAL_ROBOT_LIMITS = Path(lawr_ext.deploy.__file__).parent / "tasks" / "bimanual" / "robot_limits.json"
 
 
 def main() -> None:
@@ -31,6 +45,16 @@ def main() -> None:
                         help="average every stored chunk covering the step (default: the run's evaluation setting)")
     parser.add_argument("--ensemble_decay", type=float, default=None,
                         help="m in the ensemble weight exp(-m*i), i = 0 for the oldest chunk (default: the file's)")
+    parser.add_argument("--robot_limits", default=str(BIMANUAL_ROBOT_LIMITS),
+                        help="JSON of the robot's own joint names, limits, servo speeds and control rate, which the "
+                             "export's must lie within (default: the bimanual robot's)")
+    parser.add_argument("--signing_key", default=os.environ.get("LAWR_SIGNING_KEY_FILE"),
+                        help="file with the lab's key: the export must carry its HMAC signature "
+                             "(default: $LAWR_SIGNING_KEY_FILE)")
+    parser.add_argument("--expect_task", default=None, help="refuse an export of another task")
+    parser.add_argument("--expect_config_hash", default=None, help="refuse an export of another config hash")
+    parser.add_argument("--obs_range_margin", type=float, default=OBS_RANGE_MARGIN,
+                        help="range widths an observation may lie beyond the training range before it is refused")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines")
@@ -38,7 +62,10 @@ def main() -> None:
 
     try:
         policy = OnnxChunkPolicy(args.onnx, args.exec_horizon, temporal_ensemble=args.temporal_ensemble,
-                                 ensemble_decay=args.ensemble_decay)
+                                 ensemble_decay=args.ensemble_decay, robot_limits=read_robot_limits(args.robot_limits),
+                                 signing_key=read_signing_key(args.signing_key) if args.signing_key else None,
+                                 expect_task=args.expect_task, expect_config_hash=args.expect_config_hash,
+                                 obs_range_margin=args.obs_range_margin, log=lambda line: print(f"[deploy] {line}"))
     except ValueError as err:  # a file that is not, or no longer, what it says: nothing is commanded
         sys.exit(f"[deploy] {' '.join(str(err).split())}")
     meta = policy.meta
@@ -65,7 +92,10 @@ def main() -> None:
         policy.reset()  # the simulated drives start from the env's default pose and follow their own servo limit
         total_reward, steps, done, success = 0.0, 0, False, False
         while not done:
-            command = policy.command(policy.act(obs))
+            try:
+                command = policy.command(policy.act(obs))
+            except ValueError as err:  # never a non-finite command: stop with the last command standing
+                sys.exit(f"[deploy] step {steps}: {' '.join(str(err).split())}; episode stopped")
             if steps == 0:
                 print("first command:", {k: round(v, 3) for k, v in policy.named(command).items()})
             obs_dict, reward, terminated, truncated, extras = env.step(torch.from_numpy(policy.action_of(command))[None])

@@ -270,6 +270,9 @@ EXPORT_ACTION_SPEC = {
     "joint_upper": [0.1 * i + 0.5 for i in range(EXPORT_DIMS[2])],
     "max_target_speed": [1.0] * EXPORT_DIMS[2],
 }
+#: The robot EXPORT_ACTION_SPEC was exported for, as the robot side knows it (lawr_ext.deploy.read_robot_limits).
+EXPORT_ROBOT_LIMITS = {name: EXPORT_ACTION_SPEC[name] for name in
+                       ("joint_names", "joint_lower", "joint_upper", "max_target_speed")} | {"control_rate_hz": 50.0}
 
 
 @pytest.fixture(scope="session")

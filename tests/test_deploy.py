@@ -1,7 +1,9 @@
 """The robot side (lawr_ext/deploy.py): an exported file whose metadata was tampered with is refused, field by
-field, before anything is commanded; every command stays within the exported joint limits and servo speed."""
+field, before anything is commanded: by its digest (and signature), by the metadata checks, and by the robot's own
+limits; every command is finite, stays within the joint limits and moves at most at the servo speed."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -9,26 +11,35 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import EXPORT_ACTION_SPEC, EXPORT_DIMS, assert_refused, run_script
+from conftest import EXPORT_ACTION_SPEC, EXPORT_DIMS, EXPORT_ROBOT_LIMITS, assert_refused, run_script
 
-from lawr_ext.deploy import METADATA_KEY, OnnxChunkPolicy
+from lawr_ext.deploy import DIGEST_FIELD, METADATA_KEY, OnnxChunkPolicy, integrity_fields
 from lawr_ext.utils.io import FORMAT_VERSION
 
 OBS_DIM, H, A = EXPORT_DIMS
 RATE = 50.0
 
 
-def tampered(exported_policy, tmp_path, change) -> str:
-    """The exported policy.onnx with ``change(metadata)`` applied to its metadata (and nothing else)."""
-    _, metadata, paths = exported_policy
-    model = onnx.load(str(paths["onnx"]))
+def tampered(exported_policy, tmp_path, change, *, redigest: bool = True, signing_key: bytes | None = None,
+             source=None) -> str:
+    """The exported policy.onnx (or ``source``) with ``change(metadata)`` applied to its metadata and nothing else.
+    ``redigest``: its sha256 recomputed, as anyone who can edit the file can (the checks after the digest are
+    what then refuses it); ``signing_key``: signed, as the holder of that key can."""
+    model = onnx.load(str(source or exported_policy[2]["onnx"]))
     prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
-    meta = json.loads(json.dumps(metadata))
+    meta = json.loads(prop.value)
     change(meta)
+    if (redigest or signing_key is not None) and json.dumps(meta).find("NaN") < 0:  # NaN has no canonical JSON
+        meta |= integrity_fields(model.SerializeToString(), meta, signing_key)
     prop.value = json.dumps(meta)
-    path = tmp_path / "tampered.onnx"
+    path = tmp_path / f"tampered{len(list(tmp_path.glob('tampered*')))}.onnx"
     onnx.save(model, str(path))
     return str(path)
+
+
+def player(path, **kwargs) -> OnnxChunkPolicy:
+    """The robot side for the exported toy policy: its robot's own limits given, as a robot gives them."""
+    return OnnxChunkPolicy(str(path), **{"robot_limits": EXPORT_ROBOT_LIMITS} | kwargs)
 
 
 def setting(**values):
@@ -70,7 +81,7 @@ def test_tampered_metadata_is_refused_before_the_first_command(exported_policy, 
     change, fragments = TAMPERED[case]
     path = tampered(exported_policy, tmp_path, change)
     with pytest.raises(ValueError) as error:
-        OnnxChunkPolicy(path, exec_horizon=8)
+        player(path, exec_horizon=8)
     message = str(error.value)
     assert "\n" not in message and message.startswith(path), message
     assert all(f in message for f in fragments), (fragments, message)
@@ -78,10 +89,10 @@ def test_tampered_metadata_is_refused_before_the_first_command(exported_policy, 
 
 def test_exec_horizon_is_checked_against_the_graphs_horizon(exported_policy):
     path = str(exported_policy[2]["onnx"])
-    OnnxChunkPolicy(path, exec_horizon=H)
+    player(path, exec_horizon=H)
     for bad in (0, H + 1, 100):
         with pytest.raises(ValueError, match=rf"--exec_horizon {bad} must lie in \[1, H={H}\]"):
-            OnnxChunkPolicy(path, exec_horizon=bad)
+            player(path, exec_horizon=bad)
 
 
 @pytest.mark.parametrize("exec_horizon", [1, 3])
@@ -95,7 +106,7 @@ def test_temporal_ensembling_on_the_robot_executes_what_the_evaluation_measured(
 
     path = tampered(exported_policy, tmp_path, setting(exec_horizon=exec_horizon, temporal_ensemble=True,
                                                        ensemble_decay=0.3))
-    ensembled, plain = OnnxChunkPolicy(path), OnnxChunkPolicy(path, temporal_ensemble=False)
+    ensembled, plain = player(path), player(path, temporal_ensemble=False)
     assert ensembled.temporal_ensemble and ensembled.exec_horizon == exec_horizon and not plain.temporal_ensemble
     scheduler = ChunkScheduler(1, H, A, exec_horizon, temporal_ensemble=True, ensemble_decay=0.3)
     rng = np.random.default_rng(0)
@@ -126,7 +137,7 @@ def test_the_deploy_script_refuses_a_tampered_file_in_one_line(exported_policy, 
 
 
 def test_commands_stay_within_the_joint_limits_and_move_at_most_at_the_servo_speed(exported_policy):
-    policy = OnnxChunkPolicy(str(exported_policy[2]["onnx"]), exec_horizon=4)
+    policy = player(exported_policy[2]["onnx"], exec_horizon=4)
     spec = {k: np.asarray(v) for k, v in EXPORT_ACTION_SPEC.items() if k != "joint_names"}
     max_step = spec["max_target_speed"] / RATE  # 0.02 per control step
     current = spec["action_offset"].copy()
@@ -147,7 +158,7 @@ def test_commands_stay_within_the_joint_limits_and_move_at_most_at_the_servo_spe
 
 def test_commands_are_clamped_to_the_limits_even_where_the_scale_reaches_past_them(exported_policy, tmp_path):
     wide = {"action_scale": [2.0] * A}  # offset + 2 a reaches 1.5 past the +-0.5 limits
-    policy = OnnxChunkPolicy(tampered(exported_policy, tmp_path, setting(**wide)), exec_horizon=4)
+    policy = player(tampered(exported_policy, tmp_path, setting(**wide)), exec_horizon=4)
     policy.reset()  # no current position: the first command is only clamped
     command = policy.command(np.ones(A))
     np.testing.assert_allclose(command, EXPORT_ACTION_SPEC["joint_upper"])
@@ -156,7 +167,7 @@ def test_commands_are_clamped_to_the_limits_even_where_the_scale_reaches_past_th
 def test_without_joint_fields_commands_are_the_actions_clamped_to_the_unit_box(exported_policy, tmp_path):
     """A task with no action spec (e.g. a family without a robot description) exports shapes only."""
     path = tampered(exported_policy, tmp_path, dropping(*EXPORT_ACTION_SPEC))
-    policy = OnnxChunkPolicy(path, exec_horizon=4)
+    policy = player(path, exec_horizon=4)
     assert not policy.joint_level
     np.testing.assert_array_equal(policy.command(np.array([2.0, -3.0, 0.5] + [0.0] * (A - 3))),
                                   [1.0, -1.0, 0.5] + [0.0] * (A - 3))
@@ -165,7 +176,7 @@ def test_without_joint_fields_commands_are_the_actions_clamped_to_the_unit_box(e
 
 
 def test_a_bad_observation_commands_nothing(exported_policy):
-    policy = OnnxChunkPolicy(str(exported_policy[2]["onnx"]), exec_horizon=4)
+    policy = player(exported_policy[2]["onnx"], exec_horizon=4)
     for obs in (np.full(OBS_DIM, np.nan, np.float32), np.zeros(OBS_DIM + 1, np.float32)):
         with pytest.raises(ValueError, match="nothing commanded"):
             policy.act(obs)
@@ -173,10 +184,139 @@ def test_a_bad_observation_commands_nothing(exported_policy):
 
 def test_the_robot_side_loads_neither_torch_nor_the_rest_of_lawr(exported_policy):
     code = ("import sys, numpy as np; from lawr_ext.deploy import OnnxChunkPolicy; "
-            f"p = OnnxChunkPolicy({str(exported_policy[2]['onnx'])!r}, 8); p.reset(); "
+            f"p = OnnxChunkPolicy({str(exported_policy[2]['onnx'])!r}, 8, robot_limits={EXPORT_ROBOT_LIMITS!r}); p.reset(); "
             f"p.command(p.act(np.zeros({OBS_DIM}, np.float32))); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lawr_ext')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['lawr_ext', 'lawr_ext.deploy']"
+
+
+# ---------------------------------------------------------------- integrity, plausibility, never a non-finite command
+
+SIGNING_KEY = b"a lab's secret"
+EDITED_SAFETY_FIELDS = {  # what an edit of the file would let through, and the words of its plausibility refusal
+    "joint_limits_widened": (lambda m: m.update(joint_lower=[-100.0] * A, joint_upper=[100.0] * A),
+                             ["joint limits [-100.0, 100.0] of joint_0", "reach outside [-0.5, 0.5]"]),
+    "servo_speed_1e9": (lambda m: m["max_target_speed"].__setitem__(5, 1e9),
+                        ["max_target_speed[5]=1000000000.0 of joint_5", "exceeds the servo speed 1.0"]),
+    "control_rate_1e-9": (setting(control_rate_hz=1e-9), ["control_rate_hz=1e-09", "[1, 1000] Hz"]),
+    "control_rate_25": (setting(control_rate_hz=25.0), ["control_rate_hz=25.0", "the robot runs at 50 Hz"]),
+    "config_hash": (setting(config_hash="fedcba9876543210"), None),  # plausible: only the digest can tell
+    "task": (setting(task="Bimanual-Chunk-Insertion"), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITED_SAFETY_FIELDS))
+def test_an_edited_file_is_refused_by_its_digest(exported_policy, tmp_path, case):
+    path = tampered(exported_policy, tmp_path, EDITED_SAFETY_FIELDS[case][0], redigest=False)
+    with pytest.raises(ValueError) as error:
+        player(path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(path), message
+    assert "does not match" in message or "control_rate_hz=1e-09" in message, message  # 1e-9 Hz: no robot's rate
+
+
+@pytest.mark.parametrize("case", sorted(k for k, (_, words) in EDITED_SAFETY_FIELDS.items() if words))
+def test_edited_safety_limits_with_a_recomputed_digest_are_refused_by_the_robots_own_limits(exported_policy, tmp_path,
+                                                                                           case):
+    change, fragments = EDITED_SAFETY_FIELDS[case]
+    path = tampered(exported_policy, tmp_path, change)
+    with pytest.raises(ValueError) as error:
+        player(path)
+    message = str(error.value)
+    assert "\n" not in message and all(f in message for f in fragments), (fragments, message)
+
+
+@pytest.mark.parametrize("case", sorted(set(EDITED_SAFETY_FIELDS) - {"control_rate_1e-9"}))  # no robot's rate at all
+def test_a_signature_tells_an_edit_whose_digest_was_recomputed(exported_policy, tmp_path, case):
+    signed = tampered(exported_policy, tmp_path, lambda meta: None, signing_key=SIGNING_KEY)
+    player(signed, signing_key=SIGNING_KEY)  # the lab's own file loads with its key
+    edited = tampered(exported_policy, tmp_path, EDITED_SAFETY_FIELDS[case][0], source=signed)  # digest recomputed
+    with pytest.raises(ValueError, match="signature does not match the signing key"):
+        player(edited, signing_key=SIGNING_KEY, robot_limits=EXPORT_ROBOT_LIMITS | {"control_rate_hz": 25.0}
+               if case == "control_rate_25" else EXPORT_ROBOT_LIMITS)
+    with pytest.raises(ValueError, match="not signed, but a signing key was given"):
+        player(exported_policy[2]["onnx"], signing_key=SIGNING_KEY)
+    with pytest.raises(ValueError, match="does not match the signing key"):
+        player(signed, signing_key=b"another key")
+
+
+def test_another_task_or_config_hash_than_expected_is_refused(exported_policy):
+    path = str(exported_policy[2]["onnx"])
+    player(path, expect_task="Bimanual-Chunk", expect_config_hash="0123456789abcdef")
+    with pytest.raises(ValueError, match="exported for config_hash '0123456789abcdef', expected 'fedcba9876543210'"):
+        player(path, expect_config_hash="fedcba9876543210")
+    with pytest.raises(ValueError, match="exported for task 'Bimanual-Chunk', expected 'Bimanual-Chunk-Insertion'"):
+        player(path, expect_task="Bimanual-Chunk-Insertion")
+    assert_refused(run_script("deploy_onnx.py", "--onnx", path, "--expect_config_hash", "fedcba9876543210"),
+                   "[deploy]", "config_hash '0123456789abcdef', expected 'fedcba9876543210'")
+
+
+def test_limits_are_never_taken_from_the_file_alone(exported_policy):
+    path = str(exported_policy[2]["onnx"])
+    with pytest.raises(ValueError, match="only against the robot's own limits"):
+        OnnxChunkPolicy(path)
+    other_robot = EXPORT_ROBOT_LIMITS | {"joint_names": [f"j{i}" for i in range(A)], "source": "other.json"}
+    with pytest.raises(ValueError, match=r"the robot's own limits \(other.json\) name \['j0'"):
+        player(path, robot_limits=other_robot)
+    lines = []
+    wider = EXPORT_ROBOT_LIMITS | {"joint_upper": [10.0] * A, "source": "wider.json"}  # the user's explicit choice
+    player(path, robot_limits=wider, log=lines.append)
+    assert any(line.startswith("robot limits wider.json: 14 joints at 50 Hz") for line in lines), lines
+
+
+def test_the_shipped_bimanual_robot_limits_are_the_robots_and_accept_its_exports(exported_policy, tmp_path):
+    from lawr_ext.deploy import read_robot_limits
+    from lawr_ext.tasks import get_task
+    from lawr_ext.tasks.bimanual.action_spec import ROBOT_LIMITS_FILE, action_spec, robot_limits
+
+    shipped = read_robot_limits(ROBOT_LIMITS_FILE)
+    assert {k: v for k, v in shipped.items() if k != "source"} == robot_limits(get_task("Bimanual-Chunk").control_hz)
+    spec = {k: v for k, v in action_spec().items()}
+    path = tampered(exported_policy, tmp_path, setting(**spec))
+    assert player(path, robot_limits=shipped).joint_level
+    spec["joint_upper"][0] += 0.1  # one joint's range wider than the robot's
+    with pytest.raises(ValueError, match=r"of left_waist \(joint_lower\[0\], joint_upper\[0\]\) reach outside"):
+        player(tampered(exported_policy, tmp_path, setting(**spec)), robot_limits=shipped)
+
+
+def test_a_graph_with_one_nan_weight_is_refused_before_the_first_command(exported_policy, tmp_path):
+    import copy
+
+    import torch
+
+    from lawr_ext.export import export_onnx
+
+    policy, metadata, _ = exported_policy
+    broken = copy.deepcopy(policy)
+    with torch.no_grad():
+        next(p for name, p in broken.named_parameters() if "planner" in name).view(-1)[0] = float("nan")
+    path = export_onnx(broken, tmp_path / "nan.onnx", metadata)
+    with pytest.raises(ValueError, match="non-finite chunk .* for a typical observation: a NaN or inf weight"):
+        player(path)
+
+
+def test_an_extreme_observation_commands_nothing(exported_policy, tmp_path):
+    """3e38 is a finite float32: without a recorded training range the graph turns it into NaN, and the chunk is
+    refused; with the range (what scripts/export.py records) the observation is refused before the graph runs."""
+    extreme = np.zeros(OBS_DIM, np.float32)
+    extreme[3] = 3e38
+    policy = player(exported_policy[2]["onnx"], exec_horizon=4)
+    policy.reset(np.asarray(EXPORT_ACTION_SPEC["action_offset"]))
+    last = policy.command(policy.act(np.zeros(OBS_DIM, np.float32)))
+    with pytest.raises(ValueError, match=r"non-finite chunk \(\d+ NaN/inf entries\) for this observation: nothing"):
+        for _ in range(4):  # the next replan meets the extreme observation
+            last = policy.command(policy.act(extreme))
+    assert np.isfinite(last).all() and np.array_equal(policy.last_command, last)  # the last command stands
+
+    ranged = player(tampered(exported_policy, tmp_path, setting(obs_low=[-1.0] * OBS_DIM, obs_high=[1.0] * OBS_DIM)))
+    ranged.act(np.full(OBS_DIM, 2.9, np.float32))  # within the range widened by one width on each side
+    for value, words in ((3e38, "observation[3]=3e+38 lies outside [-3, 3]"), (3.1, "observation[3]=3.1 lies")):
+        obs = np.zeros(OBS_DIM, np.float32)
+        obs[3] = value
+        with pytest.raises(ValueError, match=re.escape(words)):
+            ranged.act(obs)
+    with pytest.raises(ValueError, match="finite values expected: nothing commanded"):
+        ranged.command(np.full(A, np.nan))

@@ -1,18 +1,21 @@
 """Export: ONNX / TorchScript graphs reproduce the eager policy, and their metadata round-trips."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import EXPORT_DIMS, small_lawr_policy
+from conftest import EXPORT_DIMS, assert_refused, file_hashes, run_script, small_lawr_policy
 
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import build_flow_decoder
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
+from lawr_ext.deploy import DIGEST_FIELD, INTEGRITY_FIELDS
 from lawr_ext.export import (METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript,
                              max_abs_diff)
 from lawr_ext.modules.normalizer import fit_obs_normalizer
@@ -59,7 +62,8 @@ def test_exported_graph_matches_eager_policy(exported, fmt, batch):
 def test_metadata_round_trips_inside_the_file(exported, fmt):
     _, metadata, paths = exported
     loaded = (load_onnx if fmt == "onnx" else load_torchscript)(paths[fmt])[1]
-    assert loaded == metadata
+    assert {k: v for k, v in loaded.items() if k not in INTEGRITY_FIELDS} == metadata
+    assert (DIGEST_FIELD in loaded) == (fmt == "onnx")  # the robot's file carries its digest
     assert loaded["format_version"] == FORMAT_VERSION and loaded["horizon"] == H and loaded["action_dim"] == A
 
 
@@ -136,10 +140,9 @@ def test_registered_rate_and_dims_are_the_env_cfgs(task):
     assert (spec.obs_dim, spec.action_dim) == (cfg.observation_space, cfg.action_space)
 
 
-@pytest.mark.parametrize("method", ["gaussian_awr", "lps", "dsrl_na", "act"])
-def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, method):
-    """Every deterministic baseline's product (what ``load_policy`` returns, wrapped into env actions) exports with
-    the same parity as L-AWR's; random weights, so the check is not about a trained policy."""
+def baseline_policy(method: str, **settings):
+    """``method``'s product as ``load_policy`` returns it (wrapped into env actions), at toy size, every weight random
+    (so a check is not about a trained policy); ``settings`` override the method's config."""
     from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import BehaviorModel
     from lawr_ext.algorithms.registry import METHODS, matched_config
@@ -155,11 +158,18 @@ def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, meth
     inputs = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(decoder, normalizer, actions), "critic": critic})
     stage = METHODS[method]
     cfg = matched_config(stage.name, flow_cfg, CriticConfig(hidden_dim=16, num_layers=1),
-                         PlannerConfig(hidden_dim=32, num_blocks=1))
+                         PlannerConfig(hidden_dim=32, num_blocks=1), **settings)
     policy = EnvActionPolicy(stage.product(cfg, inputs), actions).eval()
     with torch.no_grad():
         for p in policy.parameters():
             p.copy_(0.3 * torch.randn_like(p))
+    return policy
+
+
+@pytest.mark.parametrize("method", ["gaussian_awr", "lps", "dsrl_na", "act"])
+def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, method):
+    """Every deterministic baseline's product exports with the same parity as L-AWR's."""
+    policy = baseline_policy(method)
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
     obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
     for fmt, export in (("onnx", export_onnx), ("torchscript", export_torchscript)):
@@ -167,3 +177,72 @@ def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, meth
         assert max_abs_diff(policy, path, obs) <= 1e-4, (method, fmt)
     with torch.no_grad():
         assert policy(obs).std() > 1e-3  # not a constant graph
+
+
+#: The methods whose policy draws noise, and settings that keep their graphs small (diffusion unrolls its K steps).
+STOCHASTIC_METHODS = {"flow_bc": {}, "fql": {}, "ofql": {}, "best_of_n": {}, "qc": {},
+                      "diffusion": {"sample_steps": 2, "num_train_timesteps": 10}}
+
+
+@pytest.mark.parametrize("method", sorted(STOCHASTIC_METHODS))
+def test_policies_that_draw_noise_export_with_the_noise_drawn_inside_the_graph(tmp_path, method):
+    """torch.export refused flow BC's (and best-of-N's, QC's, one-step FQL's) noise draw with a symbolic batch: each
+    now exports to ONNX and TorchScript, draws fresh noise per call in the graph, any batch size."""
+    import warnings
+
+    policy = baseline_policy(method, **STOCHASTIC_METHODS[method])
+    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
+    obs = DATA_MEAN + DATA_STD * torch.randn(5, OBS_DIM)
+    for fmt, export in (("onnx", export_onnx), ("torchscript", export_torchscript)):
+        with warnings.catch_warnings():  # the trace check reruns the policy with fresh noise and reports a mismatch
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            path = export(policy, tmp_path / f"{method}.{'onnx' if fmt == 'onnx' else 'pt'}", metadata)
+        if fmt == "onnx":  # one session, as a robot holds it (a new session replays onnxruntime's default seed)
+            session = load_onnx(path)[0]
+            first, second = (torch.from_numpy(session.run(None, {"obs": obs.numpy()})[0]) for _ in range(2))
+        else:
+            module = load_torchscript(path)[0]
+            with torch.no_grad():
+                first, second = module(obs), module(obs)
+        assert first.shape == (5, H, A) and torch.isfinite(first).all() and first.abs().max() <= 1.0, (method, fmt)
+        assert (first - second).abs().max() > 1e-4, (method, fmt)  # the noise is drawn per call, not baked in
+
+
+def poisoned(run: Path) -> Path:
+    """``run`` with one weight of its planner's saved product set to NaN: a policy whose chunks are not finite."""
+    final = run / "planner" / "final.pt"
+    record = torch.load(final, weights_only=True)
+    weight = next(v for k, v in record["model"].items() if v.is_floating_point() and "planner" in k)
+    weight.view(-1)[0] = float("nan")
+    torch.save(record, final)
+    return run
+
+
+def test_a_refused_export_never_replaces_a_good_one_nor_leaves_a_folder(finished_run, tmp_path):
+    run = Path(shutil.copytree(finished_run[1], tmp_path / "run"))
+    out = tmp_path / "deploy"
+    status, stdout, err = run_script("export.py", "--checkpoint", str(run), "--out", str(out), "--formats", "onnx")
+    assert status == 0 and "max |exported - eager|" in stdout, err[-2000:]
+    good = file_hashes(out)
+    poisoned(run)
+    assert_refused(run_script("export.py", "--checkpoint", str(run), "--out", str(out)),
+                   f"{out / 'policy.onnx'}: refused, not written", "non-finite")
+    assert file_hashes(out) == good  # the earlier export stands, and no temporary file is left
+    assert_refused(run_script("export.py", "--checkpoint", str(run), "--formats", "torchscript"),
+                   "policy.pt: refused, not written", "non-finite")
+    assert not (run / "export").exists()  # no empty folder where nothing was written
+
+
+def test_the_export_script_exports_flow_bc_and_the_robot_side_plays_it(finished_run, tmp_path):
+    from lawr_ext.deploy import OnnxChunkPolicy, read_robot_limits
+    from lawr_ext.tasks.bimanual.action_spec import ROBOT_LIMITS_FILE
+
+    run = Path(shutil.copytree(finished_run[1], tmp_path / "run"))
+    status, stdout, err = run_script("export.py", "--checkpoint", str(run), "--policy", "flow_bc", "--formats", "onnx")
+    assert status == 0 and "flow_bc draws noise" in stdout, err[-2000:]
+    robot = OnnxChunkPolicy(str(run / "export" / "flow_bc" / "policy.onnx"), robot_limits=read_robot_limits(ROBOT_LIMITS_FILE))
+    with np.load(finished_run[0]) as data:  # the export records the range of the run's training observations
+        observations = data["observations"]
+    np.testing.assert_allclose(robot.meta["obs_low"], observations.min(0), rtol=1e-6)
+    robot.reset()
+    assert np.isfinite(robot.command(robot.act(observations[0]))).all()

@@ -9,6 +9,8 @@ entry, keeps it within ``[joint_lower, joint_upper]`` and moves it at most ``max
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from lawr_ext.tasks.bimanual.robot import (ARM_TARGET_SPEED, FINGER_TARGET_SPEED, SIDES, SPEC, BimanualKinematics,
@@ -34,6 +36,19 @@ def action_spec(spec: RobotSpec = SPEC) -> dict:
             "action_offset": [(high + low) / 2 for low, high in zip(lower, upper)],
             "joint_lower": lower, "joint_upper": upper, "max_target_speed": speed,
             "gripper_joints": {f"{side}_gripper": [f"{side}_finger_a", f"{side}_finger_b"] for side in SIDES}}
+
+
+#: The robot's own limits for the robot side (lawr_ext/deploy.py reads them with read_robot_limits, never from an
+#: exported file): ``robot_limits()`` at the tasks' control rate, written out so that a robot needs no torch.
+ROBOT_LIMITS_FILE = Path(__file__).with_name("robot_limits.json")
+
+
+def robot_limits(control_rate_hz: float, spec: RobotSpec = SPEC) -> dict:
+    """{"joint_names", "joint_lower", "joint_upper", "max_target_speed", "control_rate_hz"}: what the robot allows,
+    in action order (tests/test_deploy.py checks ``ROBOT_LIMITS_FILE`` holds exactly this)."""
+    spec_of_actions = action_spec(spec)
+    return {name: spec_of_actions[name] for name in ("joint_names", "joint_lower", "joint_upper", "max_target_speed")} \
+        | {"control_rate_hz": control_rate_hz}
 
 
 def grasp_points(actions: torch.Tensor, spec: RobotSpec = SPEC) -> torch.Tensor:
