@@ -52,7 +52,7 @@ from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac 
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402
 from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
 from lawr_ext.runners import load_policy, train  # noqa: E402
-from lawr_ext.runners.pipeline import read_summary, write_summary  # noqa: E402
+from lawr_ext.runners.pipeline import recorded_dataset, write_summary  # noqa: E402
 from lawr_ext.tasks import get_task  # noqa: E402
 from lawr_ext.utils.cli import run_main, set_verbose  # noqa: E402
 from lawr_ext.utils.distributed import init_world  # noqa: E402
@@ -139,10 +139,15 @@ def main() -> None:
     if world.is_writer:
         print(f"[lawr] task {cfg.task}, phases {', '.join(phases)}, run_dir {run_dir}, {world.size} process(es)")
 
+    recorded = recorded_dataset(run_dir)
+    if cfg.data.path is None and args_cli.phase in ("all", "flow") and recorded is not None \
+            and recorded.resolve() != (run_dir / "dataset").resolve():  # before any collection starts
+        raise ValueError(f"{run_dir} trains on the dataset {recorded}: pass --dataset {recorded} to resume it "
+                         "(without --dataset a new one would be collected into the run)")
     if args_cli.phase in ("all", "flow") or cfg.data.path is not None:
         dataset = world.gather(dataset_path(cfg, run_dir) if world.is_writer else None)[0]
     else:  # a later phase alone: the dataset the earlier phases were trained on
-        dataset = Path(read_summary(run_dir).get("dataset", {}).get("path", run_dir / "dataset"))
+        dataset = recorded or run_dir / "dataset"
     failures = []
     summary = train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
     if world.is_writer and cfg.evaluate and "planner" in phases:

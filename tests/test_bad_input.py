@@ -347,3 +347,62 @@ def test_cli_reports_one_line_and_keeps_the_good_run(good_run, tmp_path, kind):
     for fragment in fragments:
         assert fragment in last_line, result.stderr[-2000:]
     assert file_hashes(dataset, *products) == before
+
+
+# --- what was accepted silently or with a raw traceback, and is one line now ------------------------------
+def test_a_shard_copied_in_again_under_new_ids_is_refused(tmp_path):
+    dataset = collected(tmp_path / "data")
+    shards = list_shards(dataset)
+    copy = dataset / "shard_000009.hdf5"
+    shutil.copy(shards[0], copy)
+    with h5py.File(copy, "r+") as file:  # new demo ids: the duplicate-id check alone does not see it
+        for name in list(file["data"]):
+            file["data"].move(name, f"demo_{900 + int(name.split('_')[1])}")
+    with pytest.raises(DatasetError) as error:
+        load(dataset)
+    assert_one_line(error.value, str(copy), "holds the same episodes (seeds [", f"as {shards[0].name}", "copied in twice")
+
+
+def _ogbench_flags(arrays: dict) -> dict:
+    """The good arrays in OGBench's convention: masks = 1 - success, terminals at each episode's end."""
+    return arrays | {"masks": ~arrays["success"].astype(bool) | ~arrays["terminals"].astype(bool)}
+
+
+@pytest.mark.parametrize("case, change, fragments", [
+    ("timeout_with_mask_0", lambda a: _ogbench_flags(a) | {"timeouts": a["terminals"]},
+     ["rows have timeouts = 1 and masks = 0", "OGBench's convention", "masks = 0 decides"]),
+    ("d4rl_terminals_with_all_ones_masks", lambda a: a | {"masks": np.ones(len(a["rewards"]), np.float32)},
+     ["'masks' are all 1", "24 'terminals'", "OGBench's convention", "bootstrapped, also after them", "leave 'masks'"]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_conflicting_flags_say_which_convention_was_used(tmp_path, case, change, fragments):
+    write_plain(tmp_path / f"{case}.npz", **change(good_arrays(tmp_path)))
+    with pytest.warns(Warning) as caught:
+        load(tmp_path / f"{case}.npz")
+    notes = [str(w.message) for w in caught if type(w.message).__name__ == "DatasetWarning"]
+    assert len(notes) == 1, [str(w.message) for w in caught]
+    assert_one_line(notes[0], str(tmp_path / f"{case}.npz"), *fragments)
+
+
+def test_next_observations_within_round_off_are_the_next_states_and_others_are_named(tmp_path):
+    arrays = good_arrays(tmp_path)
+    following = np.concatenate([arrays["observations"][1:], arrays["observations"][-1:]])
+    write_plain(tmp_path / "round_off.npz", **arrays, next_observations=following + np.float32(1e-6))
+    assert load(tmp_path / "round_off.npz").episodes.lengths.tolist() == [10] * 24  # not 240 one-step episodes
+    write_plain(tmp_path / "other.npz", **arrays, next_observations=following + np.float32(1e-3))
+    with pytest.raises(DatasetError) as error:
+        load(tmp_path / "other.npz")
+    assert_one_line(error.value, "'next_observations' differ from the next row's 'observations' at 216 of 216 rows",
+                    "by up to 0.001", "tolerance 1e-05 + 1e-05 * |observation|")
+
+
+@pytest.mark.parametrize("arguments, fragments", [
+    (["-m", "seed=0,1,2"], ["-m: hydra's command-line flags are not supported", "--seeds 0 1 2"]),
+    (["--multirun", "seed=0,1"], ["--multirun: hydra's command-line flags are not supported"]),
+    (["hydra.run.dir=elsewhere"], ["hydra.run.dir=elsewhere: hydra's own settings are not used", "--run_dir"]),
+], ids=str)
+def test_hydra_sweeps_and_hydra_settings_are_refused_in_one_line(tmp_path, arguments, fragments):
+    run = tmp_path / "run"
+    assert_refused(run_script("train_lawr.py", "--task", "Bimanual-Chunk", "--run_dir", str(run), "--no_eval",
+                              "--dataset", str(synthetic_dataset(tmp_path / "data.npz")), *TINY, *arguments),
+                   "bad configuration", *fragments)
+    assert not run.exists() and not (tmp_path / "elsewhere").exists()

@@ -159,3 +159,59 @@ def test_overrides_after_the_baseline_names_are_overrides(finished_run, tmp_path
     assert status == 0, err[-3000:]
     assert final_path(run, "gaussian_awr").is_file() and final_path(run, "flow_bc").is_file()
     assert read_checkpoint(final_path(run, "critic"))["config"]["critic"]["hidden_dim"] == 24
+
+
+# --- refused before any work, and a full disk ------------------------------------------------------------
+def test_a_resume_without_its_dataset_is_refused_before_any_collection(run, finished_run):
+    """Without --dataset a new dataset would be collected into the run (tens of seconds in the simulator) and then
+    refused as another dataset: the run's records name its dataset, and the refusal comes first."""
+    before = file_hashes(run)
+    assert_refused(run_script(*TRAIN, "--run_dir", str(run), *TINY),
+                   f"{run} trains on the dataset {finished_run[0]}", f"pass --dataset {finished_run[0]}")
+    assert file_hashes(run) == before and not (run / "dataset").exists()
+
+
+@pytest.mark.parametrize("where", ["equal", "inside"])
+def test_a_run_dir_in_the_dataset_directory_is_refused(tmp_path, where):
+    dataset = collect_line(tmp_path / "data", num_envs=2, num_episodes=4, meta=BIMANUAL_LINE_META)
+    before = file_hashes(dataset)
+    run = dataset if where == "equal" else dataset / "run"
+    assert_refused(run_script(*TRAIN, "--dataset", str(dataset), "--run_dir", str(run), *TINY),
+                   f"--run_dir {run} is (inside) the dataset directory", "mix with the shards")
+    assert file_hashes(dataset) == before and not (dataset / "run").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs to fill (mounting needs root: otherwise the test is skipped, saying so); unmounted after."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)]).returncode != 0:  # busy: detach it now, freed once unused
+            subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(small_disk):
+    from lawr_ext.runners.checkpoint import checkpoint_path
+    from lawr_ext.utils.cli import one_line
+    from lawr_ext.utils.io import atomic_torch_save
+
+    path = checkpoint_path(small_disk / "run", "flow")
+    atomic_torch_save({"step": 4, "weights": torch.zeros(1000)}, path)
+    before = file_hashes(small_disk)
+    with pytest.raises(OSError) as error:  # a bigger checkpoint than the disk has room for
+        atomic_torch_save({"step": 8, "weights": torch.zeros(1 << 20)}, path)
+    assert one_line(error.value).startswith(f"{path}: no space left on device {small_disk} (")
+    assert "\n" not in one_line(error.value)
+    assert file_hashes(small_disk) == before  # the earlier checkpoint intact, no temporary file left

@@ -84,6 +84,12 @@ def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str 
     if not preset.is_file():
         raise ValueError(f"TrainConfig.task: the preset of task {task!r} is missing: {preset}")
     overrides = list(overrides)
+    for override in overrides:  # hydra's own flags and settings: its app is not used, so they would do nothing
+        if override.startswith("-"):
+            raise ValueError(f"{override}: hydra's command-line flags are not supported; for a sweep over seeds use "
+                             "scripts/benchmark.py --seeds 0 1 2, or one command per seed (--seed N --run_dir ...)")
+        if override.lstrip("+~").startswith(("hydra.", "hydra/", "hydra=")):
+            raise ValueError(f"{override}: hydra's own settings are not used; pass --run_dir for the run directory")
     if OmegaConf.is_missing(OmegaConf.load(preset), "task"):  # a family's preset (task: ???) serves all its ids
         overrides.insert(0, f"task='{task}'")
     try:

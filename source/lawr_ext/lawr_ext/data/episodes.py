@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lawr_ext.utils.cli import OneLineWarning
+
 
 class DatasetError(ValueError):
     """A dataset file that cannot be used; the message is one line naming the file and the problem."""
 
     def __init__(self, source: object, problem: str):
         super().__init__(f"{source}: {' '.join(str(problem).split())}")
+
+
+class DatasetWarning(OneLineWarning):
+    """A dataset that is read, but not as its flags alone would say (the convention used is named)."""
+
+    def __init__(self, source: object, note: str):
+        super().__init__(f"{source}: {' '.join(str(note).split())}")
 
 
 @dataclass

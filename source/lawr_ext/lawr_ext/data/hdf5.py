@@ -63,18 +63,24 @@ def read_hdf5(path: str | os.PathLike) -> Episodes:
     """Read a shard directory or a single Isaac Lab / robomimic HDF5 file into :class:`Episodes`."""
     path = Path(path)
     if not path.is_dir():
-        ids, episodes = _read_file(path)
+        ids, _, episodes = _read_file(path)
         _check_unique(path, ids)
         return episodes
     shards = list_shards(path)
     if not shards:
         raise DatasetError(path, "dataset directory has no shard_*.hdf5 files (empty dataset)")
-    ids, parts = [], []
+    ids, parts, shard_of_content = [], [], {}
     for shard in shards:
-        shard_ids, episodes = _read_file(shard)
+        shard_ids, seeds, episodes = _read_file(shard)
         if parts and episodes.meta != parts[0].meta:
             raise DatasetError(shard, f"metadata differs from {shards[0].name}; "
                                       "shards of different collections were mixed")
+        content = episodes.fingerprint()  # demo ids are not part of it: a copy renumbered is the same content
+        if content in shard_of_content:
+            raise DatasetError(shard, f"holds the same episodes (seeds {sorted({s for s in seeds if s is not None})}) "
+                                      f"as {shard_of_content[content].name} under other demo ids: a shard copied in "
+                                      "twice? remove the copy")
+        shard_of_content[content] = shard
         ids += shard_ids
         parts.append(episodes)
     _check_unique(path, ids)
@@ -95,7 +101,7 @@ def _check_unique(source: Path, ids: list[int]) -> None:
         raise DatasetError(source, "the same demo id appears twice")
 
 
-def _read_file(path: Path) -> tuple[list[int], Episodes]:
+def _read_file(path: Path) -> tuple[list[int], list[int | None], Episodes]:
     with open_hdf5(path) as file:
         try:
             return _read_groups(path, file)
@@ -103,7 +109,8 @@ def _read_file(path: Path) -> tuple[list[int], Episodes]:
             raise DatasetError(path, f"corrupt HDF5 content ({error})") from None
 
 
-def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], Episodes]:
+def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | None], Episodes]:
+    """(demo ids, the seed each episode was collected with (None: not recorded), the episodes)"""
     if "data" not in file:
         raise DatasetError(path, "no 'data' group (expected Isaac Lab / robomimic layout data/demo_<i>)")
     names = list(file["data"].keys())
@@ -161,4 +168,5 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], Episodes]:
         quality=torch.tensor(columns["quality"], dtype=torch.int64),
         meta=json.loads(file.attrs.get("lawr_meta", "{}")),
     )
-    return [int(DEMO_PATTERN.fullmatch(name).group(1)) for name in names], episodes
+    seeds = [int(file["data"][name].attrs["seed"]) if "seed" in file["data"][name].attrs else None for name in names]
+    return [int(DEMO_PATTERN.fullmatch(name).group(1)) for name in names], seeds, episodes

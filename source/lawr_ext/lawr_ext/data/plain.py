@@ -13,14 +13,18 @@ Keys ``observations`` [N, O], ``actions`` [N, A] in [-1, 1], ``rewards`` [N], ``
   singletask masks are 1 - success).
 
 With ``next_observations`` the last step of a cut-off episode is bootstrapped from it, and a row whose
-``next_observations`` differs from the next row's ``observations`` ends an episode there even without a flag
-(D4RL files whose flags miss a reset). ``qpos``, ``qvel`` and ``infos`` are ignored. Full description for
+``next_observations`` differs from the next row's ``observations`` by more than ``NEXT_OBS_TOLERANCE`` ends an
+episode there even without a flag (D4RL files whose flags miss a reset); where most rows differ, the array is not
+the next state at all and the file is refused. Flags that contradict each other under the convention used
+(``timeouts = 1`` with ``masks = 0``; ``terminals`` with all-ones ``masks``) are read as documented above, with a
+one-line ``DatasetWarning`` that says so. ``qpos``, ``qvel`` and ``infos`` are ignored. Full description for
 users: ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -28,11 +32,14 @@ import h5py
 import numpy as np
 import torch
 
-from lawr_ext.data.episodes import DatasetError, Episodes, as_flags, as_float32
+from lawr_ext.data.episodes import DatasetError, DatasetWarning, Episodes, as_flags, as_float32
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 END_KEYS = ("timeouts", "masks")  # one of them: D4RL's cut-offs or OGBench's bootstrap masks
 OPTIONAL_KEYS = ("timeouts", "masks", "next_observations", "success", "strategy", "quality")
+#: next_observations[t] is the same state as observations[t+1] within |difference| <= atol + rtol * |observation|:
+#: float round-off of a copy is not a reset.
+NEXT_OBS_TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 
 
 def write_plain(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -73,10 +80,12 @@ def read_plain(path: str | os.PathLike) -> Episodes:
 
     ogbench = "masks" in flags
     no_bootstrap = ~flags["masks"] if ogbench else None
+    if ogbench:
+        _note_conflicting_flags(path, flags)
     # Episode e covers rows (end[e-1], end[e]]; a last episode without a flag is cut off.
     ends = flags["terminals"] | flags.get("timeouts", torch.zeros_like(flags["terminals"]))
     if next_obs is not None:  # a recorded next state that is not the next row's state: a reset happened there
-        ends[:-1] |= (next_obs[:-1] != obs[1:]).any(dim=1)
+        ends[:-1] |= _resets_in_next_observations(path, obs, next_obs, ends)
     ends[-1] = True
     last_rows = ends.nonzero().squeeze(1)
     lengths = torch.diff(last_rows, prepend=torch.tensor([-1]))
@@ -107,6 +116,37 @@ def read_plain(path: str | os.PathLike) -> Episodes:
         no_bootstrap=no_bootstrap,
     )
     return episodes  # validated by data.dataset.load_episodes
+
+
+def _note_conflicting_flags(path: Path, flags: dict[str, torch.Tensor]) -> None:
+    """Say which convention reads flags that contradict each other (OGBench's, as ``masks`` is present)."""
+    cut_but_terminal = flags.get("timeouts", torch.zeros_like(flags["masks"])) & ~flags["masks"]
+    if cut_but_terminal.any():
+        warnings.warn(DatasetWarning(path, f"{int(cut_but_terminal.sum())} rows have timeouts = 1 and masks = 0 (first: "
+                                           f"row {int(cut_but_terminal.nonzero()[0])}): read with OGBench's convention "
+                                           "(masks present), masks = 0 decides: nothing is bootstrapped after them"))
+    if flags["masks"].all() and flags["terminals"].any():
+        warnings.warn(DatasetWarning(path, f"'masks' are all 1 and there are {int(flags['terminals'].sum())} "
+                                           "'terminals': read with OGBench's convention (masks present), terminals "
+                                           "mark trajectory ends and every step is bootstrapped, also after them; for "
+                                           "D4RL's (terminals are terminal states) leave 'masks' out"))
+
+
+def _resets_in_next_observations(path: Path, obs: torch.Tensor, next_obs: torch.Tensor,
+                                 ends: torch.Tensor) -> torch.Tensor:
+    """bool [N-1]: rows whose ``next_observations`` is not the next row's observation (within NEXT_OBS_TOLERANCE);
+    refused when that is so at most rows that no flag ends, where it cannot be a missed reset."""
+    difference = (next_obs[:-1] - obs[1:]).abs()
+    allowed = NEXT_OBS_TOLERANCE["atol"] + NEXT_OBS_TOLERANCE["rtol"] * obs[1:].abs()
+    resets = (difference > allowed).any(dim=1)
+    unflagged = ~ends[:-1]
+    if unflagged.any() and (resets & unflagged).sum() > unflagged.sum() / 2:
+        raise DatasetError(path, f"'next_observations' differ from the next row's 'observations' at "
+                                 f"{int((resets & unflagged).sum())} of {int(unflagged.sum())} rows inside episodes "
+                                 f"(by up to {difference.max().item():.3g}; tolerance {NEXT_OBS_TOLERANCE['atol']:g} "
+                                 f"+ {NEXT_OBS_TOLERANCE['rtol']:g} * |observation|): they are not the next states "
+                                 "of these rows; fix them or leave 'next_observations' out")
+    return resets
 
 
 def _load_arrays(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:

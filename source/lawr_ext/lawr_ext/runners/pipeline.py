@@ -137,6 +137,10 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path,
     unknown = [s for s in stages if s not in registry.STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}: expected some of {tuple(registry.STAGES)}")
+    dataset_dir = Path(dataset_path).resolve()
+    if dataset_dir.is_dir() and (run_dir.resolve() == dataset_dir or dataset_dir in run_dir.resolve().parents):
+        raise ValueError(f"--run_dir {run_dir} is (inside) the dataset directory {dataset_path}: the run's files would "
+                         "mix with the shards; choose a run_dir outside it")
     require_device(cfg.device)
     dataset = open_dataset(cfg, dataset_path)  # first: a bad dataset must not touch an existing run's files
     check_run_dir(cfg, dataset, run_dir, stages)
@@ -160,6 +164,16 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path,
 def read_summary(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def recorded_dataset(run_dir: str | Path) -> Path | None:
+    """The dataset the run in ``run_dir`` trains on, as its records name it (summary.json, else the data.path of
+    config.json); None for a new run directory."""
+    path = read_summary(run_dir).get("dataset", {}).get("path")
+    config = Path(run_dir) / "config.json"
+    if path is None and config.is_file():
+        path = json.loads(config.read_text()).get("data", {}).get("path")
+    return None if path is None else Path(path)
 
 
 def write_summary(run_dir: str | Path, summary: dict) -> None:

@@ -6,12 +6,17 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TextIO
 
 
 class OneLineError(RuntimeError):
     """A failure whose message says all a user needs (which stage, file or process, and what to do)."""
+
+
+class OneLineWarning(UserWarning):
+    """A note a script shows as one line on stderr (e.g. which convention a dataset was read with)."""
 
 
 #: What a script reports in one line: bad input (ValueError: configs, datasets, checkpoints), the file system
@@ -29,13 +34,24 @@ def one_line(err: BaseException) -> str:
 
 
 def run_main(main: Callable[[], object], prefix: str = "[lawr]") -> None:
-    """Run a script's ``main``; an expected failure exits with ``prefix`` and its one line (exit status 1)."""
+    """Run a script's ``main``; an expected failure exits with ``prefix`` and its one line (exit status 1), and a
+    ``OneLineWarning`` is ``prefix`` and its one line (not Python's two, with a source line)."""
+    format_warning = warnings.formatwarning
+
+    def one_line_warning(message, category, *args, **kwargs) -> str:
+        if issubclass(category, OneLineWarning):
+            return f"{prefix} warning: {one_line(message)}\n"
+        return format_warning(message, category, *args, **kwargs)
+
+    warnings.formatwarning = one_line_warning
     try:
         main()
     except EXPECTED_ERRORS as err:
         sys.exit(f"{prefix} {one_line(err)}")
     except KeyboardInterrupt:
         sys.exit(f"{prefix} interrupted")
+    finally:
+        warnings.formatwarning = format_warning
 
 
 # ---------------------------------------------------------------- Isaac Lab's start-up lines

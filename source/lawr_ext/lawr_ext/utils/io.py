@@ -3,10 +3,12 @@ hashes that say whether two configs or two models are the same."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -108,9 +110,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def mount_point(path: str | os.PathLike) -> Path:
+    """The mount point of the file system that holds ``path`` (an existing file or folder)."""
+    path = Path(path).resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+#: torch.save reports a failed write as a RuntimeError without its errno; with less than this free it was a full disk.
+_FULL_DISK_BYTES = 1 << 20
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_path`; a full disk is an ``OSError`` (ENOSPC) in one line, the earlier
+    file intact."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as file:  # closed here on a failure too: a full disk frees the partial file at once
+                torch.save(obj, file)
+        except RuntimeError:
+            free = shutil.disk_usage(tmp.parent).free
+            if free >= _FULL_DISK_BYTES:
+                raise
+            raise OSError(errno.ENOSPC, f"no space left on device {mount_point(tmp.parent)} ({free} bytes free); the "
+                                        f"file there before is intact: free some space and rerun", str(path)) from None
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
