@@ -78,6 +78,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes per policy and setting")
     parser.add_argument("--num_envs", type=int, default=64)
     parser.add_argument("--replay_episodes", type=int, default=128)
+    parser.add_argument("--replay_coeffs", type=int, nargs="*", default=[],
+                        help="also replay each recorded chunk projected on this many DCT cosines per joint")
     parser.add_argument("--exec_horizon", type=int, default=None,
                         help="steps of each chunk executed before replanning in every part but exec_horizon "
                              "(default: the task preset's eval.exec_horizon); results are cached per value")
@@ -158,12 +160,18 @@ class Diagnosis:
     # --- the parts -----------------------------------------------------------------------------------------
     def replay(self) -> None:
         from lawr_ext.eval.replay import replay_rounds
+        from lawr_ext.modules.chunk_basis import ChunkBasis
 
         episodes = load_episodes(self.args.dataset)
         num_envs = int(episodes.meta.get("collection", {}).get("num_envs", 1))
         rounds = math.ceil(self.args.replay_episodes / num_envs)
         self.cached("replay", f"{rounds * num_envs}_episodes",
                     lambda: replay_rounds(episodes, rounds, source=self.args.dataset)["summary"])
+        horizon = self.config([]).data.horizon
+        for k in self.args.replay_coeffs:  # the same actions, each chunk projected on K cosines per joint
+            self.cached("replay", f"{rounds * num_envs}_episodes@dct{k}",
+                        lambda: replay_rounds(episodes, rounds, source=self.args.dataset,
+                                              chunk_basis=ChunkBasis(horizon, "dct", k))["summary"])
 
     def precision(self, run_dir: Path) -> None:
         meta = read_checkpoint(final_path(run_dir, "flow"))
@@ -287,12 +295,14 @@ def write_markdown(results: dict, out: Path) -> None:
         return f"{r['successes']}/{r['episodes']} [{lo:.2f}, {hi:.2f}] | {r['return_mean']:.0f}"
 
     if "replay" in results:
+        lines += ["## Replay of recorded actions (@dctK: each chunk projected on K cosines per joint)", "",
+                  "| replay | episodes | recorded successes | replayed | outcome matches | clean expert: recorded / "
+                  "replayed | mean return difference |", "|---|---|---|---|---|---|---|"]
         for key, s in results["replay"].items():
-            lines += ["## Replay of recorded actions", "", "| episodes | recorded successes | replayed | outcome "
-                      "matches | clean expert: recorded / replayed | mean return difference |", "|---|---|---|---|---|---|",
-                      f"| {s['episodes']} | {s['recorded_successes']} | {s['replayed_successes']} | {s['outcome_matches']} "
-                      f"| {s['clean_recorded_successes']} / {s['clean_replayed_successes']} | "
-                      f"{s['mean_return_difference']:.2g} |", ""]
+            lines.append(f"| {key} | {s['episodes']} | {s['recorded_successes']} | {s['replayed_successes']} | "
+                         f"{s['outcome_matches']} | {s['clean_recorded_successes']} / {s['clean_replayed_successes']} | "
+                         f"{s['mean_return_difference']:.2g} |")
+        lines.append("")
     if "precision" in results:
         lines += ["## Precision against the dataset's chunks", "",
                   "| model | chunks | mean abs action error | end-effector error [mm] |", "|---|---|---|---|"]

@@ -191,3 +191,20 @@ def test_cosine_schedule_decays_the_flow_learning_rate_to_zero_over_its_steps():
         rates.append(learner.optimizers["flow"].param_groups[0]["lr"])
     assert rates == pytest.approx([1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi / 4)), 5e-4,
                                    1e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4))])
+
+
+def test_replayed_actions_are_projected_chunk_by_chunk():
+    """The replay diagnosis's projection: consecutive H-step chunks, the last one padded by holding its action;
+    a full basis changes nothing, a smaller one changes each chunk only within its own span."""
+    from lawr_ext.eval.replay import project_on_basis
+
+    actions = servo_chunks(3, horizon=23)  # 23 steps: two chunks of 10 and a padded one of 3
+    assert torch.allclose(project_on_basis(actions, ChunkBasis(10, "dct", 10)), actions, atol=1e-5)
+    basis = ChunkBasis(10, "dct", 4)
+    projected = project_on_basis(actions, basis)
+    assert projected.shape == actions.shape
+    first = basis.decode(basis.encode(actions[:, :10]))
+    assert torch.allclose(projected[:, :10], first, atol=1e-6)
+    padded = torch.cat([actions[:, 20:], actions[:, -1:].expand(-1, 7, -1)], dim=1)
+    assert torch.allclose(projected[:, 20:], basis.decode(basis.encode(padded))[:, :3], atol=1e-6)
+    assert not torch.allclose(projected, actions, atol=1e-3)

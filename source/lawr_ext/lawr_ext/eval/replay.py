@@ -13,11 +13,26 @@ import torch
 
 from lawr_ext.data.collect import round_seed
 from lawr_ext.data.episodes import DatasetError, Episodes
+from lawr_ext.modules.chunk_basis import ChunkBasis
+
+
+def project_on_basis(actions: torch.Tensor, basis: ChunkBasis) -> torch.Tensor:
+    """Each episode's actions [N, T, A] cut into consecutive chunks of H steps (the last one padded by holding its
+    last action), each replaced by its projection on ``basis``: what a policy in that basis could at best command."""
+    horizon = basis.horizon
+    steps = actions.shape[1]
+    padded = torch.cat([actions, actions[:, -1:].expand(-1, -steps % horizon, -1)], dim=1)
+    chunks = padded.unflatten(1, (-1, horizon))  # [N, T/H, H, A]
+    return basis.decode(basis.encode(chunks)).flatten(1, 2)[:, :steps]
 
 
 @torch.inference_mode()
-def replay_rounds(episodes: Episodes, num_rounds: int, device: str = "cpu", source: object = "dataset") -> dict:
+def replay_rounds(episodes: Episodes, num_rounds: int, device: str = "cpu", source: object = "dataset",
+                  chunk_basis: ChunkBasis | None = None) -> dict:
     """Replay the first ``num_rounds`` collection rounds; returns per-episode outcomes and their summary.
+
+    With ``chunk_basis``, each recorded chunk is first projected on it (``project_on_basis``): does the
+    representation keep what the task needs?
 
     ``summary``: episodes, recorded and replayed successes, how many match, the same for the clean expert
     (quality 0), and the mean |recorded - replayed return|.
@@ -43,6 +58,8 @@ def replay_rounds(episodes: Episodes, num_rounds: int, device: str = "cpu", sour
             actions = torch.zeros(num_envs, int(lengths[ids].max()), episodes.actions.shape[1])
             for j, e in enumerate(ids):
                 actions[j, :lengths[e]] = episodes.actions[starts[e]:starts[e] + lengths[e]]
+            if chunk_basis is not None:
+                actions = project_on_basis(actions, chunk_basis).clamp(-1.0, 1.0)
             done = torch.zeros(num_envs, dtype=torch.bool)
             success = torch.zeros(num_envs, dtype=torch.bool)
             ret = torch.zeros(num_envs, dtype=torch.float64)
