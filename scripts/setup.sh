@@ -30,5 +30,6 @@ echo "setup.sh: installing the pinned environment into .venv (first time: ~3 GB 
 # Newton path never imports; the lock leaves them out on purpose, so verify by importing what we use.
 .venv/bin/python -c "import lawr_ext, isaaclab, isaaclab_newton, warp, newton, mujoco_warp, torch, tensordict, rsl_rl, hydra, h5py, onnxruntime"
 MUJOCO_GL=disable .venv/bin/python -c "import ogbench, dm_control.mjcf"  # the OGBench tasks' envs (no display needed)
+.venv/bin/python -c "import lerobot.datasets.lerobot_dataset"  # LeRobotDataset v3 in and out (docs/data.md)
 mkdir -p build/warp_cache
 echo "$want" > "$stamp"

@@ -72,9 +72,10 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
     Logging, checkpoint cadence, paths (the dataset's too: checkpoints record its shape and size instead),
     device and evaluation are left out, so changing them never invalidates a checkpoint.
     """
-    # Where the data came from is left out: checkpoints record the dataset's content hash. (collect_num_* stay
-    # in, as they were, so that earlier runs' checkpoints keep their hashes.)
-    data = {k: v for k, v in asdict(cfg.data).items() if k not in ("path", "collect_quality_mix")}
+    # Where the data came from and how it was read are left out: checkpoints record the dataset's content hash.
+    # (collect_num_* stay in, as they were, so that earlier runs' checkpoints keep their hashes.)
+    data = {k: v for k, v in asdict(cfg.data).items()
+            if k not in ("path", "collect_quality_mix", "obs_keys", "action_key", "reward_from")}
     if cfg.data.chunk_basis == "steps":  # the chunk as it is, as before the basis existed: earlier hashes hold
         del data["chunk_basis"], data["chunk_coeffs"]
     return {"task": cfg.task, "seed": cfg.seed, "data": data} | {

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: data.reward_from's conventions for data without rewards (besides "column:<name>")
+REWARD_FROM = ("success", "last_frame")
+
+
 def check_mix(owner: str, name: str, mix) -> None:
     """A probability mix (expert qualities, strategies): non-negative weights with a positive sum."""
     if mix is not None and (not mix or min(mix) < 0 or sum(mix) <= 0):
@@ -26,6 +30,14 @@ class DataConfig:
     # learner (flow, critics, planner latent, baselines) then works on K x A numbers instead of H x A.
     chunk_basis: str = "steps"
     chunk_coeffs: int = 10           # K for chunk_basis=dct (ignored for "steps")
+    # Reading datasets recorded elsewhere (docs/data.md): LeRobot v3 and Isaac Lab recorder files. obs_keys: the
+    # observation vectors, concatenated in this order (LeRobot: observation.state; recorder: obs/policy, when
+    # empty); action_key: LeRobot "action", recorder "actions" when None; reward_from, for data without rewards:
+    # "success" (1 where the step's success flag is set), "last_frame" (1 on each episode's last frame) or
+    # "column:<name>" (a reward column of the dataset); None: the dataset's own rewards.
+    obs_keys: tuple[str, ...] = ()
+    action_key: str | None = None
+    reward_from: str | None = None
     collect_num_envs: int = 16       # parallel envs when collecting (CPU-sized; raise on a GPU host)
     collect_num_episodes: int = 200  # scripted-expert episodes in a collected dataset
     # Probability of each expert quality (clean, noisy, suboptimal) in a collected dataset. More suboptimal
@@ -46,6 +58,10 @@ class DataConfig:
         if self.chunk_basis == "dct" and not 1 <= self.chunk_coeffs <= self.horizon:
             raise ValueError(f"DataConfig.chunk_coeffs: must lie in [1, horizon={self.horizon}] for chunk_basis=dct, "
                              f"got {self.chunk_coeffs}")
+        if self.reward_from is not None and self.reward_from not in REWARD_FROM \
+                and not (self.reward_from.startswith("column:") and len(self.reward_from) > len("column:")):
+            raise ValueError(f"DataConfig.reward_from: expected one of {REWARD_FROM} or 'column:<name>', "
+                             f"got {self.reward_from!r}")
         for name in ("collect_num_envs", "collect_num_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}: must be >= 1, got {getattr(self, name)}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,34 +42,56 @@ import torch
 from tensordict import TensorDict
 
 from lawr_ext.data import keys
-from lawr_ext.data.episodes import DatasetError, Episodes
+from lawr_ext.data.episodes import DatasetError, DatasetWarning, Episodes
 from lawr_ext.data.hdf5 import open_hdf5, read_hdf5
+from lawr_ext.data.isaaclab_recorder import read_recorder
+from lawr_ext.data.lerobot import is_lerobot_dataset, read_lerobot
+from lawr_ext.data.ogbench_files import is_ogbench_download, read_ogbench_download
 from lawr_ext.data.plain import read_plain
+from lawr_ext.data.reading import Reading
 from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.modules.normalizer import ActionNormalizer
 
 
-def load_episodes(path: str | os.PathLike, expect: Callable[[Episodes], None] | None = None) -> Episodes:
-    """Read any supported dataset: a shard directory, an Isaac Lab HDF5 file, or the plain format (.npz/.hdf5).
+def load_episodes(path: str | os.PathLike, expect: Callable[[Episodes], None] | None = None,
+                  reading: Reading = Reading()) -> Episodes:
+    """Read any supported dataset: a shard directory, an Isaac Lab HDF5 file (lawr's or a recorder's), a LeRobot v3
+    dataset, the plain format (.npz/.hdf5), or an OGBench file as downloaded (under an ``ogbench:`` task).
 
     ``expect(episodes)`` runs before the general validation: what the caller knows the data must be (its task,
-    its dims) is then what a dataset that is not is told first."""
+    its dims) is then what a dataset that is not is told first. ``reading``: the keys, task and reward choice for
+    data recorded elsewhere (``data/reading.py``); how such data was read is said in one ``DatasetWarning`` line,
+    once it is accepted."""
     path = Path(path)
-    if path.is_dir():
+    note = None
+    if is_lerobot_dataset(path):
+        episodes, note = read_lerobot(path, reading)
+    elif path.is_dir():
+        reading.refuse_options(path, "a directory of lawr's collected shards")
         episodes = read_hdf5(path)
+    elif path.suffix == ".npz" and is_ogbench_download(path):
+        episodes, note = read_ogbench_download(path, reading.task)
     elif path.suffix == ".npz":
+        reading.refuse_options(path, "a plain-format file")
         episodes = read_plain(path)
     elif path.suffix in (".hdf5", ".h5"):
         with open_hdf5(path) as file:
-            isaac_layout = "data" in file
-        episodes = read_hdf5(path) if isaac_layout else read_plain(path)
+            isaac_layout, lawr_written = "data" in file, "lawr_meta" in file.attrs
+        if isaac_layout and not lawr_written:
+            episodes, note = read_recorder(path, reading)
+        else:
+            reading.refuse_options(path, "a file lawr collected" if isaac_layout else "a plain-format file")
+            episodes = read_hdf5(path) if isaac_layout else read_plain(path)
     elif not path.exists():
         raise DatasetError(path, "file not found")
     else:
-        raise DatasetError(path, "unknown dataset format (expected a shard directory, .hdf5/.h5 or .npz)")
+        raise DatasetError(path, "unknown dataset format (expected a shard directory, a LeRobot v3 dataset directory, "
+                                 ".hdf5/.h5 or .npz)")
     if expect is not None and episodes.obs.ndim == 2 and episodes.actions.ndim == 2:  # else validate names the shape
         expect(episodes)
     episodes.validate(path)
+    if note is not None:
+        warnings.warn(DatasetWarning(path, note), stacklevel=2)
     return episodes
 
 

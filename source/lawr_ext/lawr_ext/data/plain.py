@@ -49,12 +49,16 @@ def write_plain(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 def read_plain(path: str | os.PathLike) -> Episodes:
     path = Path(path)
-    arrays, names = _load_arrays(path)
+    return plain_episodes(path, *_load_arrays(path))
+
+
+def plain_episodes(path: Path, arrays: dict[str, np.ndarray], names: set[str]) -> Episodes:
+    """The episodes of plain-format ``arrays`` read from ``path`` (``names``: every array the file holds)."""
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if "rewards" in missing and "qpos" in names:
         raise DatasetError(path, "no 'rewards': this looks like an OGBench file as downloaded, whose singletask "
-                                 "rewards ogbench computes at load time; save the arrays of "
-                                 "ogbench.make_env_and_datasets(name, dataset_path=...) with numpy.savez (docs/data.md)")
+                                 "rewards ogbench computes at load time; train it under its task, e.g. --task "
+                                 "ogbench:cube-single-play-singletask-v0, and lawr relabels it as ogbench does")
     if missing or not any(key in arrays for key in END_KEYS):
         raise DatasetError(path, f"missing required array(s) {missing or ['timeouts or masks']} (plain format needs "
                                  f"{list(REQUIRED_KEYS)} and 'timeouts' (D4RL) or 'masks' (OGBench))")

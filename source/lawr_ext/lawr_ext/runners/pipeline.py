@@ -33,6 +33,7 @@ from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.episodes import DatasetError, Episodes
+from lawr_ext.data.reading import Reading
 from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, final_path, load_final,
                                          read_checkpoint, save_final)
@@ -54,7 +55,7 @@ def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
             raise DatasetError(path, f"collected on task {recorded!r}, but this run trains {cfg.task!r}")
         episodes.check_dims(path, spec.obs_dim, spec.action_dim, f"task {cfg.task!r}")
 
-    episodes = load_episodes(path, expect)
+    episodes = load_episodes(path, expect, Reading.of(cfg))
     return ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=path, device=cfg.device, seed=cfg.seed,
                         action_normalization=cfg.data.action_normalization, chunk_basis=chunk_basis(cfg))
 
