@@ -130,3 +130,48 @@ def test_test_data_has_the_shipped_layout(tmp_path):
         ("observations", "next_observations", "actions", "rewards", "masks", "terminals", "qpos", "qvel"),
         np.float32)
     assert arrays["terminals"].tolist() == [0, 0, 0, 0, 1]
+
+
+def test_a_file_as_downloaded_trains_under_its_task_relabelled_by_ogbenchs_own_functions(tmp_path):
+    """OGBench's download holds observations, actions, terminals, qpos, qvel and no rewards: under its ogbench:
+    task lawr relabels it as ogbench.make_env_and_datasets does, says so in one line, and trains on it."""
+    import warnings
+
+    from conftest import TINY, assert_refused, run_script
+    from ogbench.relabel_utils import relabel_dataset
+    from ogbench.utils import load_dataset
+
+    from lawr_ext.data.dataset import load_episodes
+    from lawr_ext.data.reading import Reading
+
+    shipped = np.load(ogbench_dataset(tmp_path / "shipped.npz", num_episodes=3, length=20))
+    raw = tmp_path / "cube-single-play-v0.npz"
+    np.savez(raw, **{key: shipped[key] for key in ("observations", "actions", "terminals", "qpos", "qvel")})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        episodes = load_episodes(raw, reading=Reading(task=TASK))
+    import ogbench
+
+    singletask = ogbench.make_env_and_datasets("cube-single-play-singletask-v0", env_only=True)
+    expected = load_dataset(str(raw), add_info=True)  # ogbench's own reading and relabelling of the file
+    relabel_dataset(singletask.spec.id, singletask, expected)
+    assert episodes.lengths.tolist() == [19, 19, 19]  # each trajectory's extra last state is not a transition
+    assert episodes.rewards.tolist() == expected["rewards"].tolist()
+    assert episodes.no_bootstrap.tolist() == (expected["masks"] == 0).tolist()
+    assert torch.equal(episodes.final_obs, torch.from_numpy(expected["next_observations"][18::19]))
+    notes = [str(w.message) for w in caught if "as downloaded" in str(w.message)]
+    assert len(notes) == 1 and "ogbench.relabel_utils.relabel_dataset" in notes[0]
+
+    tiny = [o for o in TINY if not o.startswith("critic.v_")] + ["critic.v_min=-20", "critic.v_max=0"]
+    run = tmp_path / "run"
+    status, _, err = run_script("train_lawr.py", "--task", TASK, "--dataset", str(raw), "--run_dir", str(run),
+                                "--device", "cpu", "--no_eval", *tiny)
+    assert status == 0, err[-3000:]
+    assert json.loads((run / "summary.json").read_text())["dataset"]["episodes"] == 3
+    # Under another task the file has no rewards, and a file of another family has other dims: one line each.
+    for task, fragments in (("Bimanual-Chunk", ["OGBench file as downloaded", "--task ogbench:"]),
+                            ("ogbench:cube-double-play-singletask-v0",
+                             ["'observations' have dim 28, OGBench's cube-double-play-singletask-v0 has 37"])):
+        assert_refused(run_script("train_lawr.py", "--task", task, "--dataset", str(raw), "--run_dir",
+                                  str(tmp_path / "refused"), "--device", "cpu", "--no_eval", *tiny), str(raw), *fragments)
+        assert not (tmp_path / "refused").exists()

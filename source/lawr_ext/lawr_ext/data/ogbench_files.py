@@ -42,6 +42,15 @@ def read_ogbench_download(path: str | os.PathLike, task: str | None) -> tuple[Ep
                                  f"ogbench computes at load time; train it under its task (--task {PREFIX}<dataset>-"
                                  "singletask[-taskN]-v0) and lawr relabels it with ogbench's functions")
     name = ogbench_name(task)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # OGBench's Box bounds
+        episodes = _relabelled(path, name)
+    note = (f"OGBench file as downloaded: rewards and masks of {name}'s goal computed by ogbench "
+            f"(ogbench.relabel_utils.relabel_dataset), {episodes.num_episodes} trajectories")
+    return episodes, note
+
+
+def _relabelled(path: Path, name: str) -> Episodes:
     env = _singletask_env(path, name)
     try:
         from ogbench.relabel_utils import relabel_dataset
@@ -62,10 +71,7 @@ def read_ogbench_download(path: str | os.PathLike, task: str | None) -> tuple[Ep
     finally:
         env.close()
     arrays = {key: dataset[key] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in dataset}
-    episodes = plain_episodes(path, arrays, set(dataset))
-    note = (f"OGBench file as downloaded: rewards and masks of {name}'s goal computed by ogbench "
-            f"(ogbench.relabel_utils.relabel_dataset), {episodes.num_episodes} trajectories")
-    return episodes, note
+    return plain_episodes(path, arrays, set(dataset))
 
 
 def _singletask_env(path: Path, name: str):
@@ -78,6 +84,4 @@ def _singletask_env(path: Path, name: str):
     except ImportError as error:
         raise DatasetError(path, f"relabelling an OGBench file needs the ogbench package (requirements/lock.txt, "
                                  f"installed by scripts/setup.sh): {error}") from None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # OGBench's Box bounds
-        return ogbench.make_env_and_datasets(name, env_only=True)
+    return ogbench.make_env_and_datasets(name, env_only=True)
