@@ -236,7 +236,7 @@ def parse_args() -> argparse.Namespace:
                              "(default 480; tiny 120)")
     parser.add_argument("--latency_batches", type=int, nargs="+", default=None, help="default 1 4096 (GPU); 1 4 (tiny)")
     parser.add_argument("--latency_runtimes", nargs="+", default=None, choices=tuple(latency.RUNTIME_FNS),
-                        help="default eager cuda_graph compile (GPU); eager torchscript (tiny)")
+                        help="default eager cuda_graph compile (GPU); eager (tiny)")
     parser.add_argument("--matmul_precision", default="highest", choices=("highest", "high", "medium"),
                         help="torch.set_float32_matmul_precision: 'high' allows TF32 (torch's default is 'highest')")
     parser.add_argument("--work_dir", type=Path, default=None, help="where the run is trained (default: a temp dir)")
@@ -246,7 +246,7 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown arguments {unknown} (hydra overrides are key=value)")
     args.tiny = not args.device.startswith("cuda")
     defaults = {"budget_s": (240.0, 10.0), "probe_steps": (20, 5), "time_limit_s": (480.0, 120.0),
-                "latency_batches": ([1, 4096], [1, 4]), "latency_runtimes": (list(latency.RUNTIMES["cuda"]), ["eager", "torchscript"])}
+                "latency_batches": ([1, 4096], [1, 4]), "latency_runtimes": (list(latency.RUNTIMES["cuda"]), ["eager"])}
     for name, (gpu, tiny) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, tiny if args.tiny else gpu)

@@ -1,8 +1,8 @@
 """Per-chunk inference latency: L-AWR (planner + one flow pass) vs K-step DDIM diffusion, pair by pair in one runtime.
 
-    python bench/latency.py                                        # CPU: eager, TorchScript, onnxruntime; batch 1
+    python bench/latency.py                                        # CPU: eager, .pt2, onnxruntime; batch 1
     python bench/latency.py --device cuda --batch_sizes 1 4096     # GPU: eager, CUDA graph, torch.compile
-    python bench/latency.py --runtimes eager torchscript --batch_sizes 1 256 --json latency.json
+    python bench/latency.py --runtimes eager pt2 aoti --batch_sizes 1 256 --json latency.json
 
 Both policies are built at the project's default sizes with the same network (``FlowConfig``: the
 diffusion denoiser IS the flow's architecture), with random weights: latency does not depend on
@@ -11,9 +11,14 @@ denoising steps, not one runtime's overhead against another's; where a runtime t
 there is no ratio:
 
     eager         the policies' own forward (as the evaluation harness runs them)
-    torchscript   traced and saved with lawr's exporter (CPU)
-    onnxruntime   exported to ONNX with lawr's exporter, run by onnxruntime (CPU): L-AWR only, unless
-                  --onnx_diffusion (exporting the K unrolled DDIM steps took > 12 min on this 2-core CPU)
+    pt2           the torch.export program lawr's exporter saves (policy.pt2), loaded back (CPU)
+    aoti          the AOTInductor package lawr's exporter compiles (policy.aoti.pt2), loaded back (CPU); not a
+                  default runtime (~30 s to compile L-AWR at toy size)
+    onnxruntime   exported to ONNX with lawr's exporter, run by onnxruntime (CPU)
+
+torch.export unrolls diffusion's K DDIM steps into one graph: tracing K = 50 took minutes on a 2-core CPU, and
+the ONNX export of it > 12 min. The three exported runtimes time L-AWR only, unless ``--export_diffusion`` names
+them.
     cuda_graph    the whole call captured once per batch size and replayed (CUDA): no launch overhead
     compile       torch.compile of each policy's networks (planner and flow / denoiser), the glue eager
 
@@ -30,7 +35,6 @@ import json
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -50,7 +54,7 @@ from lawr_ext.modules.normalizer import ActionNormalizer, fit_obs_normalizer
 #: Bimanual-Chunk's observation size, chunk horizon and action size (tests/test_gpu_check.py checks them
 #: against the env cfg; the bench does not import the simulator, so it runs on a host without it).
 BIMANUAL_DIMS = (45, 50, 14)
-RUNTIMES = {"cpu": ("eager", "torchscript", "onnxruntime"), "cuda": ("eager", "cuda_graph", "compile")}
+RUNTIMES = {"cpu": ("eager", "pt2", "onnxruntime"), "cuda": ("eager", "cuda_graph", "compile")}
 POLICIES = ("L-AWR", "diffusion")
 
 
@@ -76,7 +80,7 @@ class Setup(NamedTuple):
     workdir: Path         # exported files
     threads: int          # CPU threads of onnxruntime
     obs_dim: int
-    onnx_diffusion: bool  # export the K-step diffusion graph too (> 10 min on a small CPU)
+    export_diffusion: tuple[str, ...]  # runtimes that export the K-step diffusion graph too (minutes)
 
 
 def bench_metadata(policy: ChunkPolicy, obs_dim: int) -> dict:
@@ -91,23 +95,34 @@ def eager(policy: ChunkPolicy, name: str, setup: Setup):
     return lambda obs: lambda: policy(obs)
 
 
-def torchscript(policy: ChunkPolicy, name: str, setup: Setup):
-    from lawr_ext.export import export_torchscript, load_torchscript
+def pt2(policy: ChunkPolicy, name: str, setup: Setup):
+    from lawr_ext.export import export_pt2, load_pt2
 
-    with warnings.catch_warnings():  # the trace check re-runs diffusion with fresh noise and reports a mismatch
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        path = export_torchscript(policy, setup.workdir / f"{name}.pt", bench_metadata(policy, setup.obs_dim))
-    module = load_torchscript(path)[0]
+    _refuse_diffusion_unless_asked(policy, setup, "pt2")
+    path = export_pt2(policy, setup.workdir / f"{name}.pt2", bench_metadata(policy, setup.obs_dim))
+    module = load_pt2(path)[0]
     return lambda obs: lambda: module(obs)
+
+
+def _refuse_diffusion_unless_asked(policy: ChunkPolicy, setup: Setup, runtime: str) -> None:
+    if any(isinstance(m, DiffusionPolicy) for m in policy.modules()) and runtime not in setup.export_diffusion:
+        raise RuntimeError("not exported: torch.export unrolls the K DDIM steps into one graph, which takes minutes "
+                           f"on a small CPU; pass --export_diffusion {runtime} to wait for it")
+
+
+def aoti(policy: ChunkPolicy, name: str, setup: Setup):
+    from lawr_ext.export import export_aoti, load_aoti
+
+    _refuse_diffusion_unless_asked(policy, setup, "aoti")
+    path = export_aoti(policy, setup.workdir / f"{name}.aoti.pt2", bench_metadata(policy, setup.obs_dim))
+    model = load_aoti(path)[0]
+    return lambda obs: lambda: model(obs)
 
 
 def onnxruntime(policy: ChunkPolicy, name: str, setup: Setup):
     from lawr_ext.export import export_onnx, load_onnx
 
-    if any(isinstance(m, DiffusionPolicy) for m in policy.modules()) and not setup.onnx_diffusion:
-        raise RuntimeError("not exported: the dynamo exporter unrolls the K DDIM steps into one graph, which took "
-                           "> 12 min on a 2-core CPU; pass --onnx_diffusion to wait for it")
-
+    _refuse_diffusion_unless_asked(policy, setup, "onnxruntime")
     path = export_onnx(policy, setup.workdir / f"{name}.onnx", bench_metadata(policy, setup.obs_dim))
     session = load_onnx(path, num_threads=setup.threads)[0]
 
@@ -144,7 +159,8 @@ def compiled(policy: ChunkPolicy, name: str, setup: Setup):
     return lambda obs: lambda: policy(obs)
 
 
-RUNTIME_FNS = {"eager": eager, "torchscript": torchscript, "onnxruntime": onnxruntime,
+EXPORTED_RUNTIMES = ("pt2", "aoti", "onnxruntime")  # run a file lawr's exporter wrote
+RUNTIME_FNS = {"eager": eager, "pt2": pt2, "aoti": aoti, "onnxruntime": onnxruntime,
                "cuda_graph": cuda_graph, "compile": compiled}
 
 
@@ -165,7 +181,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, devi
 def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: tuple[str, ...] | None = None,
             dims: tuple[int, int, int] = BIMANUAL_DIMS, diffusion_steps: int = 50, repeats: int = 7,
             repeats_large: int = 2, threads: int = 1, flow_cfg: FlowConfig | None = None,
-            planner_cfg: PlannerConfig | None = None, onnx_diffusion: bool = False,
+            planner_cfg: PlannerConfig | None = None, export_diffusion: tuple[str, ...] = (),
             on_result: Callable[[dict], None] | None = None) -> dict:
     """{"config": ..., "runtimes": {runtime: {"seconds", "batches": {batch: {"L-AWR_ms", "diffusion_ms", "ratio"}},
     "errors": {...}}}}; ratio = diffusion / L-AWR, both in that runtime, and only where both were timed.
@@ -186,7 +202,7 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for runtime in runtimes:
             started = time.perf_counter()
-            setup = Setup(Path(tmp), threads, dims[0], onnx_diffusion)
+            setup = Setup(Path(tmp), threads, dims[0], tuple(export_diffusion))
             outcome: dict = {"batches": {}, "errors": {}}
             makers = {}
             for name, policy in policies.items():
@@ -198,7 +214,7 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
                 for batch in batch_sizes:
                     obs = torch.randn(batch, dims[0], device=device)
                     fns = {k: make(obs) for k, make in makers.items()}
-                    interleaved_medians(fns, 1, device)  # warm-up: TorchScript profiling, compilation, first kernels
+                    interleaved_medians(fns, 1, device)  # warm-up: compilation, first kernels, allocations
                     seconds = interleaved_medians(fns, repeats if batch == 1 else repeats_large, device)
                     row = {f"{k}_ms": 1e3 * s for k, s in seconds.items()}
                     if len(seconds) == len(POLICIES):
@@ -240,15 +256,16 @@ def main() -> None:
     parser.add_argument("--diffusion_steps", type=int, default=50, help="K DDIM steps of the diffusion baseline")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per policy at batch 1")
     parser.add_argument("--repeats_large", type=int, default=2, help="timed calls per policy above batch 1")
-    parser.add_argument("--onnx_diffusion", action="store_true",
-                        help="onnxruntime: export the diffusion policy too (K unrolled steps, > 10 min on a small CPU)")
+    parser.add_argument("--export_diffusion", nargs="+", default=[], choices=EXPORTED_RUNTIMES,
+                        help="export the diffusion policy for these runtimes too (K unrolled steps: minutes each, "
+                             "> 12 min for onnxruntime on a small CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch_sizes = args.batch_sizes or ([1, 4096] if args.device.startswith("cuda") else [1])
     result = measure(args.device, tuple(batch_sizes), args.runtimes, diffusion_steps=args.diffusion_steps,
                      repeats=args.repeats, repeats_large=args.repeats_large, threads=args.threads,
-                     onnx_diffusion=args.onnx_diffusion)
+                     export_diffusion=tuple(args.export_diffusion))
     print_table(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -277,8 +277,9 @@ EXPORT_ROBOT_LIMITS = {name: EXPORT_ACTION_SPEC[name] for name in
 
 @pytest.fixture(scope="session")
 def exported_policy(tmp_path_factory):
-    """(policy, metadata, {"onnx": path, "torchscript": path}): small_lawr_policy with random weights, exported."""
-    from lawr_ext.export import build_metadata, export_onnx, export_torchscript
+    """(policy, metadata, {"onnx": path, "pt2": path}): small_lawr_policy with random weights, traced once and
+    exported (the AOTInductor package, ~30 s to compile, only where a test asks for it)."""
+    from lawr_ext.export import build_metadata, export_onnx, export_pt2, trace
 
     torch.manual_seed(0)
     policy = small_lawr_policy()
@@ -288,8 +289,9 @@ def exported_policy(tmp_path_factory):
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=EXPORT_DIMS[0], control_rate_hz=50.0,
                               config_hash="0123456789abcdef", **EXPORT_ACTION_SPEC)
     out = tmp_path_factory.mktemp("export")
-    paths = {"onnx": export_onnx(policy, out / "policy.onnx", metadata),
-             "torchscript": export_torchscript(policy, out / "policy.pt", metadata)}
+    program = trace(policy, EXPORT_DIMS[0])
+    paths = {"onnx": export_onnx(program, out / "policy.onnx", metadata),
+             "pt2": export_pt2(program, out / "policy.pt2", metadata)}
     return policy, metadata, paths
 
 

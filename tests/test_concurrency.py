@@ -143,24 +143,24 @@ with atomic_path({target!r}) as tmp:
 
 
 def test_an_export_killed_mid_write_leaves_a_temp_file_the_next_export_removes(exported_policy, tmp_path):
-    from lawr_ext.export import export_torchscript
+    from lawr_ext.export import export_pt2
 
     policy, metadata, _ = exported_policy
-    target = tmp_path / "export" / "policy.pt"
+    target = tmp_path / "export" / "policy.pt2"
     left = []
     for _ in range(2):  # each write of the target removes what the killed one before it left
         killed = subprocess.Popen([sys.executable, "-c", KILLED_WRITE.format(target=str(target))], env=ENV)
         assert killed.wait(timeout=60) == -signal.SIGKILL
         left.append(sorted(p.name for p in target.parent.iterdir()))
     assert len(left[0]) == len(left[1]) == 1 and left[0] != left[1] and f".{killed.pid}." in left[1][0]
-    (target.parent / ".policy.pt.k9x2.tmp").write_bytes(b"")  # a 0-byte one of an older lawr
+    (target.parent / ".policy.pt2.k9x2.tmp").write_bytes(b"")  # a 0-byte one of an older lawr
     stale = sorted(p.name for p in target.parent.iterdir())
     assert len(stale) == 2 and not target.exists()
     with atomic_path(target.parent / "other.onnx") as tmp:  # other targets' writes leave them alone
         tmp.write_bytes(b"x")
     assert all((target.parent / name).exists() for name in stale)
-    export_torchscript(policy, target, metadata)  # as export_onnx, through atomic_path
-    assert sorted(p.name for p in target.parent.iterdir()) == ["other.onnx", "policy.pt"]
+    export_pt2(policy, target, metadata)  # as every export format, through atomic_path
+    assert sorted(p.name for p in target.parent.iterdir()) == ["other.onnx", "policy.pt2"]
 
 
 def test_a_write_in_flight_is_not_removed_as_stale(tmp_path):

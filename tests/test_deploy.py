@@ -13,8 +13,7 @@ import onnx
 import pytest
 from conftest import EXPORT_ACTION_SPEC, EXPORT_DIMS, EXPORT_ROBOT_LIMITS, assert_refused, run_script
 
-from lawr_ext.deploy import DIGEST_FIELD, METADATA_KEY, OnnxChunkPolicy, integrity_fields
-from lawr_ext.utils.io import FORMAT_VERSION
+from lawr_ext.deploy import DIGEST_FIELD, EXPORT_FORMAT_VERSION, METADATA_KEY, OnnxChunkPolicy, integrity_fields
 
 OBS_DIM, H, A = EXPORT_DIMS
 RATE = 50.0
@@ -56,7 +55,8 @@ TAMPERED = {  # issue #9's three, then every other field a robot relies on -> th
     "horizon_1000": (setting(horizon=1000), ["horizon=1000", f"{H} x {A}"]),
     "obs_dim": (setting(obs_dim=OBS_DIM + 1), [f"obs_dim={OBS_DIM + 1}", f"takes {OBS_DIM}"]),
     "action_dim": (setting(action_dim=A - 1), [f"action_dim={A - 1}", f"{H} x {A}"]),
-    "format_version": (setting(format_version=FORMAT_VERSION - 1), [f"format version {FORMAT_VERSION - 1}", "re-export"]),
+    "format_version": (setting(format_version=EXPORT_FORMAT_VERSION - 1),
+                       [f"format version {EXPORT_FORMAT_VERSION - 1}", "re-export"]),
     "no_format_version": (dropping("format_version"), ["format version None"]),
     "joint_limits_missing": (dropping("joint_lower", "joint_upper"), ["lacks ['joint_lower', 'joint_upper']"]),
     "joint_lower_short": (lambda m: m["joint_lower"].pop(), [f"joint_lower has {A - 1} entries"]),

@@ -1,4 +1,4 @@
-"""Export: ONNX / TorchScript graphs reproduce the eager policy, and their metadata round-trips."""
+"""Export: ONNX, .pt2 and AOTInductor files reproduce the eager policy, and their metadata round-trips."""
 
 import json
 import shutil
@@ -15,11 +15,10 @@ from lawr_ext.algorithms.flow import build_flow_decoder
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.deploy import DIGEST_FIELD, INTEGRITY_FIELDS
-from lawr_ext.export import (METADATA_KEY, build_metadata, export_onnx, export_torchscript, load_onnx, load_torchscript,
-                             max_abs_diff)
+from lawr_ext.deploy import DIGEST_FIELD, EXPORT_FORMAT_VERSION, INTEGRITY_FIELDS
+from lawr_ext.export import (METADATA_KEY, build_metadata, export_onnx, export_policy, export_pt2, load_exported,
+                             load_onnx, load_pt2, max_abs_diff, trace)
 from lawr_ext.modules.normalizer import fit_obs_normalizer
-from lawr_ext.utils.io import FORMAT_VERSION
 
 OBS_DIM, H, A = EXPORT_DIMS
 DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)  # the observations small_lawr_policy's normalizer was fitted on
@@ -32,15 +31,12 @@ def exported(exported_policy):
 
 
 def _run(fmt, path, obs):
-    if fmt == "onnx":
-        session, _ = load_onnx(path)
-        return torch.from_numpy(session.run(["actions"], {"obs": obs.numpy()})[0])
-    module, _ = load_torchscript(path)
+    run, _ = load_exported(path, fmt)
     with torch.no_grad():
-        return module(obs)
+        return run(obs)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 @pytest.mark.parametrize("batch", [1, 7, 256])
 def test_exported_graph_matches_eager_policy(exported, fmt, batch):
     policy, _, paths = exported
@@ -58,29 +54,41 @@ def test_exported_graph_matches_eager_policy(exported, fmt, batch):
         assert (eager[0] - eager[1]).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_metadata_round_trips_inside_the_file(exported, fmt):
     _, metadata, paths = exported
-    loaded = (load_onnx if fmt == "onnx" else load_torchscript)(paths[fmt])[1]
+    loaded = load_exported(paths[fmt])[1]
     assert {k: v for k, v in loaded.items() if k not in INTEGRITY_FIELDS} == metadata
     assert (DIGEST_FIELD in loaded) == (fmt == "onnx")  # the robot's file carries its digest
-    assert loaded["format_version"] == FORMAT_VERSION and loaded["horizon"] == H and loaded["action_dim"] == A
+    assert loaded["format_version"] == EXPORT_FORMAT_VERSION and loaded["horizon"] == H and loaded["action_dim"] == A
 
 
 def test_other_format_version_is_rejected_with_a_clear_message(exported, tmp_path):
     _, metadata, paths = exported
     model = onnx.load(str(paths["onnx"]))
     prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
-    prop.value = json.dumps({**metadata, "format_version": FORMAT_VERSION + 1})
+    prop.value = json.dumps({**metadata, "format_version": EXPORT_FORMAT_VERSION + 1})
     onnx.save(model, str(tmp_path / "future.onnx"))
-    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*re-export"):
+    with pytest.raises(ValueError, match=f"format version {EXPORT_FORMAT_VERSION + 1}, this reads version "
+                                         f"{EXPORT_FORMAT_VERSION}; re-export"):
         load_onnx(tmp_path / "future.onnx")
 
-    module, _ = load_torchscript(paths["torchscript"])
-    stale = {**metadata, "format_version": FORMAT_VERSION - 1}
-    torch.jit.save(module, str(tmp_path / "old.pt"), _extra_files={f"{METADATA_KEY}.json": json.dumps(stale)})
-    with pytest.raises(ValueError, match="format version"):
-        load_torchscript(tmp_path / "old.pt")
+    program = torch.export.load(paths["pt2"])
+    stale = {**metadata, "format_version": EXPORT_FORMAT_VERSION - 1}
+    torch.export.save(program, tmp_path / "old.pt2", extra_files={f"{METADATA_KEY}.json": json.dumps(stale)})
+    with pytest.raises(ValueError, match=f"format version {EXPORT_FORMAT_VERSION - 1}"):
+        load_pt2(tmp_path / "old.pt2")
+
+
+def test_the_export_format_does_not_follow_the_checkpoint_format(exported, monkeypatch):
+    """A new checkpoint format leaves every deployed export readable: the export metadata has its own version."""
+    import lawr_ext.utils.io
+
+    policy, _, paths = exported
+    monkeypatch.setattr(lawr_ext.utils.io, "FORMAT_VERSION", lawr_ext.utils.io.FORMAT_VERSION + 1)
+    rebuilt = build_metadata(policy, task="t", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="x")
+    assert rebuilt["format_version"] == EXPORT_FORMAT_VERSION
+    assert load_onnx(paths["onnx"])[1]["format_version"] == EXPORT_FORMAT_VERSION  # still accepted
 
 
 def test_metadata_must_describe_every_action_dimension(exported):
@@ -172,9 +180,9 @@ def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, meth
     policy = baseline_policy(method)
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
     obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
-    for fmt, export in (("onnx", export_onnx), ("torchscript", export_torchscript)):
-        path = export(policy, tmp_path / f"{method}.{'onnx' if fmt == 'onnx' else 'pt'}", metadata)
-        assert max_abs_diff(policy, path, obs) <= 1e-4, (method, fmt)
+    for fmt, export in (("onnx", export_onnx), ("pt2", export_pt2)):
+        path = export(policy, tmp_path / f"{method}.{fmt}", metadata)
+        assert max_abs_diff(policy, path, obs, fmt) <= 1e-4, (method, fmt)
     with torch.no_grad():
         assert policy(obs).std() > 1e-3  # not a constant graph
 
@@ -187,23 +195,17 @@ STOCHASTIC_METHODS = {"flow_bc": {}, "fql": {}, "ofql": {}, "best_of_n": {}, "qc
 @pytest.mark.parametrize("method", sorted(STOCHASTIC_METHODS))
 def test_policies_that_draw_noise_export_with_the_noise_drawn_inside_the_graph(tmp_path, method):
     """torch.export refused flow BC's (and best-of-N's, QC's, one-step FQL's) noise draw with a symbolic batch: each
-    now exports to ONNX and TorchScript, draws fresh noise per call in the graph, any batch size."""
-    import warnings
-
+    now exports to ONNX and .pt2, draws fresh noise per call in the graph, any batch size."""
     policy = baseline_policy(method, **STOCHASTIC_METHODS[method])
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
     obs = DATA_MEAN + DATA_STD * torch.randn(5, OBS_DIM)
-    for fmt, export in (("onnx", export_onnx), ("torchscript", export_torchscript)):
-        with warnings.catch_warnings():  # the trace check reruns the policy with fresh noise and reports a mismatch
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            path = export(policy, tmp_path / f"{method}.{'onnx' if fmt == 'onnx' else 'pt'}", metadata)
-        if fmt == "onnx":  # one session, as a robot holds it (a new session replays onnxruntime's default seed)
-            session = load_onnx(path)[0]
-            first, second = (torch.from_numpy(session.run(None, {"obs": obs.numpy()})[0]) for _ in range(2))
-        else:
-            module = load_torchscript(path)[0]
-            with torch.no_grad():
-                first, second = module(obs), module(obs)
+    program = trace(policy, OBS_DIM)  # both files from one trace
+    for fmt, export in (("onnx", export_onnx), ("pt2", export_pt2)):
+        path = export(program, tmp_path / f"{method}.{fmt}", metadata)
+        # one loaded file, as a robot holds it (a new onnxruntime session replays its default seed)
+        run = load_exported(path, fmt)[0]
+        with torch.no_grad():
+            first, second = run(obs), run(obs)
         assert first.shape == (5, H, A) and torch.isfinite(first).all() and first.abs().max() <= 1.0, (method, fmt)
         assert (first - second).abs().max() > 1e-4, (method, fmt)  # the noise is drawn per call, not baked in
 
@@ -228,8 +230,8 @@ def test_a_refused_export_never_replaces_a_good_one_nor_leaves_a_folder(finished
     assert_refused(run_script("export.py", "--checkpoint", str(run), "--out", str(out)),
                    f"{out / 'policy.onnx'}: refused, not written", "non-finite")
     assert file_hashes(out) == good  # the earlier export stands, and no temporary file is left
-    assert_refused(run_script("export.py", "--checkpoint", str(run), "--formats", "torchscript"),
-                   "policy.pt: refused, not written", "non-finite")
+    assert_refused(run_script("export.py", "--checkpoint", str(run), "--formats", "pt2"),
+                   "policy.pt2: refused, not written", "non-finite")
     assert not (run / "export").exists()  # no empty folder where nothing was written
 
 
@@ -246,3 +248,59 @@ def test_the_export_script_exports_flow_bc_and_the_robot_side_plays_it(finished_
     np.testing.assert_allclose(robot.meta["obs_low"], observations.min(0), rtol=1e-6)
     robot.reset()
     assert np.isfinite(robot.command(robot.act(observations[0]))).all()
+
+
+def test_export_policy_writes_each_format_from_one_trace_and_the_robot_plays_the_onnx(finished_run, tmp_path):
+    """The library API: a run's L-AWR policy as ONNX and .pt2, each within 1e-4 of the eager policy at any batch
+    size, the same metadata inside both, and the ONNX file played by the robot side against the robot's limits."""
+    from lawr_ext.deploy import OnnxChunkPolicy, read_robot_limits
+    from lawr_ext.runners.pipeline import load_policy
+    from lawr_ext.tasks.bimanual.action_spec import ROBOT_LIMITS_FILE
+
+    run = Path(shutil.copytree(finished_run[1], tmp_path / "run"))
+    lines = []
+    paths = export_policy(run, "lawr", ("onnx", "pt2"), log=lines.append)
+    assert paths == {"onnx": run / "export" / "policy.onnx", "pt2": run / "export" / "policy.pt2"}
+    assert len(lines) == 2 and all("max |exported - eager|" in line for line in lines)
+    policy = load_policy(run)
+    with np.load(finished_run[0]) as data:
+        dataset_obs = data["observations"]
+    observations = torch.from_numpy(dataset_obs[:7]).float()
+    metadata = {}
+    for fmt, path in paths.items():
+        run_file, metadata[fmt] = load_exported(path)
+        for batch in (1, 7):
+            with torch.no_grad():
+                eager, exported = policy(observations[:batch]), run_file(observations[:batch])
+            assert exported.shape == eager.shape and (exported - eager).abs().max() <= 1e-4, (fmt, batch)
+    assert {k: v for k, v in metadata["onnx"].items() if k not in INTEGRITY_FIELDS} == metadata["pt2"]
+    assert metadata["pt2"]["policy"] == policy.name
+    np.testing.assert_allclose(metadata["pt2"]["obs_low"], dataset_obs.min(0), rtol=1e-6)
+
+    robot = OnnxChunkPolicy(str(paths["onnx"]), robot_limits=read_robot_limits(ROBOT_LIMITS_FILE))
+    robot.reset()
+    for obs in observations.numpy():
+        assert np.isfinite(robot.command(robot.act(obs))).all()
+
+
+def test_export_policy_refuses_an_unknown_format_or_method_in_one_line(finished_run, tmp_path):
+    with pytest.raises(ValueError, match=r"formats=\('torchscript',\): choose from \('onnx', 'pt2', 'aoti'\)"):
+        export_policy(finished_run[1], formats=("torchscript",), out=tmp_path / "out")
+    with pytest.raises(ValueError, match="method 'nope': choose from"):
+        export_policy(finished_run[1], method="nope", out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_aoti_package_matches_eager_at_any_batch_and_carries_the_metadata(exported, tmp_path):
+    """The AOTInductor package (compiled C++, ~30 s on a 2-core CPU: the one AOTI compile of the suite)."""
+    from lawr_ext.export import export_aoti, load_aoti
+
+    policy, metadata, _ = exported
+    path = export_aoti(policy, tmp_path / "policy.aoti.pt2", metadata)
+    model, loaded = load_aoti(path)
+    assert loaded == metadata and load_exported(path)[1] == metadata  # found by its name too
+    for batch in (1, 7):
+        obs = DATA_MEAN + DATA_STD * torch.randn(batch, OBS_DIM)
+        with torch.no_grad():
+            eager, compiled = policy(obs), model(obs)
+        assert compiled.shape == (batch, H, A) and (compiled - eager).abs().max() <= 1e-4, batch

@@ -54,7 +54,7 @@ def test_report_has_every_figure(check):
     assert positive(jvp["ratio"]) and positive(jvp["mean_flow"]["ms_per_step"])
     assert positive(jvp["flow_matching"]["ms_per_step"])
     assert report["sizes"]["flow"].startswith("transformer")  # the GPU run's architecture, shrunk
-    for runtime in ("eager", "torchscript"):  # tiny mode's runtimes; each ratio within one runtime
+    for runtime in ("eager",):  # tiny mode's runtimes; each ratio within one runtime
         outcome = report["latency"]["runtimes"][runtime]
         assert outcome["errors"] == {}, runtime
         for batch in ("1", "4"):

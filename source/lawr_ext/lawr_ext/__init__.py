@@ -11,7 +11,7 @@ Data flows sim -> dataset -> phase 1 (flow) -> phase 2 (critic) -> phase 3 (plan
     configs/     typed dataclass configs, composed by hydra (imports nothing from algorithms/ or runners/)
     runners/     the stage-by-stage training loop: checkpoints, resume, logging; the benchmark
     eval/        vectorized rollouts, success-rate confidence intervals, diagnostics of trained models
-    export/      a trained policy as one TorchScript / ONNX graph
+    export/      a trained policy as ONNX / .pt2 / AOTInductor files (export_policy)
     utils/       atomic writes and hashes, derived seeds, the torchrun process group
 """
 

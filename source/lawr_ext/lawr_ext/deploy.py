@@ -4,7 +4,7 @@ This module imports nothing of lawr and no torch, so it can be copied onto a rob
 it needs travels in the file's metadata (``scripts/export.py`` writes it, ``lawr_ext/export`` builds it with
 :func:`check_metadata`, the same check this side runs before the first command)::
 
-    format_version     METADATA_FORMAT of the exporter
+    format_version     EXPORT_FORMAT_VERSION of the exporter
     task, policy, config_hash
     horizon, action_dim, obs_dim   must match the graph: input [B, obs_dim], output [B, horizon, action_dim]
     control_rate_hz    actions per second, within CONTROL_RATE_RANGE_HZ
@@ -53,8 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-METADATA_KEY = "lawr_metadata"  # ONNX metadata_props key (TorchScript: extra file "<key>.json")
-METADATA_FORMAT = 4             # the layout above; lawr_ext.utils.io.FORMAT_VERSION of the exporter
+METADATA_KEY = "lawr_metadata"  # ONNX metadata_props key (.pt2: extra file "<key>.json"; AOTI: package metadata)
+#: The layout above, versioned on its own: a change of the checkpoint format (lawr_ext.utils.io.FORMAT_VERSION)
+#: leaves deployed exports readable. It starts at 4, the number exports were first written with, so they still are.
+EXPORT_FORMAT_VERSION = 4
 JOINT_FIELDS = ("joint_names", "action_scale", "action_offset", "joint_lower", "joint_upper", "max_target_speed")
 OBS_RANGE_FIELDS = ("obs_low", "obs_high")
 DIGEST_FIELD, SIGNATURE_FIELD = "sha256", "hmac_sha256"
@@ -89,8 +91,8 @@ def check_metadata(meta: dict, source: object, obs_dim: int | None = None,
     if not isinstance(meta, dict):
         raise refuse("export metadata is not a JSON object")
     version = meta.get("format_version")
-    if version != METADATA_FORMAT:
-        raise refuse(f"exported with format version {version}, this reads version {METADATA_FORMAT}; re-export the "
+    if version != EXPORT_FORMAT_VERSION:
+        raise refuse(f"exported with format version {version}, this reads version {EXPORT_FORMAT_VERSION}; re-export the "
                      "policy with this version of lawr")
     missing = [k for k in _POSITIVE_INTS + _STRINGS + ("control_rate_hz",) if k not in meta]
     if missing:

@@ -8,7 +8,7 @@
     planner.py    PlannerConfig    phase 3: latent advantage-weighted regression
     baselines.py  ...Config        one per baseline
     eval.py       EvalConfig       vectorized rollouts
-    export.py     ExportConfig     ONNX / TorchScript export
+    export.py     ExportConfig     ONNX / .pt2 / AOTInductor export
     train.py      TrainConfig      the whole run; ``load_train_config(task, overrides)`` composes tasks/<task>.yaml
 
 Every lawr config class ends in ``Config``; the tasks' Isaac Lab ``@configclass`` classes keep Isaac Lab's ``Cfg``.
