@@ -291,16 +291,23 @@ def test_export_policy_refuses_an_unknown_format_or_method_in_one_line(finished_
     assert not (tmp_path / "out").exists()
 
 
-def test_aoti_package_matches_eager_at_any_batch_and_carries_the_metadata(exported, tmp_path):
-    """The AOTInductor package (compiled C++, ~30 s on a 2-core CPU: the one AOTI compile of the suite)."""
-    from lawr_ext.export import export_aoti, load_aoti
+def test_aoti_package_matches_eager_at_any_batch_and_carries_the_metadata(finished_run, tmp_path):
+    """export_policy's AOTInductor package (compiled C++, ~30 s on a 2-core CPU: the one AOTI compile of the suite),
+    checked on its temporary file as every format is."""
+    from lawr_ext.export import load_aoti
+    from lawr_ext.runners.pipeline import load_policy
 
-    policy, metadata, _ = exported
-    path = export_aoti(policy, tmp_path / "policy.aoti.pt2", metadata)
-    model, loaded = load_aoti(path)
-    assert loaded == metadata and load_exported(path)[1] == metadata  # found by its name too
+    run = Path(shutil.copytree(finished_run[1], tmp_path / "run"))
+    lines = []
+    path = export_policy(run, formats=("aoti",), out=tmp_path / "deploy", log=lines.append)["aoti"]
+    assert path == tmp_path / "deploy" / "policy.aoti.pt2" and "max |exported - eager|" in lines[0]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["policy.aoti.pt2"]  # no temporary file left
+    model, metadata = load_aoti(path)
+    assert load_exported(path)[1] == metadata and metadata["format_version"] == EXPORT_FORMAT_VERSION
+    policy = load_policy(run)
+    assert metadata["policy"] == policy.name and metadata["horizon"] == policy.horizon
     for batch in (1, 7):
-        obs = DATA_MEAN + DATA_STD * torch.randn(batch, OBS_DIM)
+        obs = torch.randn(batch, metadata["obs_dim"])
         with torch.no_grad():
             eager, compiled = policy(obs), model(obs)
-        assert compiled.shape == (batch, H, A) and (compiled - eager).abs().max() <= 1e-4, batch
+        assert compiled.shape == eager.shape and (compiled - eager).abs().max() <= 1e-4, batch
