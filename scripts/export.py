@@ -19,7 +19,7 @@ for shape and finiteness only. The checks run on the temporary file: only a file
 
 The ONNX file carries a sha256 digest over graph and metadata; ``--signing_key FILE`` (default: the file named by
 $LAWR_SIGNING_KEY_FILE) adds an HMAC signature that only holders of the key can produce. Deploy the .onnx with
-onnxruntime alone: see scripts/deploy_onnx.py. (TorchScript is no longer written: torch 2.11 deprecates it.)
+onnxruntime alone: see scripts/deploy_onnx.py. TorchScript is not written: torch 2.11 deprecates it for torch.export.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ CPU copy in eval mode, a dynamic batch axis) and every format is written from th
            loads with ``torch::inductor::AOTIModelPackageLoader``, no Python
 
 What a robot must know to play the chunk travels inside each file as one JSON object under ``METADATA_KEY``:
-ONNX ``metadata_props`` (readable with onnxruntime alone), a ``.pt2`` extra file, the AOTI package's metadata.
+ONNX ``metadata_props`` (readable with onnxruntime alone), a ``.pt2`` extra file, the AOTI package's metadata
+(C++: ``AOTIModelPackageLoader::get_metadata()``).
 The ONNX file also carries a sha256 digest over its graph and metadata (and an HMAC signature with a lab's key),
 which the robot side checks before it loads anything.
 
