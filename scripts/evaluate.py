@@ -20,10 +20,10 @@ from pathlib import Path
 
 from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
-from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.configs.train import train_config_from_dict
 from lawr_ext.eval import evaluate_policy, support_check, write_report
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, read_summary, run_dir_of
+from lawr_ext.runners.pipeline import load_policy, open_dataset, read_summary, run_dir_of
 from lawr_ext.utils.cli import run_main, set_verbose
 from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
@@ -78,7 +78,7 @@ def main() -> None:
     if not world.is_writer:
         return
     if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
-        dataset = ChunkDataset.from_path(dataset_path, policy.horizon, train_cfg["data"]["gamma"])
+        dataset = open_dataset(train_config_from_dict(train_cfg), dataset_path)  # read as the run read it
         support = support_check(policy, dataset, args.support_samples, cfg.seed)
     report |= {"checkpoint": str(path), "support": support}
     json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)

@@ -168,6 +168,11 @@ def test_a_file_as_downloaded_trains_under_its_task_relabelled_by_ogbenchs_own_f
                                 "--device", "cpu", "--no_eval", *tiny)
     assert status == 0, err[-3000:]
     assert json.loads((run / "summary.json").read_text())["dataset"]["episodes"] == 3
+    # The export reads the run's dataset as training read it (its observation range goes into the metadata).
+    from lawr_ext.export import export_policy, load_onnx
+
+    _, metadata = load_onnx(export_policy(run, formats=("onnx",))["onnx"])
+    assert metadata["obs_low"] == pytest.approx(episodes.obs.min(dim=0).values.tolist())
     # Under another task the file has no rewards, and a file of another family has other dims: one line each.
     for task, fragments in (("Bimanual-Chunk", ["OGBench file as downloaded", "--task ogbench:"]),
                             ("ogbench:cube-double-play-singletask-v0",

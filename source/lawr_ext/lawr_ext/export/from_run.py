@@ -13,8 +13,10 @@ from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.export import ExportConfig
+from lawr_ext.configs.train import train_config_from_dict
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.episodes import DatasetError
+from lawr_ext.data.reading import Reading
 from lawr_ext.export.exporter import (FILE_NAMES, build_metadata, export_aoti, export_onnx, export_pt2,
                                       frozen_cpu_copy, run_exported, trace)
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
@@ -32,7 +34,8 @@ def observation_range(run_dir: Path, record: dict, dataset: str | Path | None) -
         raise ValueError(f"{run_dir}: no dataset recorded in summary.json; pass --dataset (the run's dataset, whose "
                          "observation range the export records)")
     try:
-        episodes = load_episodes(path)
+        # read as the run read it (a LeRobot dataset's keys and reward convention, an OGBench file's task)
+        episodes = load_episodes(path, reading=Reading.of(train_config_from_dict(record["config"])))
     except DatasetError as err:
         raise ValueError(f"{err}; pass --dataset (the run's dataset, whose observation range the export records)") from None
     if episodes.fingerprint() != record["dims"]["data_sha256"]:
