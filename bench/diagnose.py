@@ -59,7 +59,7 @@ from lawr_ext.utils.io import atomic_write_text
 
 PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling", "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
-# Phase 3 variants of issue #10 section 3: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
+# Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
 DEFAULT_VARIANTS = ("ball=planner.latent=ball", "sphere=planner.latent=sphere",
                     "sphere_q1=planner.latent=sphere,planner.q_weight=1.0",

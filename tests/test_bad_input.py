@@ -212,7 +212,7 @@ CONFIG_CASES = [
     ("Bimanual-Chunk", ["nonsense=1"], ["nonsense", "not in 'TrainConfig'"]),
     ("Bimanual-Chunk", ["data.horizon=abc"], ["data.horizon", "abc", "Integer"]),
     ("Bimanual-Chunk", ["critic.expectile=high"], ["critic.expectile", "high"]),
-    # silently accepted once, refused now (issue #9)
+    # silently accepted once, refused now
     ("Bimanual-Chunk", ["+critic.expectle=0.9"], ["critic.expectle", "not a setting"]),
     ("Bimanual-Chunk", ["++critic.expectle=0.9"], ["critic.expectle", "not a setting"]),
     ("Bimanual-Chunk", ["flow.time_embed_dim=0"], ["FlowConfig.time_embed_dim", ">= 1", "0"]),
@@ -235,7 +235,7 @@ def test_malformed_config_is_one_line_naming_the_field(task, overrides, fragment
 
 @pytest.mark.parametrize("overrides, fragments", [case[1:] for case in CONFIG_CASES[-9:]], ids=lambda v: str(v))
 def test_config_refusals_are_one_line_from_the_cli(tmp_path, overrides, fragments):
-    """The cases issue #9 found through ``scripts/train_lawr.py``: exit != 0, one line on stderr, nothing written."""
+    """Bad input found through ``scripts/train_lawr.py``: exit != 0, one line on stderr, nothing written."""
     run = tmp_path / "run"
     assert_refused(run_script("train_lawr.py", "--task", "Bimanual-Chunk", "--run_dir", str(run), "--no_eval",
                               "--dataset", str(synthetic_dataset(tmp_path / "data.npz")), *overrides),

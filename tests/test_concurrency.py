@@ -1,4 +1,4 @@
-"""Concurrency and files (issue #9): one process per run directory and per dataset directory, kill -9 at any
+"""Concurrency and files: one process per run directory and per dataset directory, kill -9 at any
 moment loses nothing and leaves no temporary file behind for long, and written files respect the umask."""
 
 import os

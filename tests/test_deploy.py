@@ -49,7 +49,7 @@ def dropping(*names):
     return lambda meta: [meta.pop(name) for name in names]
 
 
-TAMPERED = {  # issue #9's three, then every other field a robot relies on -> the words the refusal must hold
+TAMPERED = {  # the action spec's lists and the shapes first, then every other field a robot relies on -> the words the refusal must hold
     "one_action_scale": (setting(action_scale=[1.0]), ["action_scale has 1 entries", f"action_dim={A}"]),
     "three_joint_names": (setting(joint_names=["a", "b", "c"]), ["joint_names has 3 entries"]),
     "horizon_1000": (setting(horizon=1000), ["horizon=1000", f"{H} x {A}"]),

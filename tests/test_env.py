@@ -33,7 +33,7 @@ def env():
 
 
 def test_creating_the_env_prints_no_isaac_lab_info_pages(env):
-    """Isaac Lab's [INFO] lines (scene, simulation start, render interval) show with --verbose only (issue #9)."""
+    """Isaac Lab's [INFO] lines (scene, simulation start, render interval) show with --verbose only."""
     assert "[INFO]" not in STARTUP_OUTPUT.getvalue(), STARTUP_OUTPUT.getvalue()[:2000]
 
 

@@ -1,4 +1,4 @@
-"""Output a person can read (issue #9): progress in a log file is a line every N seconds, not one per redraw."""
+"""Output a person can read: progress in a log file is a line every N seconds, not one per redraw."""
 
 import io
 

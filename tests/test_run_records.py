@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silently wrong (issue #9): a run's records are only written for the dataset and the
+"""Nothing lost, nothing silently wrong: a run's records are only written for the dataset and the
 settings they belong to, and a file that does not belong is named in one line.
 
 Every refusal here goes through the script a user runs (in this process: ``conftest.run_script``) and asserts a
