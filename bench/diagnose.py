@@ -13,6 +13,8 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     exec_horizon    --run's policies executed with exec_horizon 1, 4, 8, 16, H and with ACT's temporal ensembling
     learning_curve  the whole pipeline trained at several step counts (--curve_steps, every phase alike), success and
                     return of L-AWR and flow BC at each, and the training cost per gradient step of each phase
+    basis_error     how far the dataset's own chunks move when projected on K cosines per joint (--replay_coeffs): grasp
+                    points on average and at each chunk's worst step, arm and gripper commands (no training, seconds)
     precision_curve Phase 1 alone, once per chunk representation (--representations NAME=OVERRIDE,...: the chunk
                     basis, network or optimizer settings), its frozen EMA flow's precision (one draw, best of 16, best
                     latent on the sphere; grasp-point mm) at each of --curve_steps against training wall-clock seconds:
@@ -48,6 +50,7 @@ import torch
 
 from lawr_ext.algorithms import registry
 from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
+from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy
 from lawr_ext.eval.diagnostics import flow_precision, policy_precision
@@ -57,7 +60,8 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "precision", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling", "variants")
+PARTS = ("replay", "basis_error", "precision", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling",
+         "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -205,6 +209,27 @@ class Diagnosis:
                 self.cached("learning_curve", f"{steps}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
         return run_dir
 
+    def basis_error(self) -> None:
+        """The dataset's chunks (2048, seeded) against their projection on K cosines, in env actions."""
+        from lawr_ext.eval.diagnostics import chunk_errors
+        from lawr_ext.modules.chunk_basis import ChunkBasis
+
+        cfg = self.config(["data.chunk_basis=steps"])
+        dataset = open_dataset(cfg, self.args.dataset)
+        batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=torch.Generator().manual_seed(0))[:2048])
+        chunks = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS])
+        end_effectors = _end_effectors(self.args.task)
+        for k in self.args.replay_coeffs:
+            basis = ChunkBasis(cfg.data.horizon, "dct", k)
+            projected = basis.decode(basis.encode(chunks)).clamp(-1.0, 1.0)
+            errors = chunk_errors(projected, chunks, batch[keys.MASK], end_effectors)
+            result = {"action_mae_per_dim": errors["action_mae_per_dim"]}
+            if end_effectors is not None:
+                distance = 1000 * (end_effectors(projected) - end_effectors(chunks)).norm(dim=-1).mean(-1)  # [B, H]
+                result |= {"grasp_mm_mean": errors["end_effector_mm"],
+                           "grasp_mm_worst_step": distance.masked_fill(~batch[keys.MASK], 0).max(-1).values.mean().item()}
+            self.cached("basis_error", f"dct{k}", lambda: result)
+
     def precision_curve(self) -> None:
         """Phase 1 trained once per representation up to max(--curve_steps), its precision measured at each count."""
         from lawr_ext.algorithms.base import freeze
@@ -312,6 +337,15 @@ def write_markdown(results: dict, out: Path) -> None:
             for kind, e in rows:
                 mm = f"{e['end_effector_mm']:.1f}" if "end_effector_mm" in e else "-"
                 lines.append(f"| {key} | {kind} | {e['action_mae']:.4f} | {mm} |")
+        lines.append("")
+    if "basis_error" in results:
+        lines += ["## The dataset's chunks projected on K cosines per joint", "",
+                  "| basis | grasp points, mean [mm] | grasp points, worst step [mm] | mean abs action error per dim |",
+                  "|---|---|---|---|"]
+        for key, e in results["basis_error"].items():
+            per_dim = ", ".join(f"{v:.3f}" for v in e["action_mae_per_dim"])
+            lines.append(f"| {key} | {e.get('grasp_mm_mean', float('nan')):.2f} | "
+                         f"{e.get('grasp_mm_worst_step', float('nan')):.2f} | {per_dim} |")
         lines.append("")
     if "precision_curve" in results:
         lines += ["## Phase 1 precision against training time (grasp-point error [mm], or mean abs action error)", "",
@@ -423,6 +457,8 @@ def main() -> None:
             diagnosis.variants(run_dir)
     elif {"precision", "exec_horizon", "variants"} & set(args.parts):
         print("[diagnose] precision / exec_horizon / variants skipped: give --run (or include learning_curve)")
+    if "basis_error" in args.parts:
+        diagnosis.basis_error()
     if "precision_curve" in args.parts:
         diagnosis.precision_curve()
     if "easiest" in args.parts:

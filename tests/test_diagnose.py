@@ -95,3 +95,19 @@ def test_precision_curve_measures_each_representation_against_its_training_time(
     diagnose.plot(diagnosis.results, diagnosis.out)
     assert "| dct4 | 4 |" in (diagnosis.out / "diagnose.md").read_text()
     assert (diagnosis.out / "precision_curve.png").stat().st_size > 0
+
+
+def test_basis_error_grows_as_cosines_are_dropped(tmp_path):
+    from conftest import TINY, synthetic_dataset
+
+    args = _args(tmp_path / "out")
+    args.dataset = str(synthetic_dataset(tmp_path / "data.npz", length=12))
+    args.profile, args.replay_coeffs, args.overrides = "tiny", [2, 8], TINY + ["data.horizon=10"]
+    diagnosis = diagnose.Diagnosis(args)
+    diagnosis.basis_error()
+    few, many = diagnosis.results["basis_error"]["dct2"], diagnosis.results["basis_error"]["dct8"]
+    assert few["grasp_mm_mean"] > many["grasp_mm_mean"] > 0
+    assert few["grasp_mm_worst_step"] >= few["grasp_mm_mean"]
+    assert len(few["action_mae_per_dim"]) == 14
+    diagnose.write_markdown(diagnosis.results, diagnosis.out)
+    assert "| dct2 |" in (diagnosis.out / "diagnose.md").read_text()
