@@ -109,15 +109,20 @@ def _read_file(path: Path) -> tuple[list[int], list[int | None], Episodes]:
             raise DatasetError(path, f"corrupt HDF5 content ({error})") from None
 
 
-def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | None], Episodes]:
-    """(demo ids, the seed each episode was collected with (None: not recorded), the episodes)"""
+def demo_names(path: Path, file: h5py.File) -> list[str]:
+    """The ``data/demo_<i>`` groups of an Isaac Lab / robomimic file, in demo order; anything else is refused."""
     if "data" not in file:
         raise DatasetError(path, "no 'data' group (expected Isaac Lab / robomimic layout data/demo_<i>)")
     names = list(file["data"].keys())
     for name in names:
         if not DEMO_PATTERN.fullmatch(name):
             raise DatasetError(path, f"unexpected group 'data/{name}' (expected demo_<i>)")
-    names.sort(key=lambda name: int(DEMO_PATTERN.fullmatch(name).group(1)))
+    return sorted(names, key=lambda name: int(DEMO_PATTERN.fullmatch(name).group(1)))
+
+
+def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | None], Episodes]:
+    """(demo ids, the seed each episode was collected with (None: not recorded), the episodes)"""
+    names = demo_names(path, file)
     columns = {key: [] for key in
                ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")}
     for name in names:

@@ -24,7 +24,7 @@ import h5py
 import torch
 
 from lawr_ext.data.episodes import DatasetError, Episodes, as_float32
-from lawr_ext.data.hdf5 import DEMO_PATTERN, open_hdf5
+from lawr_ext.data.hdf5 import demo_names, open_hdf5
 from lawr_ext.data.plain import NEXT_OBS_TOLERANCE
 from lawr_ext.data.reading import Reading, resolve_rewards
 
@@ -42,15 +42,9 @@ def read_recorder(path: str | os.PathLike, reading: Reading = Reading()) -> tupl
 
 
 def _read(path: Path, file: h5py.File, reading: Reading) -> tuple[Episodes, str]:
-    if "data" not in file:
-        raise DatasetError(path, "no 'data' group (expected Isaac Lab / robomimic layout data/demo_<i>)")
-    names = list(file["data"].keys())
-    for name in names:
-        if not DEMO_PATTERN.fullmatch(name):
-            raise DatasetError(path, f"unexpected group 'data/{name}' (expected demo_<i>)")
+    names = demo_names(path, file)
     if not names:
         raise DatasetError(path, "no demos in 'data' (empty dataset)")
-    names.sort(key=lambda name: int(DEMO_PATTERN.fullmatch(name).group(1)))
     obs_keys, action_key = tuple(reading.obs_keys) or ("policy",), reading.action_key or ACTIONS
     column = reading.reward_from[len("column:"):] if (reading.reward_from or "").startswith("column:") else None
     optional = [key for key in (REWARDS, SUCCESS, DONES, column) if key is not None]
