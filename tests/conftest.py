@@ -374,6 +374,20 @@ def assert_refused(result: tuple[int, str, str], *fragments: str) -> str:
     return lines[0]
 
 
+def assert_read_refused(path: Path, reading, *fragments: str) -> str:
+    """Reading ``path`` with ``reading`` fails with one line that starts with the file and holds every fragment."""
+    from lawr_ext.data.dataset import load_episodes
+    from lawr_ext.data.episodes import DatasetError
+
+    with pytest.raises(DatasetError) as error:
+        load_episodes(path, reading=reading)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
 def file_hashes(*paths: Path) -> dict[str, str]:
     """sha256 of every file in ``paths`` (files, or folders walked): equal iff no byte changed, none added or lost."""
     import hashlib
