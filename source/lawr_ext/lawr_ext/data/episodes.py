@@ -165,6 +165,17 @@ def as_float32(source: object, name: str, array) -> torch.Tensor:
     return tensor.to(torch.float32)
 
 
+def as_vectors(source: object, name: str, array, rows: str = "steps") -> torch.Tensor:
+    """A per-row array from disk as float32 [N, D] (a per-row scalar as [N, 1]); ``rows`` names its rows in the
+    error ("steps", "frames")."""
+    tensor = as_float32(source, name, array)
+    if tensor.ndim == 1:
+        tensor = tensor[:, None]
+    if tensor.ndim != 2:
+        raise DatasetError(source, f"'{name}' has {rows} of shape {list(tensor.shape[1:])}; lawr reads vectors")
+    return tensor
+
+
 def as_flags(source: object, name: str, array) -> torch.Tensor:
     """A 1-D bool array from disk. Integers and floats are accepted when every value is exactly 0 or 1 (OGBench
     and D4RL ship their flags as float32 0./1.); any other value (0.5, NaN, 2) is an error naming the first one."""

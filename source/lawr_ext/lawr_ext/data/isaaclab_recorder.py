@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import torch
 
-from lawr_ext.data.episodes import DatasetError, Episodes, as_float32
+from lawr_ext.data.episodes import DatasetError, Episodes, as_vectors
 from lawr_ext.data.hdf5 import demo_names, open_hdf5
 from lawr_ext.data.plain import NEXT_OBS_TOLERANCE
 from lawr_ext.data.reading import Reading, resolve_rewards
@@ -61,8 +61,8 @@ def _read(path: Path, file: h5py.File, reading: Reading) -> tuple[Episodes, str]
             arrays = sorted(k for k in demo if isinstance(demo[k], h5py.Dataset))
             raise DatasetError(where, f"no action array '{action_key}' (arrays: {arrays}); name it with "
                                       "data.action_key=...")
-        demo_obs = torch.cat([_vector(where, f"obs/{key}", demo[OBS][key][()]) for key in obs_keys], dim=1)
-        demo_actions = _vector(where, action_key, demo[action_key][()])
+        demo_obs = torch.cat([as_vectors(where, f"obs/{key}", demo[OBS][key][()]) for key in obs_keys], dim=1)
+        demo_actions = as_vectors(where, action_key, demo[action_key][()])
         if len(demo_obs) != len(demo_actions) or len(demo_actions) == 0:
             raise DatasetError(where, f"obs and '{action_key}' have {len(demo_obs)} and {len(demo_actions)} steps")
         if obs and (demo_obs.shape[1], demo_actions.shape[1]) != (obs[0].shape[1], actions[0].shape[1]):
@@ -105,7 +105,7 @@ def _final_obs(where: str, demo: h5py.Group, obs_keys: tuple[str, ...], obs: tor
     group = demo.get(NEXT_OBS)
     if not isinstance(group, h5py.Group) or any(key not in group for key in obs_keys):
         return None
-    next_obs = torch.cat([_vector(where, f"next_obs/{key}", group[key][()]) for key in obs_keys], dim=1)
+    next_obs = torch.cat([as_vectors(where, f"next_obs/{key}", group[key][()]) for key in obs_keys], dim=1)
     if next_obs.shape != obs.shape:
         raise DatasetError(where, f"'next_obs' has shape {list(next_obs.shape)}, 'obs' {list(obs.shape)}")
     allowed = NEXT_OBS_TOLERANCE["atol"] + NEXT_OBS_TOLERANCE["rtol"] * obs[1:].abs()
@@ -114,16 +114,6 @@ def _final_obs(where: str, demo: h5py.Group, obs_keys: tuple[str, ...], obs: tor
         raise DatasetError(where, f"'next_obs' is not the next step's 'obs' (first at step {int(differ.nonzero()[0])}): "
                                   "fix it or leave 'next_obs' out")
     return next_obs[-1]
-
-
-def _vector(where: str, name: str, values) -> torch.Tensor:
-    """A per-step array as float32 [T, D] (a per-step scalar as [T, 1])."""
-    tensor = as_float32(where, name, values)
-    if tensor.ndim == 1:
-        tensor = tensor[:, None]
-    if tensor.ndim != 2:
-        raise DatasetError(where, f"'{name}' has steps of shape {list(tensor.shape[1:])}; lawr reads vectors")
-    return tensor
 
 
 def _steps(path: Path, key: str, values, length: int) -> torch.Tensor:

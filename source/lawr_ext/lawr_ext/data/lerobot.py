@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lawr_ext.data.episodes import DatasetError, Episodes, as_float32
+from lawr_ext.data.episodes import DatasetError, Episodes, as_vectors
 from lawr_ext.data.reading import Reading, resolve_rewards
 
 INFO = Path("meta") / "info.json"
@@ -70,8 +70,8 @@ def read_lerobot(path: str | os.PathLike, reading: Reading = Reading()) -> tuple
         raise DatasetError(path, "the frames of an episode are not consecutive ('episode_index' returns to an "
                                  "earlier episode)")
     lengths = torch.diff(torch.cat([run_starts.nonzero().squeeze(1), torch.tensor([len(episode_index)])]))
-    obs = torch.cat([_vector(path, key, table[key]) for key in obs_keys], dim=1)
-    actions = _vector(path, action_key, table[action_key])
+    obs = torch.cat([as_vectors(path, key, table[key], "frames") for key in obs_keys], dim=1)
+    actions = as_vectors(path, action_key, table[action_key], "frames")
     rewards = resolve_rewards(path, reading, lengths, rewards=table.get(REWARD), success=table.get(SUCCESS),
                               done=table.get(DONE), columns={k: table[k] for k in table if k == column},
                               reward_key=REWARD, success_key=SUCCESS, done_key=DONE)
@@ -171,13 +171,3 @@ def _read_columns(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
     except Exception as error:  # lerobot, datasets and pyarrow raise many kinds: any is a dataset it cannot read
         raise DatasetError(path, f"not a readable LeRobot v3 dataset ({type(error).__name__}: {error})") from None
     return {key: np.asarray(rows[key]) for key in keys}
-
-
-def _vector(path: Path, key: str, values: np.ndarray) -> torch.Tensor:
-    """A per-frame vector feature as float32 [N, D] (a scalar feature as [N, 1])."""
-    tensor = as_float32(path, key, values)
-    if tensor.ndim == 1:
-        tensor = tensor[:, None]
-    if tensor.ndim != 2:
-        raise DatasetError(path, f"'{key}' has frames of shape {list(tensor.shape[1:])}; lawr reads vectors")
-    return tensor
