@@ -21,7 +21,7 @@ import torch
 
 from lawr_ext.algorithms import registry
 from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
-from lawr_ext.eval.metrics import wilson_interval
+from lawr_ext.eval import seed_stats
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import load_policy, read_summary, train
 from lawr_ext.tasks import get_task
@@ -131,15 +131,50 @@ def run_seed(task: str, seed: int, methods: list[str], out: Path, overrides: lis
 
 
 def aggregate(cells: list[dict]) -> dict:
-    """Pooled over seeds: successes / episodes with its Wilson CI; per-seed rates for the spread; means."""
-    successes, episodes = sum(c["successes"] for c in cells), sum(c["episodes"] for c in cells)
-    rates = [c["success_rate"] for c in cells]
-    return {"seeds": [c["seed"] for c in cells], "successes": successes, "episodes": episodes,
-            "success_rate": successes / episodes, "success_ci95": list(wilson_interval(successes, episodes)),
-            "per_seed_success": rates, "success_seed_std": statistics.pstdev(rates),
+    """One (task, method) over its seeds, each seed one training run (``eval/seed_stats.py``): success is the mean
+    of the per-seed rates with its stratified-bootstrap 95% CI over seeds (Wilson's when there is one seed), the
+    IQM likewise, each seed's rate with its own Wilson interval; the episode counts summed; the other means."""
+    stats = seed_stats.over_seeds([c["successes"] for c in cells], [c["episodes"] for c in cells])
+    return {"seeds": [c["seed"] for c in cells],
+            "successes": sum(c["successes"] for c in cells), "episodes": sum(c["episodes"] for c in cells),
+            "success_rate": stats["success_mean"], "success_ci95": stats["success_mean_ci95"],
+            "success_iqm": stats["success_iqm"], "success_iqm_ci95": stats["success_iqm_ci95"],
+            "ci95_method": stats["ci95_method"], "per_seed_success": stats["per_seed_success"],
+            "per_seed_ci95": stats["per_seed_ci95"], "success_seed_std": statistics.pstdev(stats["per_seed_success"]),
             "return_mean": statistics.fmean(c["return_mean"] for c in cells),
             "train_seconds": statistics.fmean(c["train_seconds"] for c in cells),
             "latency_ms": statistics.fmean(c["latency_ms"] for c in cells)}
+
+
+#: The method every other is compared with: P(REFERENCE > method) over seeds.
+REFERENCE = "lawr"
+
+
+def improvement(reference: dict, other: dict) -> dict:
+    """P(a seed of the reference beats a seed of ``other``) on one or more tasks (``{task: aggregate}``, the tasks
+    both have), with its stratified-bootstrap 95% CI."""
+    tasks = [t for t in reference if t in other]
+    return {"tasks": tasks} | seed_stats.probability_of_improvement(
+        [reference[t]["per_seed_success"] for t in tasks], [other[t]["per_seed_success"] for t in tasks])
+
+
+def across_tasks(aggregates: dict, methods: list[str]) -> dict:
+    """Each method over every task it has cells on, tasks as the bootstrap's strata: the mean of the per-task
+    means and the IQM of all its runs, with their 95% CIs, and P(REFERENCE > method) averaged over the tasks."""
+    overall = {}
+    for method in methods:
+        by_task = {t: per[method] for t, per in aggregates.items() if method in per}
+        if not by_task:
+            continue
+        runs = [agg["per_seed_success"] for agg in by_task.values()]
+        overall[method] = {"tasks": list(by_task), "success_mean": seed_stats.point(runs),
+                           "success_mean_ci95": seed_stats.bootstrap_ci(runs),
+                           "success_iqm": seed_stats.point(runs, "iqm"),
+                           "success_iqm_ci95": seed_stats.bootstrap_ci(runs, "iqm")}
+        reference = {t: per[REFERENCE] for t, per in aggregates.items() if REFERENCE in per}
+        if method != REFERENCE and set(reference) & set(by_task):
+            overall[method]["p_reference_better"] = improvement(reference, by_task)
+    return overall
 
 
 def budget(out: Path, task: str, seeds: list[int], methods: list[str]) -> dict | None:
@@ -165,8 +200,9 @@ def published_figures(task: str) -> dict:
 
 
 def collect_results(out: Path, tasks: list[str], seeds: list[int], methods: list[str]) -> dict:
-    """Every finished cell on disk, the aggregate of each (task, method) that has at least one, what each task's
-    rows were measured at, and the published figures beside them."""
+    """Every finished cell on disk, the aggregate of each (task, method) that has at least one (with P(REFERENCE >
+    method) where both have cells), each method across the tasks when there are several, what each task's rows
+    were measured at, and the published figures beside them."""
     results: dict = {"tasks": tasks, "seeds": seeds, "methods": methods, "cells": [], "aggregate": {},
                      "budget": {task: budget(out, task, seeds, methods) for task in tasks},
                      "published": {task: published_figures(task) for task in tasks}}
@@ -176,39 +212,70 @@ def collect_results(out: Path, tasks: list[str], seeds: list[int], methods: list
             results["cells"] += cells
             if cells:
                 results["aggregate"].setdefault(task, {})[method] = aggregate(cells)
+        per = results["aggregate"].get(task, {})
+        for method, agg in per.items():
+            if REFERENCE in per and method != REFERENCE:
+                agg["p_reference_better"] = improvement({task: per[REFERENCE]}, {task: agg})
+    if len(tasks) > 1:
+        results["overall"] = across_tasks(results["aggregate"], methods)
     return results
 
 
 def markdown_table(results: dict, command: str) -> str:
-    """One section per task, one row per method; the failed cells of this invocation listed at the end."""
+    """One section per task, one row per method; across all tasks when there are several; the failed cells of this
+    invocation listed at the end."""
     lines = ["# Benchmark", "", f"`{command}`", "",
-             "Success: pooled over seeds (successes / episodes) with its Wilson 95% CI; per seed in brackets. "
-             "Return: mean over seeds. Train: wall seconds of the method's training, including the shared "
-             "phases it is built from (flow_bc and best_of_n train nothing of their own). Latency: median "
-             "milliseconds per chunk at batch 1 on the CPU.", ""]
+             "Each training seed is one run (docs/results.md, *Statistics over seeds*). Success: mean over seeds "
+             "(successes / episodes summed) with its stratified-bootstrap 95% CI over seeds (one seed: its Wilson "
+             "interval); IQM: interquartile mean over seeds, likewise; per seed: each seed's rate with its Wilson "
+             f"95% CI. P({REFERENCE} >): probability that a seed of {REFERENCE} beats a seed of the method, with "
+             "its bootstrap CI. Return: mean over seeds. Train: wall seconds of the method's training, including "
+             "the shared phases it is built from (flow_bc and best_of_n train nothing of their own). Latency: "
+             "median milliseconds per chunk at batch 1 on the CPU.", ""]
     for task in results["tasks"]:
         published = results.get("published", {}).get(task) or {}
         lines += [f"## {task}", ""] + _budget_lines(results.get("budget", {}).get(task))
         extra = " published (paper's method, source) |" if published else ""
-        lines += ["| method | success | 95% CI | per seed | return | train s | latency ms |" + extra,
-                  "|---|---|---|---|---|---|---|" + ("---|" if published else "")]
+        lines += [f"| method | success | 95% CI | IQM [95% CI] | per seed [Wilson 95% CI] | P({REFERENCE} >) | "
+                  "return | train s | latency ms |" + extra, "|---|---|---|---|---|---|---|---|---|" +
+                  ("---|" if published else "")]
         for method in results["methods"]:
             agg = results["aggregate"].get(task, {}).get(method)
             paper = " " + ("; ".join(f"{value:.2f} ({name}, {source})" for name, value, source in
                                      published.get(method, [])) or "—") + " |" if published else ""
             if agg is None:
-                lines.append(f"| {method} | no finished cell | | | | | |{paper}")
+                lines.append(f"| {method} | no finished cell | | | | | | | |{paper}")
                 continue
-            low, high = agg["success_ci95"]
-            per_seed = ", ".join(f"{r:.2f}" for r in agg["per_seed_success"])
+            per_seed = "; ".join(f"{r:.2f} {_interval(ci)}" for r, ci in zip(agg["per_seed_success"],
+                                                                          agg["per_seed_ci95"]))
             lines.append(f"| {method} | {agg['success_rate']:.2f} ({agg['successes']}/{agg['episodes']}) | "
-                         f"[{low:.2f}, {high:.2f}] | [{per_seed}] (sd {agg['success_seed_std']:.2f}) | "
+                         f"{_interval(agg['success_ci95'])} | {agg['success_iqm']:.2f} "
+                         f"{_interval(agg['success_iqm_ci95'])} | {per_seed} | {_improvement_cell(agg)} | "
                          f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |{paper}")
+        lines.append("")
+    if results.get("overall"):
+        lines += ["## All tasks", "", "Tasks are the bootstrap's strata: seeds are resampled within each task. "
+                  "Mean: of the per-task means; IQM: of every run on every task; "
+                  f"P({REFERENCE} >): averaged over the tasks both have.", "",
+                  f"| method | tasks | mean [95% CI] | IQM [95% CI] | P({REFERENCE} >) |", "|---|---|---|---|---|"]
+        for method, agg in results["overall"].items():
+            lines.append(f"| {method} | {len(agg['tasks'])} | {agg['success_mean']:.2f} "
+                         f"{_interval(agg['success_mean_ci95'])} | {agg['success_iqm']:.2f} "
+                         f"{_interval(agg['success_iqm_ci95'])} | {_improvement_cell(agg)} |")
         lines.append("")
     if results["failures"]:
         lines += ["## Failures (rerun the command to retry these cells)", ""]
         lines += [f"- {failure}" for failure in results["failures"]] + [""]
     return "\n".join(lines)
+
+
+def _interval(ci: list[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _improvement_cell(agg: dict) -> str:
+    better = agg.get("p_reference_better")
+    return "—" if better is None else f"{better['probability']:.2f} {_interval(better['ci95'])}"
 
 
 def _budget_lines(measured: dict | None) -> list[str]:
@@ -254,7 +321,7 @@ def plot(results: dict, out: Path) -> list[Path]:
         errors = [[max(0.0, a["success_rate"] - a["success_ci95"][0]) if a else 0.0 for a in aggs],  # float noise
                   [max(0.0, a["success_ci95"][1] - a["success_rate"]) if a else 0.0 for a in aggs]]
         ax.bar(methods, rates, yerr=errors, capsize=3, color="tab:blue")
-        ax.set(title=task, ylabel="success rate (pooled, Wilson 95% CI)", ylim=(0, 1))
+        ax.set(title=task, ylabel="success rate (mean over seeds, 95% CI)", ylim=(0, 1))
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     fig.savefig(out / "success.png", dpi=120)
