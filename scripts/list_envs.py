@@ -11,7 +11,7 @@ def main() -> None:
     width = max(map(len, registered_tasks()))
     for task in registered_tasks():
         spec = get_task(task)
-        print(f"{task:{width}s} env={spec.env or spec.make_env} preset=tasks/{spec.preset}.yaml control={spec.control_hz:g} Hz "
+        print(f"{task:{width}s} env={spec.env or spec.make_env} preset={spec.lawr_cfg} control={spec.control_hz:g} Hz "
               f"experts={'yes' if spec.experts else 'no'} action_spec={'yes' if spec.action_spec else 'no'}")
         if spec.env_cfg is not None:
             cfg = load_env_cfg(task)

@@ -1,4 +1,5 @@
-"""TrainConfig: hydra composition of the tasks/ presets, command-line overrides, one-line validation errors."""
+"""TrainConfig: hydra composition of each task's preset (its lawr_cfg entry point) with the shared profiles and
+recipes, command-line overrides, one-line validation errors."""
 
 from dataclasses import asdict
 
@@ -16,6 +17,55 @@ def test_task_preset_composes_into_the_typed_config():
     assert (cfg.task, cfg.data.horizon, cfg.eval.task) == ("Bimanual-Chunk", 50, "Bimanual-Chunk")
     insertion = load_train_config("Bimanual-Chunk-Insertion")
     assert insertion.task == insertion.eval.task == "Bimanual-Chunk-Insertion" and insertion.critic.v_max == 1000.0
+
+
+def test_every_registered_task_composes_from_the_preset_its_entry_point_names():
+    import gymnasium as gym
+
+    from lawr_ext.tasks import get_task, registered_tasks
+
+    by_preset = {}
+    for task in registered_tasks():
+        spec = get_task(task)
+        module, _, name = spec.lawr_cfg.partition(":")
+        assert module.startswith("lawr_ext.tasks.") and module.endswith(".agents"), spec.lawr_cfg  # beside its env
+        path = spec.lawr_cfg_file()
+        assert path.name == name and path.parent.name == "agents" and path.is_file()
+        by_preset.setdefault(path, task)
+        if spec.env is not None:  # Isaac Lab's tools read it from gymnasium's registry (load_cfg_from_registry)
+            assert gym.spec(task).kwargs["lawr_cfg_entry_point"] == spec.lawr_cfg
+    assert len(by_preset) == 4  # Bimanual-Chunk, -Insertion, OGBench's cube-single and cube-double families
+    for task in by_preset.values():  # one compose per preset: a family's preset serves each of its ids alike
+        cfg = load_train_config(task)
+        assert cfg.task == cfg.eval.task == task
+
+
+def test_every_shipped_profile_and_recipe_composes_onto_a_preset():
+    from importlib.resources import files
+
+    overlays = files("lawr_ext.configs")
+    for group, names in (("profile", {"cpu", "gpu", "ogbench_cpu", "smoke", "tiny"}), ("recipe", {"published"})):
+        assert {f.name.removesuffix(".yaml") for f in overlays.joinpath(group).iterdir()} == names
+        for name in names:  # an overlay keeps the task's own values
+            assert load_train_config("Bimanual-Chunk", [f"{group}={name}"]).critic.v_max == 1000.0
+
+
+@pytest.mark.parametrize("entry_point, message", [
+    ("lawr_ext.tasks.bimanual.agents:no_such_preset.yaml", "is missing"),
+    ("lawr_ext.tasks.no_such_family.agents:lawr.yaml", "No module named 'lawr_ext.tasks.no_such_family'"),
+    ("lawr_ext.tasks.bimanual.agents", "is not 'package.module:file.yaml'"),
+    ("lawr_ext.tasks.bimanual.agents:env_cfg.py", "is not 'package.module:file.yaml'"),
+])
+def test_a_task_whose_preset_cannot_be_found_is_a_one_line_error(monkeypatch, entry_point, message):
+    from dataclasses import replace
+
+    from lawr_ext.tasks import get_task, registry
+
+    monkeypatch.setitem(registry._TASKS, "Bimanual-Chunk", replace(get_task("Bimanual-Chunk"), lawr_cfg=entry_point))
+    with pytest.raises(ValueError) as err:
+        load_train_config("Bimanual-Chunk")
+    assert str(err.value).startswith("TrainConfig.task: task 'Bimanual-Chunk'") and message in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_overrides_reach_every_section_with_their_types():
@@ -94,7 +144,8 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
 
 
 def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
-    """Users edit the presets in the checkout's top-level tasks/; a wheel must carry them (package data)."""
+    """The presets (beside each task family's env), the shared profiles and recipes and the robot limits the
+    deploy script reads by default are package data: an installed lawr composes and deploys as a checkout does."""
     import shutil
     import subprocess
     import sys
@@ -106,22 +157,21 @@ def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
-    for name in ("tasks", "source"):  # the link lawr_ext/presets -> tasks/ stays a link, as in a checkout
-        shutil.copytree(REPO_ROOT / name, source / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO_ROOT / "source", source / "source", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     installed = tmp_path / "site"
     zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).extractall(installed)
-    compose = ("import lawr_ext.configs.train as t; cfg = t.load_train_config('Bimanual-Chunk-Insertion', "
-               "['profile=smoke', 'recipe=published']); print(t.PRESET_DIR.resolve(), cfg.task, cfg.flow.arch, "
+    compose = ("import lawr_ext.configs.train as t, lawr_ext.tasks.bimanual.action_spec as a; "
+               "cfg = t.load_train_config('Bimanual-Chunk-Insertion', ['profile=smoke', 'recipe=published']); "
+               "print(t.get_task(cfg.task).lawr_cfg_file(), a.ROBOT_LIMITS_FILE.is_file(), cfg.task, cfg.flow.arch, "
                "cfg.critic.v_max, cfg.baselines.fql.alpha)")
     done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [str(installed / "lawr_ext" / "presets"), "Bimanual-Chunk-Insertion", "mlp", "1000.0",
-                                   "300.0"]
+    preset = installed / "lawr_ext" / "tasks" / "bimanual" / "agents" / "lawr_bimanual_chunk_insertion.yaml"
+    assert done.stdout.split() == [str(preset), "True", "Bimanual-Chunk-Insertion", "mlp", "1000.0", "300.0"]
 
 
 def test_baselines_match_the_capacity_and_budget_of_the_phase_they_stand_in_for():

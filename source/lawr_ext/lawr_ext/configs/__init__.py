@@ -9,7 +9,8 @@
     baselines.py  ...Config        one per baseline
     eval.py       EvalConfig       vectorized rollouts
     export.py     ExportConfig     ONNX / .pt2 / AOTInductor export
-    train.py      TrainConfig      the whole run; ``load_train_config(task, overrides)`` composes tasks/<task>.yaml
+    train.py      TrainConfig      the whole run; ``load_train_config(task, overrides)`` composes the task's preset
+                                   (tasks/<family>/agents/) with profile/ and recipe/ here
 
 Every lawr config class ends in ``Config``; the tasks' Isaac Lab ``@configclass`` classes keep Isaac Lab's ``Cfg``.
 """

@@ -6,7 +6,7 @@ by default, they are exactly as wide and deep as the behaviour flow: the compari
 algorithm, not capacity. Baselines with their own critic take a ``CriticConfig`` for the same reason, and the
 latent actors that steer the frozen flow (LPS, DSRL-NA) extend the planner's ``LatentActorConfig``.
 
-Each docstring names the published recipe; where our default differs, ``tasks/recipe/published.yaml``
+Each docstring names the published recipe; where our default differs, ``configs/recipe/published.yaml``
 (``recipe=published`` on the command line) switches to the published values, networks and budget still
 matched to L-AWR's unless ``baselines.match_lawr=false``.
 """

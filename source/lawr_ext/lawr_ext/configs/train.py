@@ -1,19 +1,21 @@
-"""The whole L-AWR training run as one typed config, composed by hydra from the yaml presets in ``tasks/``.
+"""The whole L-AWR training run as one typed config, composed by hydra from the task's preset and shared overlays.
 
-Each task registers its preset (``TaskSpec.preset``: ``tasks/bimanual_chunk.yaml`` for ``Bimanual-Chunk``),
-which starts from the ``TrainConfig`` schema registered here and sets the task's values (a preset shared by a
-family of tasks leaves ``task: ???``, filled with the id asked for);
-``tasks/profile/*.yaml`` are optional overlays (``profile=smoke`` for the ~10-min CPU main job, ``profile=tiny``
-for a pipeline check, ``profile=gpu`` for a GPU host); any field can then be overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
+Each task registers its preset as an entry point (``TaskSpec.lawr_cfg``, gymnasium's ``lawr_cfg_entry_point``):
+a yaml in its family's ``agents/`` folder beside its env, as Isaac Lab keeps a task's agent configs
+(``lawr_ext.tasks.bimanual.agents:lawr_bimanual_chunk.yaml`` for ``Bimanual-Chunk``), so a new task family brings
+its own. A preset starts from the ``TrainConfig`` schema registered here and sets the task's values (a preset shared
+by a family of tasks leaves ``task: ???``, filled with the id asked for).
+The overlays are not any task's, so they live here beside the schema they overlay: ``configs/profile/*.yaml``
+(``profile=smoke`` for the ~10-min CPU main job, ``profile=tiny`` for a pipeline check, ``profile=gpu`` for a GPU
+host) and ``configs/recipe/*.yaml`` (``recipe=published``: the baselines' papers' settings); any field can then be
+overridden on the command line (``flow.num_steps=200 critic.expectile=0.7``).
 Every dataclass validates itself in ``__post_init__``, so a bad value fails with a one-line ``ValueError``
-naming the field. The presets are the repository's top-level ``tasks/`` folder, which users edit; the package
-reaches it as ``lawr_ext/presets`` (a link in a checkout, a copy inside a wheel).
+naming the field. All the yaml files are package data, so an installed lawr_ext composes the same configs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
@@ -31,8 +33,8 @@ from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.tasks import get_task
 
-#: The yaml presets (one per task, plus ``profile/`` overlays): the top-level tasks/ folder users edit.
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+#: Where hydra finds the overlays every task's preset can take (``profile/``, ``recipe/``): this package.
+OVERLAY_SEARCHPATH = f"pkg://{__package__}"
 #: Name of the ``TrainConfig`` schema node in hydra's ConfigStore (the first entry of every preset's defaults).
 SCHEMA_NAME = "lawr_train"
 
@@ -70,19 +72,17 @@ class TrainConfig:
 ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
 
 
-def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str | Path = PRESET_DIR) -> TrainConfig:
+def load_train_config(task: str, overrides: Sequence[str] = ()) -> TrainConfig:
     """Compose the preset ``task`` registers with hydra ``overrides`` and return the validated ``TrainConfig``.
 
-    Any problem (unknown task, unknown key, wrong type, invalid value) raises a one-line ``ValueError``.
+    Any problem (unknown task, missing preset, unknown key, wrong type, invalid value) raises a one-line
+    ``ValueError``.
     """
     try:
         spec = get_task(task)
+        preset = spec.lawr_cfg_file().resolve()
     except ValueError as err:
         raise ValueError(f"TrainConfig.task: {err}") from None
-    preset_dir = Path(preset_dir).resolve()
-    preset = preset_dir / f"{spec.preset}.yaml"
-    if not preset.is_file():
-        raise ValueError(f"TrainConfig.task: the preset of task {task!r} is missing: {preset}")
     overrides = list(overrides)
     for override in overrides:  # hydra's own flags and settings: its app is not used, so they would do nothing
         if override.startswith("-"):
@@ -93,8 +93,10 @@ def load_train_config(task: str, overrides: Sequence[str] = (), preset_dir: str 
     if OmegaConf.is_missing(OmegaConf.load(preset), "task"):  # a family's preset (task: ???) serves all its ids
         overrides.insert(0, f"task='{task}'")
     try:
-        with initialize_config_dir(config_dir=str(preset_dir), version_base=None):
-            composed = compose(config_name=preset.stem, overrides=overrides)
+        # the preset's own folder first, then the shared overlays (profile/, recipe/)
+        with initialize_config_dir(config_dir=str(preset.parent), version_base=None):
+            composed = compose(config_name=preset.stem,
+                               overrides=[f"hydra.searchpath=['{OVERLAY_SEARCHPATH}']", *overrides])
         unknown = _keys_outside_schema(composed, OmegaConf.structured(TrainConfig))
         if unknown:  # added with "+key=value": hydra appends it, and building the dataclass drops it unread
             raise ValueError(f"{unknown[0]}: not a setting of TrainConfig (a typo?); '+' cannot add settings")

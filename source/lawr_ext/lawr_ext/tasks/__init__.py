@@ -51,7 +51,7 @@ def _register_with_gymnasium() -> None:
         if spec.env is not None and task not in gym.registry:
             gym.register(id=task, entry_point=spec.env, disable_env_checker=True,
                          kwargs={"env_cfg_entry_point": spec.env_cfg,
-                                 "lawr_cfg_entry_point": f"lawr_ext:presets/{spec.preset}.yaml"})
+                                 "lawr_cfg_entry_point": spec.lawr_cfg})
 
 
 _register_with_gymnasium()

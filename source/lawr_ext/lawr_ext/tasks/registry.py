@@ -2,13 +2,17 @@
 
 Each task family registers its tasks (``tasks/bimanual/__init__.py``). Code is named by "module:attr" entry
 points, Isaac Lab's ``*_cfg_entry_point`` convention, and imported only when used: registering a task, or
-composing a training config for it, needs no simulator, no Isaac Lab and no gymnasium.
+composing a training config for it, needs no simulator, no Isaac Lab and no gymnasium. The training preset is
+named the way Isaac Lab names an agent's yaml, ``"package:file.yaml"``: the family's ``agents/`` folder
+(``tasks/bimanual/agents/lawr_bimanual_chunk.yaml``), so a new family brings its own.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -18,7 +22,9 @@ class TaskSpec:
 
     id: str                          # the task id (also its gymnasium id for Isaac Lab tasks)
     make_env: str                    # "module:function" (spec, num_envs, device, seed, **env_overrides) -> vec env
-    preset: str                      # its training preset tasks/<preset>.yaml: the TrainConfig values of this task
+    # its training preset, "package:file.yaml" (a yaml beside the package's __init__.py, Isaac Lab's agents/ layout):
+    # the TrainConfig values of this task, composed by configs/train.py; gymnasium's lawr_cfg_entry_point
+    lawr_cfg: str
     control_hz: float                # env steps per second: the rate an exported chunk is played at
     # what its datasets must have, checked before training (docs/data.md); None: not declared, not checked
     obs_dim: int | None = None
@@ -41,11 +47,33 @@ class TaskSpec:
             raise ValueError(f"task {self.id!r} registers no {field_name}")
         return load_entry_point(entry_point)
 
+    def lawr_cfg_file(self) -> Path:
+        """The yaml file of the task's training preset (``lawr_cfg``)."""
+        return config_file(self.lawr_cfg, f"task {self.id!r}")
+
 
 def load_entry_point(entry_point: str) -> Any:
     """``"package.module:name"`` -> that object."""
     module, _, name = entry_point.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def config_file(entry_point: str, owner: str = "entry point") -> Path:
+    """``"package.module:file.yaml"`` -> the file ``file.yaml`` beside that module (Isaac Lab's yaml entry points);
+    a missing package or file is a one-line ``ValueError``."""
+    module, sep, name = entry_point.partition(":")
+    if not sep or not name.endswith(".yaml"):
+        raise ValueError(f"{owner}: config entry point {entry_point!r} is not 'package.module:file.yaml'")
+    try:
+        origin = importlib.util.find_spec(module)
+    except ImportError as err:
+        raise ValueError(f"{owner}: config entry point {entry_point!r}: {err}") from None
+    if origin is None or origin.origin is None:
+        raise ValueError(f"{owner}: config entry point {entry_point!r}: no module {module!r}")
+    path = Path(origin.origin).parent / name
+    if not path.is_file():
+        raise ValueError(f"{owner}: its config {entry_point!r} is missing: {path}")
+    return path
 
 
 _TASKS: dict[str, TaskSpec] = {}

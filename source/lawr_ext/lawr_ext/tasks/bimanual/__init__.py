@@ -8,12 +8,12 @@ from lawr_ext.tasks.registry import TaskSpec, register_task
 # obs dims as env_cfg.py builds them (tests/test_export.py checks that they agree): joint pos + vel (16 + 16),
 # the object poses (7 each), the two grasp points (6)
 for _task, _preset, _cfg, _obs_dim in (
-        ("Bimanual-Chunk", "bimanual_chunk", "BimanualChunkEnvCfg", 45),
-        ("Bimanual-Chunk-Insertion", "bimanual_chunk_insertion", "BimanualInsertionEnvCfg", 52)):
+        ("Bimanual-Chunk", "lawr_bimanual_chunk", "BimanualChunkEnvCfg", 45),
+        ("Bimanual-Chunk-Insertion", "lawr_bimanual_chunk_insertion", "BimanualInsertionEnvCfg", 52)):
     register_task(TaskSpec(
         id=_task,
         make_env="lawr_ext.tasks.direct_rl:make_env",
-        preset=_preset,
+        lawr_cfg=f"{__name__}.agents:{_preset}.yaml",
         control_hz=50.0,  # physics 100 Hz, decimation 2 (env_cfg.py; tests/test_export.py checks the two agree)
         obs_dim=_obs_dim,
         action_dim=14,  # per arm 6 joint targets + 1 gripper command

@@ -14,10 +14,10 @@ spec: an action is OGBench's 5-D end-effector command (dx, dy, dz, dyaw, gripper
 from lawr_ext.tasks.registry import TaskSpec, register_task
 
 PREFIX = "ogbench:"
-#: family -> (number of cubes, preset in tasks/, env steps of an evaluation episode, from ogbench's registry)
+#: family -> (number of cubes, its preset in agents/, env steps of an evaluation episode, from ogbench's registry)
 FAMILIES = {
-    "cube-single": (1, "ogbench_cube_single", 200),
-    "cube-double": (2, "ogbench_cube_double", 500),
+    "cube-single": (1, "lawr_cube_single", 200),
+    "cube-double": (2, "lawr_cube_double", 500),
 }
 DATASET_TYPES = ("play", "noisy")
 CONTROL_HZ = 20.0  # OGBench's manipspace: control_timestep 0.05 s (physics 0.002 s, 25 substeps)
@@ -38,5 +38,6 @@ def _ids(family: str) -> list[str]:
 
 for _family, (_cubes, _preset, _steps) in FAMILIES.items():
     for _task in _ids(_family):
-        register_task(TaskSpec(id=_task, make_env=f"{__name__}.env:make_env", preset=_preset, control_hz=CONTROL_HZ,
+        register_task(TaskSpec(id=_task, make_env=f"{__name__}.env:make_env", control_hz=CONTROL_HZ,
+                               lawr_cfg=f"{__name__}.agents:{_preset}.yaml",
                                published=f"{__name__}.published:published"))
