@@ -14,7 +14,7 @@ DEST=.whl
 PACKAGES=(
     tensordict              # batches (data/, algorithms/)
     cloudpickle pyvers      # tensordict's own requirements
-    hydra-core omegaconf    # configs/train.py: the presets in tasks/
+    hydra-core omegaconf    # configs/train.py: the yaml presets, profiles and recipes
     antlr4-python3-runtime  # hydra/omegaconf's override grammar
     PyYAML                  # omegaconf reads the yaml presets (compiled: the cp312 wheel)
     packaging               # hydra imports it (the host's tensorboard usually brings it; pinned here anyway)
