@@ -78,7 +78,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run", default=None, help="a trained run for 'precision' and 'exec_horizon' "
                                                     "(default: the learning curve's largest run)")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--profile", default="cpu", help="training profile (tasks/profile/<name>.yaml)")
+    parser.add_argument("--profile", default="cpu", help="training profile (lawr_ext/configs/profile/<name>.yaml)")
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes per policy and setting")
     parser.add_argument("--num_envs", type=int, default=64)
     parser.add_argument("--replay_episodes", type=int, default=128)

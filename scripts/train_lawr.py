@@ -11,10 +11,11 @@
     torchrun --nproc_per_node=2 scripts/train_lawr.py --task Bimanual-Chunk --dataset D  # multi-process (gloo/NCCL)
 
 Known arguments first (Isaac Lab's convention, launcher arguments such as --device included); everything
-else is a hydra override of the TrainConfig composed from the task's preset tasks/<preset>.yaml (see
-lawr_ext/configs/train.py). A killed run resumes from its last checkpoints when the same command is rerun
-with the same --run_dir. ``--phase X`` trains only phase X in --run_dir, from the saved (frozen) products
-of the earlier phases. With --dataset and --no_eval nothing here needs a simulator (nor Isaac Lab).
+else is a hydra override of the TrainConfig composed from the task's preset, a yaml in its family's agents/
+folder (lawr_ext/tasks/bimanual/agents/lawr_bimanual_chunk.yaml; see lawr_ext/configs/train.py). A killed run
+resumes from its last checkpoints when the same command is rerun with the same --run_dir. ``--phase X`` trains
+only phase X in --run_dir, from the saved (frozen) products of the earlier phases. With --dataset and --no_eval
+nothing here needs a simulator (nor Isaac Lab).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ except ImportError:  # an offline training host without Isaac Lab: of the launch
         parser.add_argument("--verbose", action="store_true", help="more output")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects its preset in tasks/")
+parser.add_argument("--task", default="Bimanual-Chunk", help="registered task id; selects its training preset")
 parser.add_argument("--phase", default="all", help="which L-AWR phase to train alone (flow, critic or planner), or all")
 parser.add_argument("--dataset", default=None, help="dataset (shard directory, .hdf5 or .npz); default: collect one")
 parser.add_argument("--run_dir", default=None, help="output folder (default runs/<task>/<UTC time>); reuse it to resume")
