@@ -36,8 +36,8 @@ def test_every_registered_task_composes_from_the_preset_its_entry_point_names():
             assert gym.spec(task).kwargs["lawr_cfg_entry_point"] == spec.lawr_cfg
     assert len(by_preset) == 4  # Bimanual-Chunk, -Insertion, OGBench's cube-single and cube-double families
     for task in by_preset.values():  # one compose per preset: a family's preset serves each of its ids alike
-        cfg = load_train_config(task)
-        assert cfg.task == cfg.eval.task == task
+        cfg = load_train_config(task, ["recipe=published"])  # every preset takes the shared overlays
+        assert cfg.task == cfg.eval.task == task and cfg.baselines.fql.alpha == 300.0
 
 
 def test_every_shipped_profile_and_recipe_composes_onto_a_preset():
