@@ -8,7 +8,8 @@
         # one process per GPU, each with its own envs and seed range; rank 0 writes the merged report
 
 ``--checkpoint`` is a run directory or one of its ``<stage>/final.pt`` files. Writes ``eval.json`` and
-``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``). For L-AWR it also runs Phase 3's support
+``eval.md`` to ``--out`` (default ``<run_dir>/eval/<policy>``, and then the run's summary and TensorBoard
+record the result too: ``lawr_ext.runners.evaluate_run``). For L-AWR it also runs Phase 3's support
 check (typical-set fraction, distance of its chunks to the data) on the run's dataset.
 """
 
@@ -20,10 +21,9 @@ from pathlib import Path
 
 from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
-from lawr_ext.configs.train import train_config_from_dict
-from lawr_ext.eval import evaluate_policy, support_check, write_report
+from lawr_ext.runners import evaluate_run
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, open_dataset, read_summary, run_dir_of
+from lawr_ext.runners.pipeline import run_dir_of
 from lawr_ext.utils.cli import run_main, set_verbose
 from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
@@ -71,23 +71,18 @@ def main() -> None:
                      task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
-    policy = load_policy(path, method=args.policy)
-    dataset_path = args.dataset or read_summary(run_dir).get("dataset", {}).get("path")
-    support = None
-    report = evaluate_policy(policy.to(cfg.device), cfg, world, **overrides)
+    result = evaluate_run(path, [args.policy], cfg, out=args.out, world=world, env_overrides=overrides,
+                          support_samples=args.support_samples, dataset=args.dataset)[args.policy]
+    if result.error is not None:
+        raise ValueError(f"evaluation of {args.policy} failed: {result.error}")
     if not world.is_writer:
         return
-    if args.policy == "lawr" and args.support_samples > 0 and dataset_path and Path(dataset_path).exists():
-        dataset = open_dataset(train_config_from_dict(train_cfg), dataset_path)  # read as the run read it
-        support = support_check(policy, dataset, args.support_samples, cfg.seed)
-    report |= {"checkpoint": str(path), "support": support}
-    json_path, md_path = write_report(report, args.out or run_dir / "eval" / args.policy)
-    s = report["summary"]
+    s, support = result.report["summary"], result.report["support"]
     print(f"success {s['success_rate']:.3f}  95% CI [{s['success_ci95'][0]:.3f}, {s['success_ci95'][1]:.3f}]  "
           f"return {s['return_mean']:.2f} ± {s['return_std']:.2f}  ({s['episodes']} episodes)")
     if support:
         print("support check: " + ", ".join(f"{k} = {v:.4g}" for k, v in support.items()))
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {result.out / 'eval.json'} and {result.out / 'eval.md'}")
 
 
 if __name__ == "__main__":

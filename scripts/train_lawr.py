@@ -52,8 +52,8 @@ args_cli.baselines = [b for b in args_cli.baselines if b not in hydra_args]
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402
 from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
-from lawr_ext.runners import load_policy, train  # noqa: E402
-from lawr_ext.runners.pipeline import recorded_dataset, write_summary  # noqa: E402
+from lawr_ext.runners import evaluate_run, evaluation_failures, train  # noqa: E402
+from lawr_ext.runners.pipeline import recorded_dataset  # noqa: E402
 from lawr_ext.tasks import get_task  # noqa: E402
 from lawr_ext.utils.cli import run_main, set_verbose  # noqa: E402
 from lawr_ext.utils.distributed import init_world  # noqa: E402
@@ -90,35 +90,6 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
 
 
-def evaluate(cfg: TrainConfig, run_dir: Path, summary: dict, methods: tuple[str, ...]) -> list[str]:
-    """Roll out the policy of each of ``methods`` (L-AWR, flow BC, baselines) in the vectorized env; log, summarize.
-
-    A failing rollout (e.g. the simulator returns NaN observations) is recorded in the summary and does not
-    prevent the other policy's evaluation; returns the failures.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from lawr_ext.eval import evaluate_policy, write_report
-
-    failures = []
-    with SummaryWriter(run_dir / "tensorboard" / "eval") as writer:
-        for method in methods:
-            try:
-                report = evaluate_policy(load_policy(run_dir, method), cfg.eval)
-            except ValueError as err:
-                summary[f"eval_{method}"] = {"error": str(err)}
-                failures.append(f"evaluation of {method} failed: {err}")
-                continue
-            write_report(report, run_dir / "eval" / method)
-            s = report["summary"]
-            writer.add_scalar(f"eval/{method}/success_rate", s["success_rate"], cfg.planner.num_steps)
-            writer.add_scalar(f"eval/{method}/return_mean", s["return_mean"], cfg.planner.num_steps)
-            summary[f"eval_{method}"] = {"success_rate": s["success_rate"], "success_ci95": s["success_ci95"],
-                                       "return_mean": s["return_mean"], "episodes": s["episodes"]}
-    write_summary(run_dir, summary)
-    return failures
-
-
 def main() -> None:
     try:
         cfg = config_from_cli()
@@ -150,10 +121,11 @@ def main() -> None:
     else:  # a later phase alone: the dataset the earlier phases were trained on
         dataset = recorded or run_dir / "dataset"
     failures = []
-    summary = train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
+    train(cfg, dataset, run_dir, phases + tuple(args_cli.baselines), world)
     if world.is_writer and cfg.evaluate and "planner" in phases:
+        # a failing rollout is recorded in the summary; the other methods are still evaluated
         methods = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
-        failures = evaluate(cfg, run_dir, summary, methods)
+        failures = evaluation_failures(evaluate_run(run_dir, methods, cfg.eval, step=cfg.planner.num_steps))
     if world.is_writer:
         print((run_dir / "summary.md").read_text())
     if failures:

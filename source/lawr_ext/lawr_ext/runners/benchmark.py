@@ -4,7 +4,8 @@
 (``<dataset_dir>/<task>[.hdf5|.npz]`` if present, else collected once into ``<out>/<task>/dataset``); for
 each seed one run directory ``<out>/<task>/seed<k>`` in which the runner trains the stages the methods
 need (L-AWR's phases, the baselines) from the same frozen flow/critic. Every method is evaluated with the
-run's ``eval`` config (the same for all of them). One result file per (task, seed, method) cell,
+run's ``eval`` config (the same for all of them) by ``evaluate_run``, which keeps its report in the run's
+``eval/<method>``. One result file per (task, seed, method) cell,
 ``<out>/<task>/seed<k>/cells/<method>.json``; a rerun skips the cells already on disk. Then
 ``<out>/results.json``, ``<out>/table.md`` and the plots ``<out>/success.png``, ``<out>/curves_<task>.png``.
 """
@@ -15,7 +16,6 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -23,6 +23,7 @@ from lawr_ext.algorithms import registry
 from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
 from lawr_ext.eval import seed_stats
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
+from lawr_ext.runners.evaluation import Evaluate, evaluate_run
 from lawr_ext.runners.pipeline import load_policy, read_summary, train
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
@@ -32,8 +33,6 @@ METHODS = tuple(registry.METHODS)
 #: Timed calls of a policy at batch 1 (after WARMUP_CALLS untimed ones) for the per-chunk latency.
 LATENCY_CALLS, WARMUP_CALLS = 30, 3
 DATASET_SUFFIXES = ("", ".hdf5", ".h5", ".npz")
-
-Evaluate = Callable[[torch.nn.Module, object], dict]  # (policy, EvalConfig) -> report with a "summary"
 
 
 def log(message: str) -> None:
@@ -94,7 +93,7 @@ def cell_path(out: Path, task: str, seed: int, method: str) -> Path:
 
 
 def run_seed(task: str, seed: int, methods: list[str], out: Path, overrides: list[str], dataset: Path,
-             evaluate: Evaluate) -> list[str]:
+             evaluate: Evaluate | None = None) -> list[str]:
     """Train and evaluate the unfinished cells of one (task, seed); returns the failures (one line each)."""
     todo = [m for m in methods if not cell_path(out, task, seed, m).is_file()]
     if not todo:
@@ -107,23 +106,21 @@ def run_seed(task: str, seed: int, methods: list[str], out: Path, overrides: lis
     train(cfg, dataset, run_dir, needed)
 
     failures = []
-    for method in todo:
+    for method in todo:  # one at a time: each finished cell is on disk before the next rollout starts
         log(f"{task} seed {seed}: evaluating {method}")
-        policy = load_policy(run_dir, method)
-        started = time.perf_counter()
-        try:
-            summary = evaluate(policy, cfg.eval)["summary"]
-        except ValueError as err:  # e.g. NaN observations from the simulator: the other cells still run
-            failures.append(f"{task} seed {seed} {method}: evaluation failed: {err}")
+        result = evaluate_run(run_dir, [method], cfg.eval, evaluate=evaluate)[method]
+        if result.error is not None:  # e.g. NaN observations from the simulator: the other cells still run
+            failures.append(f"{task} seed {seed} {method}: evaluation failed: {result.error}")
             log(failures[-1])
             continue
+        summary = result.report["summary"]
         obs_dim = read_checkpoint(final_path(run_dir, "flow"))["dims"]["obs_dim"]
         cell = {"task": task, "seed": seed, "method": method,
                 "episodes": summary["episodes"], "successes": summary["successes"],
                 "success_rate": summary["success_rate"], "return_mean": summary["return_mean"],
                 "train_seconds": training_seconds(run_dir, method),
-                "eval_seconds": time.perf_counter() - started,
-                "latency_ms": latency_ms(policy.cpu(), obs_dim)}
+                "eval_seconds": result.seconds,
+                "latency_ms": latency_ms(load_policy(run_dir, method), obs_dim)}
         atomic_write_text(json.dumps(cell, indent=2) + "\n", cell_path(out, task, seed, method))
         log(f"{task} seed {seed} {method}: success {cell['successes']}/{cell['episodes']}, "
             f"return {cell['return_mean']:.2f}, latency {cell['latency_ms']:.2f} ms")
@@ -358,8 +355,6 @@ def run_benchmark(tasks: list[str], seeds: list[int], methods: list[str], out: s
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; expected some of {METHODS}")
-    if evaluate is None:
-        from lawr_ext.eval import evaluate_policy as evaluate
     out, overrides = Path(out), list(overrides)
     dataset_dir = Path(dataset_dir) if dataset_dir is not None else None
     failures = []
