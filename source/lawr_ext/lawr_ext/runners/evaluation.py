@@ -27,7 +27,8 @@ from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.eval import evaluate_policy, support_check, write_report
-from lawr_ext.runners.pipeline import load_policy, open_dataset, read_summary, recorded_dataset, run_dir_of, write_summary
+from lawr_ext.runners.pipeline import (load_policy, open_dataset, read_summary, recorded_dataset, run_dir_of,
+                                       write_summary)
 from lawr_ext.utils.distributed import World
 
 #: (policy, EvalConfig) -> report with at least a "summary" (``eval.evaluate_policy``; tests pass a stand-in)
@@ -53,9 +54,10 @@ def evaluate_run(path: str | Path, methods: Sequence[str], eval_cfg: EvalConfig,
     ``<stage>/final.pt``, as ``load_policy`` takes it) under ``eval_cfg``; returns their evaluations by method.
 
     Reports go to ``run_dir/eval/<method>``, with the TensorBoard scalars (at ``step``; default the run's
-    ``planner.num_steps``) and the summary's ``eval_<method>``; with ``out`` (one method only) the report goes there and the run's
-    TensorBoard and summary are left as they are. ``support_samples`` > 0: L-AWR's report also holds Phase 3's
-    support check on that many chunks of ``dataset`` (default: the run's own, skipped when it is not on disk).
+    ``planner.num_steps``) and the summary's ``eval_<method>``; with ``out`` (one method only) the report goes
+    there and the run's TensorBoard and summary are left as they are. ``support_samples`` > 0: L-AWR's report
+    also holds Phase 3's support check on that many chunks of ``dataset`` (default: the run's own, skipped when
+    it is not on disk).
     ``env_overrides`` are env cfg fields for the env (e.g. ``episode_length_s``). Under torchrun every rank
     calls this with its ``world`` and rolls out its share; rank 0 writes.
     """
