@@ -55,7 +55,7 @@ from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy
 from lawr_ext.eval.diagnostics import flow_precision, policy_precision
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, load_product, open_dataset, run_stage
+from lawr_ext.runners.pipeline import chunk_basis, load_policy, load_product, open_dataset, run_stage
 from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
@@ -149,8 +149,7 @@ class Diagnosis:
             dataset = open_dataset(cfg, self.args.dataset)
         else:
             episodes = load_episodes(self.args.dataset).select(keep)
-            dataset = ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=self.args.dataset,
-                                   seed=cfg.seed, action_normalization=cfg.data.action_normalization)
+            dataset = ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=self.args.dataset, seed=cfg.seed)
         for stage in registry.with_needs(stages):
             run_stage(cfg, stage, dataset, run_dir)
         return run_dir
@@ -217,7 +216,7 @@ class Diagnosis:
         cfg = self.config(["data.chunk_basis=steps"])
         dataset = open_dataset(cfg, self.args.dataset)
         batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=torch.Generator().manual_seed(0))[:2048])
-        chunks = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS])
+        chunks = batch[keys.ACTIONS]  # env actions
         end_effectors = _end_effectors(self.args.task)
         for k in self.args.replay_coeffs:
             basis = ChunkBasis(cfg.data.horizon, "dct", k)
@@ -244,8 +243,9 @@ class Diagnosis:
                 continue
             cfg = self.config([f"flow.num_steps={counts[-1]}"] + [o for o in overrides.split(",") if o])
             dataset = open_dataset(cfg, self.args.dataset)
-            inputs = StageInputs(dataset.obs_dim, dataset.chunk_basis.num_coeffs, dataset.action_dim, dataset=dataset,
-                                 chunk_basis=dataset.chunk_basis)
+            basis = chunk_basis(cfg)
+            inputs = StageInputs(dataset.obs_dim, basis.num_coeffs, dataset.action_dim, dataset=dataset,
+                                 chunk_basis=basis, action_normalization=cfg.data.action_normalization)
             torch.manual_seed(stage_seed(cfg, "flow"))
             dataset.generator.manual_seed(stage_seed(cfg, "flow"))
             learner = registry.PHASES["flow"].learner(registry.stage_config(cfg, "flow"), inputs)
@@ -253,7 +253,7 @@ class Diagnosis:
             for count in counts:
                 started = time.perf_counter()
                 for step in range(step + 1, count + 1):
-                    learner.update(dataset.sample(cfg.flow.batch_size))
+                    learner.update(learner.learner_batch(dataset.sample(cfg.flow.batch_size)))
                 seconds += time.perf_counter() - started
                 behavior = freeze(learner.product())
                 found = flow_precision(behavior, dataset, end_effectors=end_effectors)

@@ -29,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.data.plain import write_plain
 from lawr_ext.runners import checkpoint_path, open_dataset, read_checkpoint, train
+from lawr_ext.runners.pipeline import chunk_basis
 from lawr_ext.utils.io import atomic_write_text
 
 PHASES = registry.PHASE_NAMES
@@ -137,15 +138,17 @@ def run_config(args: argparse.Namespace, dataset: Path, run_dir: Path, steps: di
 
 
 # --- probe: the cost of one step of each phase, on learners built at the run's sizes -----------------------
-def phase_learners(cfg: TrainConfig, dataset: ChunkDataset) -> Iterator[tuple[str, Learner]]:
+def phase_learners(cfg: TrainConfig, dataset: ChunkDataset) -> Iterator[tuple[str, Learner, Callable]]:
     """Each phase's learner as runners.pipeline.run_stage builds it (the stage registry, from the frozen products
-    of the phases before it), with random (untrained) weights: a step costs the same."""
-    inputs = StageInputs(dataset.obs_dim, dataset.chunk_basis.num_coeffs, dataset.action_dim, dataset=dataset,
-                         chunk_basis=dataset.chunk_basis)
+    of the phases before it), with random (untrained) weights: a step costs the same. With it, the map of a
+    dataset batch into its coordinates (Phase 1's), as the trainer applies it."""
+    basis = chunk_basis(cfg)
+    inputs = StageInputs(dataset.obs_dim, basis.num_coeffs, dataset.action_dim, dataset=dataset, chunk_basis=basis,
+                         action_normalization=cfg.data.action_normalization)
     for phase in PHASES:
         torch.manual_seed(cfg.seed)
         learner = registry.PHASES[phase].learner(registry.stage_config(cfg, phase), inputs).to(cfg.device)
-        yield phase, learner
+        yield phase, learner, (learner if phase == "flow" else inputs.products["flow"]).learner_batch
         inputs.products[phase] = freeze(learner.product())  # what the next phases are built from
 
 
@@ -187,11 +190,13 @@ def time_steps(step, num_steps: int, device: str) -> dict[str, float]:
 def probe(cfg: TrainConfig, dataset: ChunkDataset, num_steps: int) -> dict:
     """{"rates": {phase: steps/s}, "mean_flow_jvp": {...}} at the run's sizes and batch sizes."""
     rates, jvp = {}, {}
-    for phase, learner in phase_learners(cfg, dataset):
+    for phase, learner, coordinates in phase_learners(cfg, dataset):
         batch_size = registry.stage_config(cfg, phase).batch_size
-        rates[phase] = time_steps(lambda: learner.update(dataset.sample(batch_size)), num_steps, cfg.device)
+        rates[phase] = time_steps(lambda: learner.update(coordinates(dataset.sample(batch_size))), num_steps,
+                                  cfg.device)
         if phase == "flow":
-            plain = time_steps(lambda: flow_matching_update(learner, dataset.sample(batch_size)), num_steps, cfg.device)
+            plain = time_steps(lambda: flow_matching_update(learner, coordinates(dataset.sample(batch_size))),
+                               num_steps, cfg.device)
             jvp = {"mean_flow": rates[phase], "flow_matching": plain, "batch_size": batch_size,
                    "ratio": rates[phase]["ms_per_step"] / plain["ms_per_step"], "goal": "ratio <= 2"}
     return {"rates": rates, "mean_flow_jvp": jvp}

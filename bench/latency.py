@@ -49,7 +49,7 @@ from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.modules.normalizer import ActionNormalizer, fit_obs_normalizer
+from lawr_ext.modules.normalizer import fit_normalizers
 
 #: Bimanual-Chunk's observation size, chunk horizon and action size (tests/test_gpu_check.py checks them
 #: against the env cfg; the bench does not import the simulator, so it runs on a host without it).
@@ -64,8 +64,8 @@ def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps:
     """L-AWR (normalizer -> planner -> frozen one-step flow) and a diffusion policy of the same network, each
     mapped back to env actions as load_policy hands them to evaluation and export (``EnvActionPolicy``)."""
     flow_cfg, planner_cfg = flow_cfg or FlowConfig(), planner_cfg or PlannerConfig()
-    normalizer = fit_obs_normalizer(torch.randn(1024, obs_dim))
-    action_normalizer = ActionNormalizer.fit(torch.rand(1024, action_dim) * 2 - 1, "min_max")
+    normalizer, action_normalizer = fit_normalizers(torch.randn(1024, obs_dim), torch.rand(1024, action_dim) * 2 - 1,
+                                                    "min_max")
     decoder = build_flow_decoder(flow_cfg, obs_dim, horizon, action_dim).requires_grad_(False).eval()
     lawr = LAWRPolicy(normalizer, LatentPlanner(planner_cfg, obs_dim, horizon, action_dim), decoder)
     diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(flow_cfg), sample_steps=diffusion_steps)

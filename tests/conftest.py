@@ -239,6 +239,14 @@ class StampPolicy(ChunkPolicy):
 EXPORT_DIMS = (23, 10, 14)
 
 
+def fitted_obs_normalizer(obs: torch.Tensor):
+    """The observation normalizer ``fit_normalizers`` fits on ``obs`` [N, O], for tests whose data are already in
+    the learners' action coordinates."""
+    from lawr_ext.modules.normalizer import fit_normalizers
+
+    return fit_normalizers(obs, torch.zeros(len(obs), 1), "none").obs
+
+
 def small_lawr_policy():
     """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow.
     Its normalizer is fitted on observations far from N(0, 1) (per-dimension offsets and scales, as joint angles
@@ -249,11 +257,10 @@ def small_lawr_policy():
     from lawr_ext.configs.critic import CriticConfig
     from lawr_ext.configs.flow import FlowConfig
     from lawr_ext.configs.planner import PlannerConfig
-    from lawr_ext.modules.normalizer import fit_obs_normalizer
 
     obs_dim, horizon, action_dim = EXPORT_DIMS
-    normalizer = fit_obs_normalizer(torch.linspace(-3.0, 5.0, obs_dim)
-                                    + torch.logspace(-2, 1, obs_dim) * torch.randn(512, obs_dim))
+    normalizer = fitted_obs_normalizer(torch.linspace(-3.0, 5.0, obs_dim)
+                                       + torch.logspace(-2, 1, obs_dim) * torch.randn(512, obs_dim))
     decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), *EXPORT_DIMS)
     critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), *EXPORT_DIMS, normalizer)
     learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1), *EXPORT_DIMS, decoder.requires_grad_(False),

@@ -17,6 +17,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torch import nn
+from conftest import fitted_obs_normalizer
 
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.baselines.act import ACTRegressor
@@ -33,7 +34,7 @@ from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
-from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.modules.normalizer import ActionNormalizer
 
 OBS_DIM, H, A = 2, 2, 2
 M = 0.6                          # the modes sit at +-M in every chunk entry
@@ -74,7 +75,7 @@ class KnownQ(nn.Module):
 @pytest.fixture(scope="module")
 def normalizer() -> nn.Module:
     torch.manual_seed(0)
-    return fit_obs_normalizer(torch.randn(1000, OBS_DIM))
+    return fitted_obs_normalizer(torch.randn(1000, OBS_DIM))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_fql_distills_from_the_behavior_flows_own_sampler(behavior_flow, normali
 
 
 def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalizer):
-    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer)})
+    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer, ActionNormalizer(A))})
     cfg = matched_config("fql", TINY_FLOW, TINY_CRITIC, alpha=0.1, learning_rate=1e-3, bc_flow_steps=2)
     fql = BASELINES["fql"].build(cfg, ctx)
     behavior_good, _, _ = mode_fractions(FlowBCPolicy(behavior_flow, normalizer)(torch.randn(1000, OBS_DIM)))
@@ -137,7 +138,7 @@ def test_fql_one_step_policy_lands_on_the_higher_q_mode(behavior_flow, normalize
 # --- OFQL ---------------------------------------------------------------------------------------------------
 
 def test_ofql_flow_policy_moves_to_the_higher_q_mode(behavior_flow, normalizer):
-    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer)})
+    ctx = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(behavior_flow, normalizer, ActionNormalizer(A))})
     ofql = BASELINES["ofql"].build(matched_config("ofql", TINY_FLOW, TINY_CRITIC, alpha=1.0), ctx)
     train(ofql, 200, uniform_fraction=0.2)
     chunks = ofql.policy()(torch.randn(1000, OBS_DIM))
@@ -318,7 +319,7 @@ def test_act_regressor_lands_on_the_median_of_a_bimodal_target(normalizer, good_
 
 def test_registry_builds_every_baseline_into_a_chunk_policy(behavior_flow, normalizer):
     critic = DistributionalCritic(TINY_CRITIC, OBS_DIM, H, A, normalizer)
-    products = {"flow": BehaviorModel(behavior_flow, normalizer), "critic": critic}
+    products = {"flow": BehaviorModel(behavior_flow, normalizer, ActionNormalizer(A)), "critic": critic}
     ctx = StageInputs(OBS_DIM, H, A, products)
     obs = torch.randn(5, OBS_DIM)
     for name, baseline in BASELINES.items():

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, synthetic_dataset
+from conftest import TINY, fitted_obs_normalizer, synthetic_dataset
 
 from lawr_ext.algorithms.base import EnvActionPolicy
 from lawr_ext.algorithms.flow import FlowBCPolicy, build_flow_decoder
@@ -15,7 +15,7 @@ from lawr_ext.configs.train import load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.chunk_basis import ChunkBasis, dct_matrix
-from lawr_ext.modules.normalizer import ActionNormalizer, fit_obs_normalizer
+from lawr_ext.modules.normalizer import ActionNormalizer
 
 
 def servo_chunks(num: int, horizon: int = 50, arm_dims: int = 12, seed: int = 0) -> torch.Tensor:
@@ -85,22 +85,27 @@ def test_config_refuses_a_basis_larger_than_the_chunk():
         DataConfig(chunk_basis="bspline")
 
 
-def test_dataset_batches_carry_coefficients_and_the_steps_on_request(tmp_path):
+def test_learner_batches_carry_normalized_coefficients_and_the_dataset_keeps_the_steps(tmp_path):
+    from lawr_ext.algorithms.base import learner_batch
     from lawr_ext.data.dataset import load_episodes
+    from lawr_ext.modules.normalizer import fit_normalizers
 
     episodes = load_episodes(synthetic_dataset(tmp_path / "data.npz"))
     basis = ChunkBasis(4, "dct", 2)
-    dataset = ChunkDataset(episodes, 4, 0.9, chunk_basis=basis)
-    steps = ChunkDataset(episodes, 4, 0.9)
+    dataset = ChunkDataset(episodes, 4, 0.9)
+    actions = fit_normalizers(dataset.observations, dataset.actions, "min_max").actions
     ids = torch.arange(0, dataset.num_chunks, 7)
-    coeffs, recorded = dataset.batch(ids), dataset.batch(ids, steps=True)
+    recorded = dataset.batch(ids)
+    coeffs = learner_batch(recorded, actions, basis)
     assert coeffs[keys.ACTIONS].shape == (len(ids), 2, episodes.actions.shape[1])
     assert coeffs[keys.MASK].all() and coeffs[keys.MASK].shape == (len(ids), 2)
-    assert torch.equal(recorded[keys.ACTIONS], steps.batch(ids)[keys.ACTIONS])
-    assert torch.equal(recorded[keys.MASK], steps.batch(ids)[keys.MASK])
-    assert torch.allclose(coeffs[keys.ACTIONS], basis.encode(recorded[keys.ACTIONS]))
+    assert not recorded[keys.MASK].all()  # the dataset's batch is untouched: env actions, real-step mask
+    assert recorded[keys.ACTIONS].shape == (len(ids), 4, episodes.actions.shape[1])
+    assert torch.allclose(coeffs[keys.ACTIONS], basis.encode(actions.normalize(recorded[keys.ACTIONS])))
     for key in (keys.OBS, keys.REWARD, keys.NEXT_OBS, keys.DISCOUNT, keys.TERMINAL):  # the chunk rule is unchanged
         assert torch.equal(coeffs[key], recorded[key])
+    steps = learner_batch(recorded, actions, ChunkBasis(4))
+    assert torch.equal(steps[keys.MASK], recorded[keys.MASK])
 
 
 def test_env_action_policy_decodes_to_full_chunks():
@@ -108,7 +113,7 @@ def test_env_action_policy_decodes_to_full_chunks():
     basis = ChunkBasis(horizon, "dct", coeffs)
     decoder = build_flow_decoder(FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8), obs_dim, coeffs,
                                  action_dim).requires_grad_(False)
-    policy = FlowBCPolicy(decoder, fit_obs_normalizer(torch.randn(64, obs_dim)))
+    policy = FlowBCPolicy(decoder, fitted_obs_normalizer(torch.randn(64, obs_dim)))
     env_policy = EnvActionPolicy(policy, ActionNormalizer(action_dim), basis).eval()
     assert (env_policy.horizon, env_policy.action_dim) == (horizon, action_dim)
     torch.manual_seed(0)
@@ -182,7 +187,7 @@ def test_cosine_schedule_decays_the_flow_learning_rate_to_zero_over_its_steps():
 
     cfg = FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8, num_steps=4, learning_rate=1e-3,
                      lr_schedule="cosine")
-    learner = MeanFlow(cfg, 3, 5, 2, fit_obs_normalizer(torch.randn(32, 3)))
+    learner = MeanFlow(cfg, 3, 5, 2, fitted_obs_normalizer(torch.randn(32, 3)))
     batch = TensorDict({keys.OBS: torch.randn(8, 3), keys.ACTIONS: torch.randn(8, 5, 2),
                         keys.MASK: torch.ones(8, 5, dtype=torch.bool)}, batch_size=[8])
     rates = []

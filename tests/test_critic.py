@@ -16,12 +16,12 @@ import math
 import pytest
 import torch
 from tensordict import TensorDict
+from conftest import fitted_obs_normalizer
 
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.hl_gauss import HLGauss
-from lawr_ext.modules.normalizer import fit_obs_normalizer
 
 NUM_STATES, GAMMA, P_RIGHT = 7, 0.9, 0.6
 TERMINALS = {0: -0.5, NUM_STATES - 1: 1.0}   # terminal state -> reward for entering it
@@ -103,7 +103,7 @@ def train_critic(horizon: int, expectile: float, steps: int = 1000) -> tuple[Dis
     data = chain_dataset(horizon, num_episodes=1000, generator=torch.Generator().manual_seed(horizon))
     cfg = CriticConfig(v_min=-1.0, v_max=1.5, num_bins=51, hidden_dim=64, num_layers=2, learning_rate=1e-3,
                        target_update_rate=0.05, expectile=expectile)
-    critic = DistributionalCritic(cfg, NUM_STATES, horizon, 1, fit_obs_normalizer(data[keys.OBS]))
+    critic = DistributionalCritic(cfg, NUM_STATES, horizon, 1, fitted_obs_normalizer(data[keys.OBS]))
     for _ in range(steps):
         metrics = critic.update(data[torch.randint(len(data), (256,))])
     assert all(map(math.isfinite, metrics.values())), metrics

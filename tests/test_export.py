@@ -18,7 +18,6 @@ from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.deploy import DIGEST_FIELD, EXPORT_FORMAT_VERSION, INTEGRITY_FIELDS
 from lawr_ext.export import (METADATA_KEY, build_metadata, export_onnx, export_policy, export_pt2, load_exported,
                              load_onnx, load_pt2, max_abs_diff, trace)
-from lawr_ext.modules.normalizer import fit_obs_normalizer
 
 OBS_DIM, H, A = EXPORT_DIMS
 DATA_MEAN = torch.linspace(-3.0, 5.0, OBS_DIM)  # the observations small_lawr_policy's normalizer was fitted on
@@ -155,13 +154,13 @@ def baseline_policy(method: str, **settings):
     from lawr_ext.algorithms.flow import BehaviorModel
     from lawr_ext.algorithms.registry import METHODS, matched_config
     from lawr_ext.algorithms.stage import StageInputs
-    from lawr_ext.modules.normalizer import ActionNormalizer
+    from lawr_ext.modules.normalizer import fit_normalizers
 
     torch.manual_seed(0)
     flow_cfg = FlowConfig(arch="mlp", width=32, depth=1, time_embed_dim=16)
-    normalizer = fit_obs_normalizer(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM))
+    normalizer, actions = fit_normalizers(DATA_MEAN + DATA_STD * torch.randn(512, OBS_DIM),
+                                          0.5 * torch.rand(512, A) - 0.25, "min_max")
     decoder = build_flow_decoder(flow_cfg, OBS_DIM, H, A).requires_grad_(False)
-    actions = ActionNormalizer.fit(0.5 * torch.rand(256, A) - 0.25, "min_max")
     critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), OBS_DIM, H, A, normalizer)
     inputs = StageInputs(OBS_DIM, H, A, {"flow": BehaviorModel(decoder, normalizer, actions), "critic": critic})
     stage = METHODS[method]

@@ -6,13 +6,13 @@ import copy
 import pytest
 import torch
 from tensordict import TensorDict
+from conftest import fitted_obs_normalizer
 
 from lawr_ext.algorithms.base import freeze
 from lawr_ext.algorithms.flow import FlowBCPolicy, MeanFlow, build_flow_decoder, interpolate
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.data import keys
 from lawr_ext.eval.diagnostics import sample_quality
-from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.utils.io import parameter_fingerprint
 
 H, A, O = 4, 2, 2
@@ -43,7 +43,7 @@ def toy_flow():
     """The JiT-like transformer (the default arch), tiny, trained once on the toy (about a minute on one core)."""
     torch.manual_seed(0)
     obs, chunks, _ = bimodal_toy(20_000)
-    normalizer = fit_obs_normalizer(obs)
+    normalizer = fitted_obs_normalizer(obs)
     learner = MeanFlow(FlowConfig(**TINY, learning_rate=2e-3, ema_decay=0.99), O, H, A, normalizer)
     untrained = learner.frozen_decoder()
     for _ in range(TOY_STEPS):
@@ -84,7 +84,7 @@ def test_trained_samples_are_closer_to_held_out_data(toy_flow):
 def test_jvp_target_matches_finite_differences(arch):
     torch.set_default_dtype(torch.float64)  # central differences need the precision
     try:
-        learner = MeanFlow(FlowConfig(arch=arch, **TINY), O, H, A, fit_obs_normalizer(torch.randn(16, O)))
+        learner = MeanFlow(FlowConfig(arch=arch, **TINY), O, H, A, fitted_obs_normalizer(torch.randn(16, O)))
         decoder = learner.decoder
         with torch.no_grad():  # random weights everywhere: the zero-initialized output layers would hide terms
             for p in decoder.parameters():
@@ -109,7 +109,7 @@ def test_jvp_target_matches_finite_differences(arch):
 
 def test_frozen_decoder_is_unchanged_by_training_through_it():
     obs, chunks, _ = bimodal_toy(256)
-    normalizer = fit_obs_normalizer(obs)
+    normalizer = fitted_obs_normalizer(obs)
     learner = MeanFlow(FlowConfig(**TINY), O, H, A, normalizer)
     for _ in range(3):
         learner.update(chunk_batch(obs[:64], chunks[:64]))
@@ -141,7 +141,7 @@ def test_frozen_decoder_is_unchanged_by_training_through_it():
 
 
 def test_one_step_sampling_is_the_one_step_map_and_multi_step_runs():
-    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fit_obs_normalizer(torch.randn(16, O)))
+    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fitted_obs_normalizer(torch.randn(16, O)))
     with torch.no_grad():
         for p in learner.decoder.parameters():
             p.normal_(0, 0.1)
@@ -156,7 +156,7 @@ def test_one_step_sampling_is_the_one_step_map_and_multi_step_runs():
 
 def test_padded_steps_do_not_enter_the_loss():
     obs, chunks, _ = bimodal_toy(32)
-    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fit_obs_normalizer(obs))
+    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fitted_obs_normalizer(obs))
     mask = torch.ones(32, H, dtype=torch.bool)
     mask[:16] = False  # the first 16 chunks are all padding
     losses = []
@@ -175,6 +175,6 @@ def test_bad_config_and_batch_raise_clear_errors():
         FlowConfig(arch="unet")
     with pytest.raises(ValueError, match="FlowConfig.num_heads"):
         FlowConfig(width=30, num_heads=4)
-    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fit_obs_normalizer(torch.randn(16, O)))
+    learner = MeanFlow(FlowConfig(**TINY), O, H, A, fitted_obs_normalizer(torch.randn(16, O)))
     with pytest.raises(ValueError, match="MeanFlow: batch"):
         learner.update(chunk_batch(torch.randn(8, O), torch.randn(8, H + 1, A)))

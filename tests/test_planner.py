@@ -14,6 +14,7 @@ import statistics
 import pytest
 import torch
 from tensordict import TensorDict
+from conftest import fitted_obs_normalizer
 
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
@@ -25,8 +26,8 @@ from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.normalizer import ActionNormalizer
 from lawr_ext.eval.diagnostics import support_metrics
-from lawr_ext.modules.normalizer import fit_obs_normalizer
 from lawr_ext.utils.io import parameter_fingerprint
 
 H, A, O = 2, 2, 2
@@ -61,7 +62,7 @@ def frozen_phases():
     """Phases 1 and 2 on the toy, trained once for the module: frozen decoder, normaliser, critic."""
     torch.manual_seed(0)
     data = bandit_data(20_000, torch.Generator().manual_seed(0))
-    normalizer = fit_obs_normalizer(data[keys.OBS])
+    normalizer = fitted_obs_normalizer(data[keys.OBS])
     flow = MeanFlow(FlowConfig(arch="mlp", width=64, depth=2, time_embed_dim=32, learning_rate=1e-3, ema_decay=0.99),
                     O, H, A, normalizer)
     for _ in range(800):
@@ -206,7 +207,7 @@ def test_q_term_needs_a_critic(frozen_phases):
 
 def _peer_products(frozen_phases) -> StageInputs:
     data, normalizer, decoder, critic = frozen_phases
-    return StageInputs(O, H, A, {"flow": BehaviorModel(decoder, normalizer), "critic": critic})
+    return StageInputs(O, H, A, {"flow": BehaviorModel(decoder, normalizer, ActionNormalizer(A)), "critic": critic})
 
 
 def _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, actor, name: str) -> None:

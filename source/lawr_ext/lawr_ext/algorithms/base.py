@@ -6,6 +6,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from lawr_ext.data import keys
 from lawr_ext.modules.chunk_basis import ChunkBasis
 
 
@@ -81,6 +82,18 @@ class EnvActionPolicy(ChunkPolicy):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.action_normalizer.unnormalize(self.chunk_basis.decode(self.policy(obs))).clamp(-1.0, 1.0)
+
+
+def learner_batch(batch: TensorDict, action_normalizer: nn.Module, chunk_basis: ChunkBasis) -> TensorDict:
+    """A dataset batch (env actions [B, H, A], real-step mask) in the learners' coordinates: actions normalized,
+    then projected on the chunk basis; ``EnvActionPolicy`` is the way back. With a basis other than "steps" the
+    mask is all True: a padded chunk (its last real action held) is encoded as a whole."""
+    actions = chunk_basis.encode(action_normalizer.normalize(batch[keys.ACTIONS]))
+    mapped = batch.copy()  # shallow: only the actions (and the mask) are replaced
+    mapped[keys.ACTIONS] = actions
+    if chunk_basis.kind != "steps":
+        mapped[keys.MASK] = torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device)
+    return mapped
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze
+from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze, learner_batch
 from lawr_ext.algorithms.training import EMA, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
@@ -30,7 +30,7 @@ from lawr_ext.data import keys
 from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.modules.chunk_mlp import ChunkMLP
 from lawr_ext.modules.chunk_transformer import ChunkTransformer
-from lawr_ext.modules.normalizer import ActionNormalizer, unfitted_obs_normalizer
+from lawr_ext.modules.normalizer import ActionNormalizer, unfitted_normalizers
 
 
 def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -114,26 +114,30 @@ class BehaviorModel(nn.Module):
     """Phase 1's product: the frozen normalizers, the chunk basis and the frozen one-step decoder T(z; s).
 
     The action manifold and the coordinates every later stage sees the data in: phases 2 and 3, the
-    baselines, evaluation and export all get them from this one bundle (``inputs["flow"]``). The decoder
-    works in the action normalizer's coordinates and the chunk basis's (the dataset's batches are in them too);
-    policies map their chunks back to env actions with both (``EnvActionPolicy``).
+    baselines, evaluation and export all get them from this one bundle (``inputs["flow"]``), and nowhere else.
+    The decoder works in the action normalizer's coordinates and the chunk basis's; ``learner_batch`` maps the
+    dataset's batches into them, and policies map their chunks back to env actions with both
+    (``EnvActionPolicy``).
     """
 
-    def __init__(self, decoder: FlowDecoder, obs_normalizer: nn.Module,
-                 action_normalizer: ActionNormalizer | None = None, chunk_basis: ChunkBasis | None = None):
+    def __init__(self, decoder: FlowDecoder, obs_normalizer: nn.Module, action_normalizer: ActionNormalizer,
+                 chunk_basis: ChunkBasis | None = None):
         super().__init__()
         self.decoder = decoder
         self.obs_normalizer = obs_normalizer
-        # None: the identity (data already in the learners' coordinates, as in the toy problems of the tests)
-        self.action_normalizer = action_normalizer if action_normalizer is not None else ActionNormalizer(decoder.action_dim)
+        self.action_normalizer = action_normalizer
         self.chunk_basis = chunk_basis if chunk_basis is not None else ChunkBasis(decoder.horizon)
 
     @classmethod
     def untrained(cls, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int,
                   chunk_basis: ChunkBasis | None = None) -> BehaviorModel:
         """The same modules with initial weights and empty statistics, to load a saved product into."""
-        return cls(build_flow_decoder(cfg, obs_dim, horizon, action_dim), unfitted_obs_normalizer(obs_dim),
-                   ActionNormalizer(action_dim), chunk_basis)
+        return cls(build_flow_decoder(cfg, obs_dim, horizon, action_dim), *unfitted_normalizers(obs_dim, action_dim),
+                   chunk_basis)
+
+    def learner_batch(self, batch: TensorDict) -> TensorDict:
+        """A dataset batch (env actions) in the learners' coordinates."""
+        return learner_batch(batch, self.action_normalizer, self.chunk_basis)
 
     def env_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
         """Chunks in the learners' coordinates [B, K, A] -> env actions [B, H, A] (not clipped)."""
@@ -143,8 +147,9 @@ class BehaviorModel(nn.Module):
 class MeanFlow(Learner):
     """Trains a FlowDecoder with the Mean Flow identity; its product is the frozen EMA decoder + the normalizers.
 
-    Batches come in the coordinates of ``action_normalizer`` and ``chunk_basis`` (the dataset's); they are only
-    carried into the product here (None: the identity)."""
+    Batches come in the coordinates of ``action_normalizer`` and ``chunk_basis`` (``learner_batch`` maps the
+    dataset's into them); they are carried into the product (None: the identity, for a flow trained inside
+    another learner on batches already in its coordinates)."""
 
     def __init__(self, cfg: FlowConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
                  action_normalizer: ActionNormalizer | None = None, chunk_basis: ChunkBasis | None = None):
@@ -157,6 +162,10 @@ class MeanFlow(Learner):
         self.ema = EMA(self.decoder)
         self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.learning_rate,
                                                     weight_decay=cfg.weight_decay)
+
+    def learner_batch(self, batch: TensorDict) -> TensorDict:
+        """A dataset batch (env actions) in the coordinates this flow trains in (and its product keeps)."""
+        return learner_batch(batch, self.action_normalizer, self.chunk_basis)
 
     def sample_times(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(t, r) with t >= r from two sorted logit-normal draws; a ``ratio_r_equals_t`` fraction gets r = t."""

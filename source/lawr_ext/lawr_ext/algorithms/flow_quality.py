@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
 
 if TYPE_CHECKING:  # types only
-    from lawr_ext.algorithms.flow import FlowDecoder
+    from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
 
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, num_projections: int, generator: torch.Generator) -> float:
@@ -46,13 +45,13 @@ def sample_quality(decoder: FlowDecoder, obs_norm: torch.Tensor, data_chunks: to
     return result
 
 
-def flow_sample_quality(decoder: FlowDecoder, normalizer: nn.Module, dataset: ChunkDataset,
-                        num_chunks: int = 2048) -> dict[str, float]:
-    """Sliced-Wasserstein distance of 1/2/4/8-step flow samples to dataset chunks (evenly spaced, in-sample)."""
+def flow_sample_quality(behavior: BehaviorModel, dataset: ChunkDataset, num_chunks: int = 2048) -> dict[str, float]:
+    """Sliced-Wasserstein distance of 1/2/4/8-step flow samples to dataset chunks (evenly spaced, in-sample), in
+    the behaviour model's coordinates."""
     ids = torch.linspace(0, dataset.num_chunks - 1, min(num_chunks, dataset.num_chunks)).long()
-    batch = dataset.batch(ids)
-    device = next(decoder.parameters()).device
+    device = next(behavior.parameters()).device
+    batch = behavior.learner_batch(dataset.batch(ids).to(device))
     with torch.no_grad():
-        obs_norm = normalizer(batch[keys.OBS].to(device))
-        quality = sample_quality(decoder, obs_norm, batch[keys.ACTIONS].to(device))
+        obs_norm = behavior.obs_normalizer(batch[keys.OBS])
+        quality = sample_quality(behavior.decoder, obs_norm, batch[keys.ACTIONS])
     return {f"flow/quality_{name}": value for name, value in quality.items()}

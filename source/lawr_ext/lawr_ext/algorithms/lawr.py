@@ -1,6 +1,7 @@
 """L-AWR top to bottom (the L-AWR paper): its three stages, in the paper's order.
 
-    normalizers  fitted once on every dataset observation and action, then frozen (modules/normalizer.py)
+    normalizers  fitted once on every dataset observation and action, then frozen (modules/normalizer.py);
+                 the behaviour model keeps them and every stage after it reads them from there
     Mean Flow    phase 1: a one-step generator T(z; s) of action chunks, JiT x-prediction (flow.py)
     freeze       its EMA weights, requires_grad False: the action manifold, a hard constraint
     critic       phase 2: HL-Gauss V(s) and twin Q(s, chunk), chunk-level TD on dataset chunks only;
@@ -15,8 +16,6 @@ frozen products of the stages it needs and leaves its own in ``<run_dir>/<stage>
 
 from __future__ import annotations
 
-import copy
-
 from lawr_ext.algorithms.critic import DistributionalCritic, divergence
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
 from lawr_ext.algorithms.flow_quality import flow_sample_quality
@@ -25,15 +24,17 @@ from lawr_ext.algorithms.stage import Stage, StageInputs
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.modules.normalizer import fit_obs_normalizer
+from lawr_ext.modules.normalizer import fit_normalizers
 
 
 def mean_flow(cfg: FlowConfig, inputs: StageInputs) -> MeanFlow:
-    """Phase 1: the normalizers (observations: fitted here on all of them; actions: the dataset's, which its
-    batches are already in, as they are in its chunk basis), frozen, and the Mean Flow over chunks."""
+    """Phase 1: the normalizers, fitted here (the only place) on every observation and action of the dataset
+    and frozen, the run's chunk basis, and the Mean Flow over chunks in their coordinates."""
     dataset = inputs.dataset
-    return MeanFlow(cfg, *inputs.dims, fit_obs_normalizer(dataset.observations),
-                    copy.deepcopy(dataset.action_normalizer), copy.deepcopy(dataset.chunk_basis))
+    if dataset is None or inputs.action_normalization is None:
+        raise ValueError("phase 'flow' needs the dataset and data.action_normalization to fit its normalizers")
+    normalizers = fit_normalizers(dataset.observations, dataset.actions, inputs.action_normalization)
+    return MeanFlow(cfg, *inputs.dims, *normalizers, inputs.chunk_basis)
 
 
 def behavior_model(cfg: FlowConfig, inputs: StageInputs) -> BehaviorModel:
@@ -62,7 +63,7 @@ def lawr_policy(cfg: PlannerConfig, inputs: StageInputs) -> LAWRPolicy:
 
 STAGES = (
     Stage("flow", config="flow", learner=mean_flow, product=behavior_model,
-          report=lambda product, dataset: flow_sample_quality(product.decoder, product.obs_normalizer, dataset)),
+          report=flow_sample_quality),
     Stage("critic", config="critic", needs=("flow",), learner=critic, product=critic,
           check=lambda run, metrics: divergence(metrics, run.critic, run.guard)),
     Stage("planner", config="planner", needs=("flow", "critic"), learner=latent_awr, product=lawr_policy,

@@ -1,8 +1,8 @@
 """A stage: one thing the runner trains (an L-AWR phase or a baseline), described as data.
 
 A stage is built from the frozen *products* of the stages it ``needs`` and leaves its own product in
-``<run_dir>/<name>/final.pt``: phase 1 the normalizers and the frozen decoder, phase 2 the critic, every
-other stage the ChunkPolicy it trained. ``algorithms/registry.py`` lists them in training order.
+``<run_dir>/<name>/final.pt``: phase 1 the normalizers, the chunk basis and the frozen decoder, phase 2 the
+critic, every other stage the ChunkPolicy it trained. ``algorithms/registry.py`` lists them in training order.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class StageInputs:
     dataset: ChunkDataset | None = None
     load: Callable[[str], nn.Module] | None = None
     chunk_basis: ChunkBasis | None = None  # None: "steps"
+    action_normalization: str | None = None  # DataConfig.action_normalization, which phase 1 fits with
 
     @property
     def dims(self) -> tuple[int, int, int]:

@@ -49,8 +49,6 @@ from lawr_ext.data.lerobot import is_lerobot_dataset, read_lerobot
 from lawr_ext.data.ogbench_files import is_ogbench_download, read_ogbench_download
 from lawr_ext.data.plain import read_plain
 from lawr_ext.data.reading import Reading
-from lawr_ext.modules.chunk_basis import ChunkBasis
-from lawr_ext.modules.normalizer import ActionNormalizer
 
 
 def load_episodes(path: str | os.PathLike, expect: Callable[[Episodes], None] | None = None,
@@ -101,13 +99,9 @@ class ChunkDataset:
     Sampling uses ``generator`` when given, else the dataset's own CPU generator (seeded with ``seed``)
     whose state :meth:`state_dict` / :meth:`load_state_dict` save and restore for bit-identical resume.
 
-    Batches carry actions in the coordinates of ``action_normalizer``, fitted here on every action of the
-    dataset (``action_normalization``: "min_max" or "none"); Phase 1 saves it with the behaviour model, and
-    policies map their chunks back to env actions with it. ``episodes`` keeps the env's actions.
-
-    With a ``chunk_basis`` other than "steps" (``modules/chunk_basis.py``) a batch's actions are the chunk's
-    K coefficients [B, K, A] and its mask is all True: a padded chunk (its last real action held) is encoded as
-    a whole. ``batch(ids, steps=True)`` gives the step chunks and their real-step mask whatever the basis.
+    Batches hold the data as recorded: env actions, H steps per chunk, the real-step mask. The learners'
+    coordinates (the action normalizer and the chunk basis) belong to Phase 1's behaviour model, which maps a
+    batch into them (``BehaviorModel.learner_batch``); the dataset keeps no copy of them.
     """
 
     def __init__(
@@ -121,8 +115,6 @@ class ChunkDataset:
         obs_dim: int | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
-        action_normalization: str = "none",
-        chunk_basis: ChunkBasis | None = None,
     ):
         if horizon < 1:
             raise ValueError(f"chunk horizon must be >= 1, got {horizon}")
@@ -142,10 +134,6 @@ class ChunkDataset:
         self.horizon, self.gamma, self.source, self.device = horizon, gamma, source, torch.device(device)
         self.episodes = episodes
         self.generator = torch.Generator().manual_seed(seed)
-        self.action_normalizer = ActionNormalizer.fit(episodes.actions, action_normalization)
-        self.chunk_basis = (chunk_basis if chunk_basis is not None else ChunkBasis(horizon)).to(self.device)
-        if self.chunk_basis.horizon != horizon:
-            raise ValueError(f"ChunkDataset: a chunk basis for H={self.chunk_basis.horizon} on chunks of H={horizon}")
         self._index_chunks()
         if self.num_chunks == 0:
             raise DatasetError(source, "no chunk can be built (every episode is a single truncated step)")
@@ -196,7 +184,7 @@ class ChunkDataset:
         final_obs = ep.final_obs if ep.final_obs is not None else ep.obs[:0]
         self._obs = torch.cat([ep.obs, final_obs]).to(self.device)  # rows N.. : final observations of the episodes
         self._num_steps = ep.num_steps
-        self._actions = self.action_normalizer.normalize(ep.actions).to(self.device)
+        self._actions = ep.actions.to(self.device)
         self._success = ep.success.float().to(self.device)
         self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
         self._offsets = torch.arange(self.horizon, device=self.device)
@@ -215,8 +203,13 @@ class ChunkDataset:
 
     @property
     def observations(self) -> torch.Tensor:
-        """Every recorded observation [N, O] (for fitting the observation normalizer)."""
+        """Every recorded observation [N, O] (what the observation normalizer is fitted on)."""
         return self._obs[: self._num_steps]
+
+    @property
+    def actions(self) -> torch.Tensor:
+        """Every recorded env action [N, A] (what the action normalizer is fitted on)."""
+        return self._actions
 
     @property
     def action_dim(self) -> int:
@@ -226,21 +219,16 @@ class ChunkDataset:
     def obs_dim(self) -> int:
         return self._obs.shape[1]
 
-    def batch(self, chunk_ids: torch.Tensor, steps: bool = False) -> TensorDict:
-        """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch, in the learners' chunk coordinates
-        (``steps=True``: as H steps with their real-step mask, whatever the chunk basis)."""
+    def batch(self, chunk_ids: torch.Tensor) -> TensorDict:
+        """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch of env actions [B, H, A]."""
         ids = chunk_ids.to(self.device)
         first, num_steps, episode = self.chunk_first_row[ids], self.chunk_steps[ids], self.chunk_episode[ids]
         mask = self._offsets < num_steps[:, None]
         rows = torch.minimum(first[:, None] + self._offsets, (first + num_steps - 1)[:, None])  # pad: repeat last
-        actions = self._actions[rows]
-        if not steps and self.chunk_basis.kind != "steps":
-            actions = self.chunk_basis.encode(actions)
-            mask = torch.ones(actions.shape[:2], dtype=torch.bool, device=self.device)
         return TensorDict(
             {
                 keys.OBS: self._obs[first],
-                keys.ACTIONS: actions,
+                keys.ACTIONS: self._actions[rows],
                 keys.REWARD: self.chunk_reward[ids],
                 keys.NEXT_OBS: self._obs[self.chunk_next_row[ids]],
                 keys.TERMINAL: self.chunk_terminal[ids],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lawr_ext.algorithms.base import learner_batch
 # re-exported: the flow's sample quality sits in algorithms/, where Phase 1 reports it after training
 from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality, sliced_wasserstein  # noqa: F401
 from lawr_ext.algorithms.training import masked_mean
@@ -75,15 +76,14 @@ def support_check(policy: EnvActionPolicy, dataset: ChunkDataset, num_samples: i
     """Phase 3's support check on dataset states: do L-AWR's chunks stay on the data manifold?
 
     ``policy`` is the L-AWR policy as ``load_policy`` returns it; the dataset's chunks are compared in the
-    policy's own action coordinates, whatever the dataset was opened with. ``num_samples`` distinct dataset
+    policy's own action coordinates. ``num_samples`` distinct dataset
     chunks (distinct: a duplicate would be its twin's zero-distance neighbour).
     """
     generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples], steps=True)
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
     device = next(policy.parameters()).device
     lawr: LAWRPolicy = policy.policy
-    env_actions = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS])
-    data_chunks = policy.chunk_basis.encode(policy.action_normalizer.normalize(env_actions.to(device)))
+    data_chunks = learner_batch(batch.to(device), policy.action_normalizer, policy.chunk_basis)[keys.ACTIONS]
     obs_norm = lawr.obs_normalizer(batch[keys.OBS].to(device))
     return support_metrics(lawr.decoder, lawr.planner, obs_norm, data_chunks)
 
@@ -123,15 +123,15 @@ def flow_precision(behavior: BehaviorModel, dataset: ChunkDataset, *, num_chunks
     """
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks]
-    batch, recorded = dataset.batch(ids), dataset.batch(ids, steps=True)
     device = next(behavior.parameters()).device
-    obs_norm = behavior.obs_normalizer(batch[keys.OBS].to(device))
-    target, mask = batch[keys.ACTIONS].to(device), batch[keys.MASK].to(device)  # the learners' coordinates
-    recorded_env = dataset.action_normalizer.unnormalize(recorded[keys.ACTIONS]).to(device)
+    recorded = dataset.batch(ids).to(device)  # env actions
+    batch = behavior.learner_batch(recorded)
+    obs_norm = behavior.obs_normalizer(batch[keys.OBS])
+    target, mask = batch[keys.ACTIONS], batch[keys.MASK]  # the learners' coordinates
     decoder = behavior.decoder
 
     def errors(chunks: torch.Tensor) -> dict:
-        return chunk_errors(behavior.env_chunks(chunks), recorded_env, recorded[keys.MASK].to(device), end_effectors)
+        return chunk_errors(behavior.env_chunks(chunks), recorded[keys.ACTIONS], recorded[keys.MASK], end_effectors)
 
     def noise() -> torch.Tensor:
         return torch.randn(target.shape, generator=generator).to(device)
@@ -164,7 +164,7 @@ def policy_precision(policy: EnvActionPolicy, dataset: ChunkDataset, *, num_chun
     """``chunk_errors`` of a policy's chunks (env actions) against the dataset's at the same states: for a
     deterministic policy, how far it is from what the data did there (for L-AWR: what its weights chose)."""
     generator = torch.Generator().manual_seed(seed)
-    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks], steps=True)
+    batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
     device = next(policy.parameters()).device
-    data_chunks = dataset.action_normalizer.unnormalize(batch[keys.ACTIONS]).to(device)
+    data_chunks = batch[keys.ACTIONS].to(device)  # env actions
     return chunk_errors(policy(batch[keys.OBS].to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)

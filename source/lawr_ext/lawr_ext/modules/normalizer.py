@@ -1,37 +1,23 @@
-"""The frozen coordinates every network sees the data in: observations and actions, both fitted on the dataset.
+"""The frozen coordinates every network sees the data in: the observation and the action normalizer, fitted
+together on the whole dataset, once (:func:`fit_normalizers`).
 
-The observation normalizer is rsl_rl's ``EmpiricalNormalization``, fitted once on the whole dataset and then
-frozen: the statistics are part of the action manifold's definition (the flow was trained on these normalized
-observations), so nothing after Phase 1 may move them. The action normalizer is the same idea for the
-output side (:class:`ActionNormalizer`).
+Phase 1 fits them and its product, the behaviour model (``algorithms/flow.py``), owns them; every later stage,
+baseline, evaluated and exported policy reads them from it. Nothing after Phase 1 may move them: they are part
+of the action manifold's definition (the flow was trained in these coordinates).
+
+Observations: rsl_rl's ``EmpiricalNormalization``. rsl-rl-lib is one of the project's design packages and
+this running mean/std module is what it provides for exactly this job; lawr fits it in one pass over the
+dataset and freezes it. Actions: :class:`ActionNormalizer`, a per-dimension affine map. How actions are
+mapped (``min_max`` or ``none``) is ``DataConfig.action_normalization``, the one place that chooses it.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from rsl_rl.modules import EmpiricalNormalization
-
-
-def fit_obs_normalizer(obs: torch.Tensor) -> EmpiricalNormalization:
-    """Fit the normalizer on all dataset observations ``obs`` [N, O] and freeze it.
-
-    Frozen twice over: it is returned in eval mode (``update`` is a no-op there), and ``until`` is set to
-    the number of samples it has seen, so even a module switched back to train mode never updates again.
-    """
-    if obs.ndim != 2 or obs.shape[0] < 2:
-        raise ValueError(f"fit_obs_normalizer: expected observations of shape [N>=2, O], got {tuple(obs.shape)}")
-    if not torch.isfinite(obs).all():
-        raise ValueError("fit_obs_normalizer: observations contain NaN or Inf")
-    normalizer = EmpiricalNormalization(shape=obs.shape[1], until=obs.shape[0]).to(obs.device)
-    normalizer.train()
-    normalizer.update(obs.float())  # one batch: the exact mean and (biased) variance of the dataset
-    return normalizer.eval()
-
-
-def unfitted_obs_normalizer(obs_dim: int) -> EmpiricalNormalization:
-    """A normalizer with empty statistics, to load fitted ones into."""
-    return EmpiricalNormalization(shape=obs_dim)
 
 
 #: How actions are mapped into the learners' coordinates (``DataConfig.action_normalization``).
@@ -39,35 +25,20 @@ ACTION_NORMALIZATIONS = ("min_max", "none")
 
 
 class ActionNormalizer(nn.Module):
-    """Per-dimension affine action coordinates fitted on the dataset: a_n = (a - center) / half_range.
+    """Per-dimension affine action coordinates: a_n = (a - center) / half_range (as built: the identity).
 
     ``min_max`` maps each dimension's data range onto [-1, 1] (Diffusion Policy's and LeRobot's MIN_MAX), so the
     action box [-1, 1] the learners clip to is the data's box; ``none`` is the identity. Why: an env's action
     space is scaled to its actuators (here the joint limits), not to the data. In the Bimanual-Chunk data a
     waist moves with std 0.04 and a gripper with 0.97, so an unweighted squared error spends itself on the
-    grippers while the arm errors it leaves are larger than the arm motions that decide a grasp. Fitted once,
-    frozen in Phase 1's product, and undone inside every evaluated and exported policy.
+    grippers while the arm errors it leaves are larger than the arm motions that decide a grasp. Undone inside
+    every evaluated and exported policy (``EnvActionPolicy``).
     """
 
     def __init__(self, action_dim: int):
         super().__init__()
         self.register_buffer("center", torch.zeros(action_dim))
         self.register_buffer("half_range", torch.ones(action_dim))
-
-    @classmethod
-    def fit(cls, actions: torch.Tensor, mode: str, min_half_range: float = 1e-2) -> ActionNormalizer:
-        """Fit on all dataset actions [N, A]. ``min_half_range`` keeps a dimension the data never moves from
-        blowing its jitter up into the learners' coordinates."""
-        if mode not in ACTION_NORMALIZATIONS:
-            raise ValueError(f"action normalization: expected one of {ACTION_NORMALIZATIONS}, got {mode!r}")
-        if actions.ndim != 2 or actions.shape[0] < 1:
-            raise ValueError(f"ActionNormalizer.fit: expected actions of shape [N>=1, A], got {tuple(actions.shape)}")
-        normalizer = cls(actions.shape[1]).to(actions.device)
-        if mode == "min_max":
-            low, high = actions.min(dim=0).values, actions.max(dim=0).values
-            normalizer.center.copy_((high + low) / 2)
-            normalizer.half_range.copy_(((high - low) / 2).clamp_min(min_half_range))
-        return normalizer.eval()
 
     def normalize(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions [..., A] -> the learners' coordinates."""
@@ -76,3 +47,44 @@ class ActionNormalizer(nn.Module):
     def unnormalize(self, actions: torch.Tensor) -> torch.Tensor:
         """The learners' coordinates [..., A] -> env actions."""
         return actions * self.half_range + self.center
+
+
+class Normalizers(NamedTuple):
+    obs: EmpiricalNormalization
+    actions: ActionNormalizer
+
+
+def fit_normalizers(observations: torch.Tensor, actions: torch.Tensor, action_normalization: str,
+                    min_half_range: float = 1e-2) -> Normalizers:
+    """Fit both normalizers on every observation [N, O] and every action [N, A] of a dataset, frozen.
+
+    The observation normalizer is frozen twice over: it is returned in eval mode (``update`` is a no-op there),
+    and ``until`` is set to the number of samples it has seen, so even a module switched back to train mode
+    never updates again. ``min_half_range`` keeps an action dimension the data never moves from blowing its
+    jitter up into the learners' coordinates.
+    """
+    if action_normalization not in ACTION_NORMALIZATIONS:
+        raise ValueError(f"fit_normalizers: action normalization must be one of {ACTION_NORMALIZATIONS}, "
+                         f"got {action_normalization!r}")
+    if observations.ndim != 2 or observations.shape[0] < 2:
+        raise ValueError(f"fit_normalizers: expected observations of shape [N>=2, O], got {tuple(observations.shape)}")
+    if actions.ndim != 2 or actions.shape[0] != observations.shape[0]:
+        raise ValueError(f"fit_normalizers: expected actions of shape [N={observations.shape[0]}, A], "
+                         f"got {tuple(actions.shape)}")
+    for name, values in (("observations", observations), ("actions", actions)):
+        if not torch.isfinite(values).all():
+            raise ValueError(f"fit_normalizers: {name} contain NaN or Inf")
+    obs_normalizer = EmpiricalNormalization(shape=observations.shape[1], until=observations.shape[0])
+    obs_normalizer.to(observations.device).train()
+    obs_normalizer.update(observations.float())  # one batch: the exact mean and (biased) variance of the dataset
+    action_normalizer = ActionNormalizer(actions.shape[1]).to(actions.device)
+    if action_normalization == "min_max":
+        low, high = actions.min(dim=0).values, actions.max(dim=0).values
+        action_normalizer.center.copy_((high + low) / 2)
+        action_normalizer.half_range.copy_(((high - low) / 2).clamp_min(min_half_range))
+    return Normalizers(obs_normalizer.eval(), action_normalizer.eval())
+
+
+def unfitted_normalizers(obs_dim: int, action_dim: int) -> Normalizers:
+    """Normalizers with empty statistics, to load fitted ones into."""
+    return Normalizers(EmpiricalNormalization(shape=obs_dim), ActionNormalizer(action_dim))

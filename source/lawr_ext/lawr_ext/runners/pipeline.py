@@ -6,7 +6,7 @@ The stages are strictly decoupled through files in ``run_dir``::
     config.json              the TrainConfig of the run
     <stage>/checkpoint.pt    resumable training state (runners/checkpoint.py), periodic and final
     <stage>/final.pt         the stage's product, written once the stage is complete:
-                               flow:    the normalizer and the FROZEN one-step decoder (EMA weights)
+                               flow:    the normalizers, the chunk basis and the FROZEN one-step decoder (EMA weights)
                                critic:  V and Q networks (frozen when later stages load them)
                                planner and every baseline: the ChunkPolicy it trained (or is made of)
     tensorboard/<stage>/     TensorBoard scalars
@@ -56,8 +56,7 @@ def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
         episodes.check_dims(path, spec.obs_dim, spec.action_dim, f"task {cfg.task!r}")
 
     episodes = load_episodes(path, expect, Reading.of(cfg))
-    return ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=path, device=cfg.device, seed=cfg.seed,
-                        action_normalization=cfg.data.action_normalization, chunk_basis=chunk_basis(cfg))
+    return ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=path, device=cfg.device, seed=cfg.seed)
 
 
 def chunk_basis(cfg: TrainConfig) -> ChunkBasis:
@@ -69,7 +68,8 @@ def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | 
     """StageInputs whose products are read from ``run_dir`` on first use: checked against ``cfg`` and ``dims``,
     frozen, on ``device``."""
     basis = chunk_basis(cfg)
-    inputs = StageInputs(dims["obs_dim"], basis.num_coeffs, dims["action_dim"], chunk_basis=basis)
+    inputs = StageInputs(dims["obs_dim"], basis.num_coeffs, dims["action_dim"], chunk_basis=basis,
+                         action_normalization=cfg.data.action_normalization)
 
     def load(stage: str) -> nn.Module:
         product = registry.STAGES[stage].product(registry.stage_config(cfg, stage), inputs)
@@ -82,7 +82,7 @@ def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | 
 
 def load_product(run_dir: str | Path, stage: str, cfg: TrainConfig, dims: dict,
                  device: str | torch.device = "cpu") -> nn.Module:
-    """The frozen product of a finished stage (e.g. "flow": the normalizer and the one-step decoder)."""
+    """The frozen product of a finished stage (e.g. "flow": the normalizers and the one-step decoder)."""
     return run_inputs(run_dir, cfg, dims, device)[stage]
 
 
@@ -100,7 +100,10 @@ def run_stage(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str |
     built = stage.build(settings, inputs).to(cfg.device)
     metrics: dict[str, float] = {}
     if isinstance(built, Learner):
-        metrics = train_stage(cfg, name, built, dataset, run_dir, settings.num_steps, settings.batch_size, world)
+        # every stage trains in Phase 1's coordinates: the flow's own (it fits them), later the behaviour model's
+        behavior = built if name == "flow" else inputs["flow"]
+        metrics = train_stage(cfg, name, built, dataset, run_dir, settings.num_steps, settings.batch_size, world,
+                              behavior.learner_batch)
         built = built.product()
     if world.is_writer:
         save_final(run_dir, cfg, name, dims, built)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tensordict import TensorDict
 from torch.utils.tensorboard import SummaryWriter
 
 from lawr_ext.algorithms import registry
@@ -64,9 +66,13 @@ def check_metrics(cfg: TrainConfig, stage: str, metrics: dict[str, float]) -> st
 
 
 def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
-                num_steps: int, batch_size: int, world: World = World()) -> dict[str, float]:
+                num_steps: int, batch_size: int, world: World = World(),
+                coordinates: Callable[[TensorDict], TensorDict] | None = None) -> dict[str, float]:
     """Train ``stage``'s learner up to ``num_steps`` gradient steps of ``batch_size`` chunks (the global batch
     over all ranks), resuming from its checkpoint if one exists. Only rank 0 writes.
+
+    ``coordinates`` maps each batch into the learners' coordinates (``BehaviorModel.learner_batch``); None:
+    the learner takes the dataset's batches as they are.
 
     Returns the metrics of the last step (empty if the checkpoint was already complete).
     """
@@ -98,6 +104,8 @@ def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDa
     try:
         for step in range(start + 1, num_steps + 1):
             batch = sample_shard(dataset, batch_size, world)
+            if coordinates is not None:
+                batch = coordinates(batch)
             try:
                 metrics = learner.update(batch)
             except (ValueError, FloatingPointError) as err:  # a non-finite loss, a batch that does not fit
