@@ -4,8 +4,8 @@ The toy: chunks [H=2, A=2] whose every entry is +M (the good mode) or -M (the ba
 observations are irrelevant noise. Where a baseline learns its own critic, a fraction of the chunks is
 uniform over the action box so that Q is learned between and around the modes too (otherwise the critic's
 extrapolation between two data clusters is arbitrary), and the reward 1 - mean((a - M)^2) peaks at the
-good mode with terminal chunks, so Q = reward. (LPS and DSRL-NA steer L-AWR's frozen phases: their tests sit
-with the planner's, in test_planner.py.)
+good mode with terminal chunks, so Q = reward. (LPS and DSRL-NA steer L-AWR's frozen flow: their steering tests
+sit with the planner's, in test_planner.py; LPS's own critic is tested here.)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from lawr_ext.algorithms.baselines.best_of_n import BestOfNPolicy, best_of_n_chu
 from lawr_ext.algorithms.baselines.diffusion import DiffusionBC
 from lawr_ext.algorithms.baselines.qc import QC
 from lawr_ext.algorithms.baselines.gaussian_awr import GaussianAWR
+from lawr_ext.algorithms.baselines.lps import LatentPolicySteering
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import BehaviorModel, FlowBCPolicy, MeanFlow
 from lawr_ext.algorithms.registry import BASELINES, matched_config
@@ -33,6 +34,7 @@ from lawr_ext.configs.baselines import ACTConfig, AWRWeightConfig, DiffusionConf
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
+from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.normalizer import ActionNormalizer
 
@@ -343,3 +345,61 @@ def test_bad_configs_fail_with_the_field_name():
         AWRWeightConfig(temperature=0.0)
     with pytest.raises(ValueError, match="unknown baseline"):
         matched_config("gail", TINY_FLOW, TINY_CRITIC)
+
+
+# --- LPS ----------------------------------------------------------------------------------------------------
+
+class FixedLatent(nn.Module):
+    """A latent actor held on one latent z, whatever the state."""
+
+    def __init__(self, z: torch.Tensor):
+        super().__init__()
+        self.register_buffer("z", z)
+        self.typical_radius = z.norm().item()
+
+    def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        return self.z.expand(obs_norm.shape[0], -1, -1)
+
+
+def latent_on_mode(behavior_flow, normalizer, good: bool) -> torch.Tensor:
+    """Of 200 latents on the sphere, the one the frozen flow decodes to the highest (or lowest) reward."""
+    obs_norm = normalizer(torch.randn(500, OBS_DIM))
+    torch.manual_seed(3)
+    candidates = torch.randn(200, H, A)
+    candidates = candidates * (H * A) ** 0.5 / candidates.flatten(1).norm(dim=-1)[:, None, None]
+    with torch.no_grad():
+        reward = torch.stack([KnownQ().q_value(None, behavior_flow.decode(z.expand(500, -1, -1), obs_norm).clamp(-1, 1))
+                              .mean() for z in candidates])
+    return candidates[reward.argmax() if good else reward.argmin()][None]
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_lps_critic_learns_its_own_actors_value_not_the_datas(behavior_flow, normalizer, good):
+    """LPS's critic bootstraps with its actor's next chunk, not with the data's. Hold the actor on one mode of the
+    flow; chunks never end the episode and gamma^k = 1/2, so V_pi = r(pi) + V_pi / 2 and Q(s, a) = r(a) + r(pi).
+    The data hold both modes equally: an in-sample critic would reach r(a) + E_data[r] instead, over 0.5 away."""
+    half = 0.5
+    cfg = matched_config("lps", TINY_FLOW, replace(TINY_CRITIC, target_update_rate=0.05),
+                         PlannerConfig(hidden_dim=16, num_blocks=1))
+    assert (cfg.critic_source, cfg.critic_loss, cfg.q_agg) == ("own", "mse", "min")
+    lps = LatentPolicySteering(cfg, OBS_DIM, H, A, behavior_flow, normalizer)
+    lps.planner = FixedLatent(latent_on_mode(behavior_flow, normalizer, good))
+
+    def bootstrapped_batch(n):
+        batch = toy_batch(n, uniform_fraction=0.2)
+        batch[keys.TERMINAL], batch[keys.DISCOUNT] = torch.zeros(n), torch.full((n,), half)
+        return batch
+
+    for _ in range(500):
+        metrics = lps.update(bootstrapped_batch(128))
+    with torch.no_grad():
+        steered = lps.steered_chunks(normalizer(torch.randn(4000, OBS_DIM))).clamp(-1, 1)
+        policy_reward = KnownQ().q_value(None, steered).mean().item()
+        data_reward = toy_batch(4000)[keys.REWARD].mean().item()
+        batch = bootstrapped_batch(2000)
+        q = lps.critic.q_value(normalizer(batch[keys.OBS]), batch[keys.ACTIONS])
+    expected = batch[keys.REWARD] + policy_reward
+    print(f"LPS ({'good' if good else 'bad'} mode): r(pi) {policy_reward:.3f}, E_data[r] {data_reward:.3f}, "
+          f"|Q - expected| {(q - expected).abs().mean():.3f}, last metrics {metrics}")
+    assert abs(policy_reward - data_reward) > 0.5               # the two candidate fixed points are far apart
+    assert (q - expected).abs().mean() < 0.1                    # and the critic sits on its actor's

@@ -224,19 +224,24 @@ def _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, actor, na
     assert support["support/nn_ratio"] < 2.0
 
 
-def test_lps_steers_onto_the_better_mode_through_the_frozen_flow(frozen_phases):
-    """LPS: the planner's learner with the AWR term off, -Q(s, T(pi(s))) alone, z on the sphere. The critic
-    ranks the modes, the frozen flow keeps the chunks on them."""
+@pytest.mark.parametrize("critic_source", ["own", "phase2"])
+def test_lps_steers_onto_the_better_mode_through_the_frozen_flow(frozen_phases, critic_source):
+    """LPS: z on the sphere climbs -Q(s, T(pi(s))) alone, Q its own TD critic (as published) or, in the ablation,
+    the frozen Phase-2 critic (the planner's learner with the AWR term off). The critic ranks the modes, the
+    frozen flow keeps the chunks on them."""
     data, normalizer, decoder, critic = frozen_phases
     fingerprint = parameter_fingerprint(decoder)
     inputs = _peer_products(frozen_phases)
-    cfg = matched_config("lps", FlowConfig(), CriticConfig(), PlannerConfig(hidden_dim=64, num_blocks=2),
-                         learning_rate=1e-3)
+    cfg = matched_config("lps", FlowConfig(), CriticConfig(hidden_dim=64, num_layers=2, learning_rate=1e-3),
+                         PlannerConfig(hidden_dim=64, num_blocks=2), learning_rate=1e-3, critic_source=critic_source)
     learner = BASELINES["lps"].build(cfg, inputs)
     for _ in range(400):
         metrics = learner.update(data[torch.randint(len(data), (BATCH,))])
-    assert metrics["planner/awr_loss"] == 0 and "planner/advantage_mean" not in metrics  # no AWR at all
-    _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, learner.planner, "LPS")
+    if critic_source == "phase2":
+        assert metrics["planner/awr_loss"] == 0 and "planner/advantage_mean" not in metrics  # no AWR at all
+    else:  # its own critic, Phase 2's only logged
+        assert "lps/phase2_q" in metrics and "critic/q_loss" in metrics
+    _assert_on_the_better_mode_and_on_the_flow(frozen_phases, learner, learner.planner, f"LPS ({critic_source})")
     with torch.no_grad():
         norms = learner.planner(normalizer(data[:500][keys.OBS])).flatten(1).norm(dim=-1)
     assert torch.allclose(norms, torch.full_like(norms, (H * A) ** 0.5), rtol=1e-5)

@@ -5,7 +5,7 @@
     loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
     w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
   (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow;
-   with awr_weight = 0 it is the whole loss, which is the LPS baseline, algorithms/baselines/lps.py)
+   with awr_weight = 0 it is the whole loss: the LPS baseline's ablation on the Phase-2 critic, baselines/lps.py)
 
 The gradient reaches phi only through the flow's Jacobian dT/dz ("gradient flow"): no inverse flow is needed
 and nothing here can change the flow or the critic. Whether the planner lands ON a mode rather than between

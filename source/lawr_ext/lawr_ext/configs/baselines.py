@@ -187,18 +187,36 @@ class QCConfig:
         _check_critic_choice(self)
 
 
+LPS_CRITICS = ("own", "phase2")
+
+
 @dataclass
 class LPSConfig(PlannerConfig):
-    """Latent Policy Steering (arXiv 2603.05296, jellyho/LPS ``agents/lps.py``, ``extract_method=ddpg``): Phase 3's
-    learner with the AWR regression off and the Q term alone: pi(s) on the sphere of radius sqrt(d), trained by
-    -Q(s, T(pi(s))) / mean|Q| through the frozen flow and the frozen Phase-2 critic.
+    """Latent Policy Steering (arXiv 2603.05296, jellyho/LPS ``agents/lps.py``, ``extract_method=ddpg``): a latent
+    actor pi(s) on the sphere of radius sqrt(d), decoded by the frozen flow, trained by -alpha Q(s, T(pi(s))) / mean|Q|
+    against its OWN twin critic, which is trained alongside by TD bootstrapped with the actor's next chunk.
 
-    Published: the same loss (alpha * lambda * -Q, lambda = 1 / mean|Q|, alpha = 1), latent actor 2 x 256.
+    Published: alpha = 1 (``q_weight``), MSE heads with the min in the target and the mean in the actor's loss,
+    critic 4 x 256 with LayerNorm, latent actor 2 x 256, lr 3e-4, batch 256, tau 0.005, gamma 0.99.
+    ``critic_source="phase2"``: the ablation that climbs L-AWR's frozen in-sample Phase-2 critic instead.
     """
 
     latent: str = "sphere"
-    awr_weight: float = 0.0
-    q_weight: float = 1.0
+    awr_weight: float = 0.0          # only the "phase2" ablation can add Phase 3's AWR term
+    q_weight: float = 1.0            # LPS's alpha
+    critic_source: str = "own"       # "own": its TD critic of its own actor (as published); "phase2": L-AWR's
+    critic: CriticConfig = field(default_factory=lambda: CriticConfig(hidden_dim=256, num_layers=4))  # its own
+    critic_loss: str = "mse"         # LPS's scalar heads, or "hl_gauss" (Phase 2's, targets clipped to its support)
+    q_agg: str = "min"               # how the TD target combines the heads (the actor's loss reads their mean)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.critic_source not in LPS_CRITICS:
+            raise ValueError(f"LPSConfig.critic_source: expected one of {LPS_CRITICS}, got {self.critic_source!r}")
+        if self.critic_source == "own" and self.awr_weight != 0:
+            raise ValueError(f"LPSConfig.awr_weight: {self.awr_weight} needs Phase 2's advantages; with "
+                             "critic_source=own the Q term alone trains the actor (set 0, or critic_source=phase2)")
+        _check_critic_choice(self)
 
 
 @dataclass
@@ -206,8 +224,9 @@ class DSRLNAConfig(LatentActorConfig):
     """DSRL-NA (Wagenmaker et al. 2025, ajwagen/dsrl, noise aliasing): a latent critic Q^W(s, w) distilled from
     the frozen Phase-2 Q^A(s, T(w; s)) with w ~ N(0, I), and a deterministic latent actor maximising Q^W.
 
-    Published: a SAC actor in the box [-1.5, 1.5]^d, 3 x 2048 networks, an MSE Q^W regressed head by head onto
-    Q^A, Q^A trained by TD bootstrapped with the steered policy.
+    Published: a SAC actor in the box [-1.5, 1.5]^d maximising the min of Q^W's two heads, 3 x 2048 LayerNorm
+    networks, an MSE Q^W regressed head by head onto Q^A, Q^A (two heads, min in the target) trained by TD
+    bootstrapped with the steered policy. What ours changes: ``algorithms/baselines/dsrl_na.py``.
     """
 
     latent: str = "box"              # DSRL's noise-action space (box_magnitude 1.5); "sphere" as LPS's DSRL

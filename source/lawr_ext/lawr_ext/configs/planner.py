@@ -47,7 +47,8 @@ class PlannerConfig(LatentActorConfig):
     """Hyperparameters of :class:`lawr_ext.algorithms.planner.LatentAWR`.
 
     loss = awr_weight * w(A) ||T(pi(s)) - a||^2  +  q_weight * (-Q(s, T(pi(s))) / mean|Q|)
-    The paper's L-AWR is (1, 0); Latent Policy Steering is (0, 1) on the sphere (``LPSConfig``).
+    The paper's L-AWR is (1, 0); (0, 1) on the sphere is Latent Policy Steering's objective on the Phase-2 critic
+    (``LPSConfig`` with ``critic_source=phase2``; published LPS trains a critic of its own).
     """
 
     awr_weight: float = 1.0         # weight of the advantage-weighted regression through the flow (0: off)

@@ -12,12 +12,22 @@ Objective as published (offline here, so without its online data collection):
 Q^W never needs the flow's Jacobian (the actor's gradient comes from Q^W alone), and every w the flow maps to
 the same chunk gets that chunk's value, which is what makes steering the noise well posed.
 
-Ours: Q^A is L-AWR's frozen Phase-2 critic (in-sample chunk TD on the data, HL-Gauss; its two heads are the
-targets of Q^W's two heads); the actor is deterministic (DDPG-style, ``planner.LatentPlanner`` with
-``latent="box"``, ``box_magnitude`` 1.5; ``latent=sphere`` is LPS's reimplementation of DSRL-NA), and its -Q^W is
-divided by mean|Q^W| (``normalize_q_loss``) as in LPS's DSRL-NA; one Q^W step and one actor step per batch
-(DSRL: 20 critic/actor steps then 10 Q^W steps per env step). Networks: the planner's actor, Q^W shaped like
-Phase 2's Q (``match_lawr``); DSRL uses 3 x 2048.
+DSRL's recipe (ajwagen/dsrl, ``cfg/robomimic``, and its Stable-Baselines3 fork's ``DSRL``): the noise box of
+magnitude 1.5 (``action_magnitude``); two heads for Q^A and two for Q^W (``n_critics``); the min of the heads in
+Q^A's TD target and in the actor's objective (``critic_backup_combine_type=min``); Q^W head j regressed onto head
+j of Q^A at T(w; s) for w ~ N(0, I); 3 x 2048 LayerNorm networks, lr 3e-4, batch 256, tau 0.005.
+
+Ours keeps the box, the two heads, the head-by-head aliasing and the min; it differs in:
+  * Q^A: L-AWR's frozen Phase-2 critic (in-sample chunk TD on the data, HL-Gauss heads), not a critic trained
+    alongside by TD bootstrapped with the steered policy (and with SAC's entropy term) on online data;
+  * the actor: deterministic (DDPG-style, ``planner.LatentPlanner`` with ``latent="box"``), without SAC's
+    entropy bonus, and its -Q^W divided by mean|Q^W| (``normalize_q_loss``, as LPS's DSRL-NA; DSRL does not);
+  * the schedule: one Q^W step and one actor step per batch (DSRL: 20 critic/actor steps, then 10 Q^W steps, per
+    env step);
+  * Q^W's input: w itself (DSRL rescales it by 1 / 1.5 into the actor's unit box, a fixed linear map), squared
+    errors summed over the heads (DSRL halves them: the same minimiser);
+  * networks: the planner's actor and Q^W shaped like Phase 2's Q (``match_lawr``), not 3 x 2048.
+``latent=sphere`` is LPS's reimplementation of DSRL-NA (which also reads the mean of the heads, not the min).
 """
 
 from __future__ import annotations
