@@ -49,13 +49,14 @@ from pathlib import Path
 import torch
 
 from lawr_ext.algorithms import registry
-from lawr_ext.configs.train import TrainConfig, load_train_config, train_config_from_dict
+from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy
 from lawr_ext.eval.diagnostics import flow_precision, policy_precision
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import chunk_basis, load_policy, load_product, open_dataset, run_stage
+from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
+                                      write_run_config)
 from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
@@ -150,6 +151,7 @@ class Diagnosis:
         else:
             episodes = load_episodes(self.args.dataset).select(keep)
             dataset = ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=self.args.dataset, seed=cfg.seed)
+        write_run_config(run_dir, cfg, self.args.dataset)
         for stage in registry.with_needs(stages):
             run_stage(cfg, stage, dataset, run_dir)
         return run_dir
@@ -177,8 +179,7 @@ class Diagnosis:
                                               chunk_basis=ChunkBasis(horizon, "dct", k))["summary"])
 
     def precision(self, run_dir: Path) -> None:
-        meta = read_checkpoint(final_path(run_dir, "flow"))
-        cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
+        cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
         dataset = open_dataset(cfg, self.args.dataset)
         end_effectors = _end_effectors(self.args.task)
         behavior = load_product(run_dir, "flow", cfg, dims)
@@ -283,9 +284,10 @@ class Diagnosis:
                 (variant_dir / phase).mkdir(parents=True, exist_ok=True)
                 if not (variant_dir / phase / "final.pt").is_file():
                     shutil.copy(run_dir / phase / "final.pt", variant_dir / phase / "final.pt")
-            base = train_config_from_dict(read_checkpoint(final_path(run_dir, "planner"))["config"])
+            base = run_config(run_dir)
             steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
             cfg = self.config(steps + [o for o in overrides.split(",") if o])
+            write_run_config(variant_dir, cfg, self.args.dataset)
             run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
             self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides,
                                                                        **self.evaluate(variant_dir, "lawr")})

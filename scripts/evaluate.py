@@ -16,14 +16,13 @@ check (typical-set fraction, distance of its chunks to the data) on the run's da
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.runners import evaluate_run
-from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import run_dir_of
+from lawr_ext.runners.pipeline import run_config, run_dir_of
 from lawr_ext.utils.cli import run_main, set_verbose
 from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
@@ -58,7 +57,7 @@ def main() -> None:
     args = parse_args()
     path = Path(args.checkpoint)
     run_dir = run_dir_of(path)
-    train_cfg = read_checkpoint(final_path(run_dir, "flow"), "flow")["config"]
+    train_cfg = asdict(run_config(run_dir))  # the run's config of record
     task = args.task or train_cfg["task"]
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     args.device = rank_device(args.device, world)

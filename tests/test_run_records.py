@@ -5,18 +5,24 @@ Every refusal here goes through the script a user runs (in this process: ``conft
 non-zero exit, one line on stderr and, where nothing may change, the run directory's bytes unchanged.
 """
 
+import json
 import pickle
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import (BIMANUAL_LINE_META, TINY, assert_refused, collect_line, file_hashes, grown_dataset, run_script,
-                      synthetic_dataset)
+from conftest import (BIMANUAL_LINE_META, TINY, assert_refused, assert_same_state, collect_line, file_hashes,
+                      grown_dataset, run_script, synthetic_dataset)
 
+from lawr_ext.algorithms.registry import STAGES, hashed_config, resolved_config, stage_config
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners import CheckpointError, final_path, load_policy, read_checkpoint, train
+from lawr_ext.runners.checkpoint import product_hash
+from lawr_ext.runners.pipeline import run_config
+from lawr_ext.utils.io import FORMAT_VERSION, config_hash
 
 TRAIN = ("train_lawr.py", "--task", "Bimanual-Chunk", "--no_eval")
 
@@ -103,6 +109,75 @@ def test_a_foreign_flow_is_named_when_the_run_record_agrees_with_the_planner(run
     assert str(error.value).startswith(str(final_path(run, "flow"))) and "comes from another run" in str(error.value)
 
 
+def rewrite(path: Path, change) -> None:
+    """Rewrite the record at ``path`` through ``change(record)``, as another file in its place would be."""
+    record = torch.load(path, weights_only=True)
+    change(record)
+    torch.save(record, path)
+
+
+def test_the_planner_holds_only_its_own_networks_and_names_what_it_was_built_on(run):
+    flow, critic, planner = (read_checkpoint(final_path(run, n)) for n in ("flow", "critic", "planner"))
+    assert planner["model"] and all(key.startswith("planner.") for key in planner["model"])  # no flow tensor
+    assert not any(key.startswith("obs_normalizer.") for key in critic["model"])  # the flow's, not the critic's
+    assert planner["built_on"] == {"flow": product_hash(flow), "critic": product_hash(critic)}
+    assert critic["built_on"] == {"flow": product_hash(flow)} and flow["built_on"] == {}
+
+
+@pytest.mark.parametrize("swapped", ["flow", "critic"])
+def test_a_product_other_than_the_one_a_stage_was_built_on_is_refused(run, finished_run, swapped):
+    """Same settings, other weights (as a retrained flow/final.pt would be): the planner built on the run's own is
+    refused in one line naming it, whether the swapped product is needed to act (flow) or not (critic)."""
+    rewrite(final_path(run, swapped), lambda record: next(iter(record["model"].values())).add_(1.0))
+    with pytest.raises(CheckpointError, match=f"was built on another {swapped}/final.pt than the one in this run_dir"):
+        load_policy(run)
+    before = file_hashes(run)
+    assert_refused(run_script("export.py", "--checkpoint", str(run)), "planner/final.pt" if swapped == "critic" else
+                   "/final.pt", f"was built on another {swapped}/final.pt", "copy whole run directories")
+    assert_refused(run_script(*TRAIN, "--dataset", str(finished_run[0]), "--run_dir", str(run), "--phase", "planner",
+                              *TINY), f"was built on another {swapped}/final.pt")
+    assert file_hashes(run) == before
+
+
+def test_a_run_of_an_older_lawr_is_refused_in_one_line_saying_how_to_retrain(run, finished_run):
+    dataset = str(finished_run[0].resolve())
+    config = json.loads((run / "config.json").read_text())
+    for name in ("flow", "critic", "planner"):  # the older layout: the config in each record, format version 4
+        rewrite(final_path(run, name), lambda record: record.update(format_version=4, config=config))
+    before = file_hashes(run)
+    retrain = ("retrain it in a new run directory: python scripts/train_lawr.py --task Bimanual-Chunk "
+               f"--dataset {dataset}")
+    for script in ("export.py", "evaluate.py"):
+        assert_refused(run_script(script, "--checkpoint", str(run)), "flow/final.pt", "written by an older lawr",
+                       retrain, "--run_dir NEW_RUN_DIR")
+    assert_refused(run_script(*TRAIN, "--dataset", dataset, "--run_dir", str(run), *TINY), "written by an older lawr",
+                   retrain)
+    assert file_hashes(run) == before
+
+
+def test_a_planner_that_holds_a_copy_of_the_flow_is_refused_and_leaves_the_flow_alone(run):
+    flow_model = read_checkpoint(final_path(run, "flow"))["model"]
+    rewrite(final_path(run, "planner"), lambda record: record["model"].update(
+        {key: torch.zeros_like(value) for key, value in flow_model.items() if key.startswith("decoder.")}))
+    with pytest.raises(CheckpointError, match="holds a copy of the networks it was built from .* older lawr; retrain"):
+        load_policy(run)
+    assert_same_state(read_checkpoint(final_path(run, "flow"))["model"], flow_model)
+
+
+def test_config_json_is_the_config_of_record(run, finished_run):
+    """It holds what trained (each baseline's settings as built, the dataset read), and everything that loads a run
+    reads it: without it nothing is guessed."""
+    cfg = load_train_config("Bimanual-Chunk", TINY)
+    recorded = run_config(run)
+    assert recorded == resolved_config(replace(cfg, data=replace(cfg.data, path=str(finished_run[0].resolve()))))
+    assert recorded.baselines.fql == stage_config(cfg, "fql") != cfg.baselines.fql  # match_lawr, as it trains
+    assert all(config_hash(hashed_config(recorded, n)) == config_hash(hashed_config(cfg, n)) for n in STAGES)
+    (run / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json: missing: the run's config of record"):
+        load_policy(run)
+    assert_refused(run_script("export.py", "--checkpoint", str(run)), "config.json", "missing")
+
+
 class Payload:
     """What a crafted checkpoint smuggles in: an object that runs code when unpickled."""
 
@@ -117,9 +192,9 @@ def test_unreadable_checkpoint_is_one_line_and_never_suggests_unsafe_loading(run
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "pickle":
-        torch.save({"format_version": 4, "model": Payload()}, path)
+        torch.save({"format_version": FORMAT_VERSION, "model": Payload()}, path)
     else:
-        path.write_bytes(pickle.dumps({"format_version": 4}))
+        path.write_bytes(pickle.dumps({"format_version": FORMAT_VERSION}))
     line = assert_refused(run_script(script, "--checkpoint", str(run)), str(path), "not a readable lawr checkpoint")
     assert "weights_only" not in line and "unpickled!" not in line
 
@@ -158,7 +233,7 @@ def test_overrides_after_the_baseline_names_are_overrides(finished_run, tmp_path
                                   "--baselines", "flow_bc", "gaussian_awr", *TINY, "critic.hidden_dim=24")
     assert status == 0, err[-3000:]
     assert final_path(run, "gaussian_awr").is_file() and final_path(run, "flow_bc").is_file()
-    assert read_checkpoint(final_path(run, "critic"))["config"]["critic"]["hidden_dim"] == 24
+    assert run_config(run).critic.hidden_dim == 24
 
 
 # --- refused before any work, and a full disk ------------------------------------------------------------

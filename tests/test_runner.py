@@ -14,6 +14,7 @@ from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.runners import (CheckpointError, TrainingError, checkpoint_path, final_path, load_policy, load_product,
                               read_checkpoint, train)
+from lawr_ext.runners.pipeline import run_config
 from lawr_ext.utils.io import parameter_fingerprint
 
 
@@ -128,4 +129,4 @@ def test_train_lawr_script_with_hydra_overrides(tmp_path, dataset):
     done = subprocess.run(command + TINY + ["critic.hidden_dim=24"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "## phases" in done.stdout and final_path(run, "planner").is_file()
-    assert read_checkpoint(final_path(run, "planner"))["config"]["critic"]["hidden_dim"] == 24  # the override arrived
+    assert run_config(run).critic.hidden_dim == 24  # the override arrived

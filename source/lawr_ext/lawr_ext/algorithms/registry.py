@@ -52,6 +52,14 @@ def stage_config(cfg: TrainConfig, name: str) -> Any:
     return settings
 
 
+def resolved_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every baseline's settings as ``stage_config`` builds and trains it (the run's config.json:
+    what actually trained). Resolving again changes nothing, so stage settings and hashes are the same."""
+    baselines = {STAGES[name].config.removeprefix("baselines."): stage_config(cfg, name) for name in BASELINES
+                 if STAGES[name].config.startswith("baselines.")}
+    return replace(cfg, baselines=replace(cfg.baselines, **baselines))
+
+
 def with_needs(names: tuple[str, ...]) -> tuple[str, ...]:
     """``names`` and every stage they are built from, directly or not, in training order."""
     wanted, todo = set(), list(names)

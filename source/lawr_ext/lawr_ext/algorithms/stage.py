@@ -28,8 +28,8 @@ class StageInputs:
     ``horizon`` is the length of a chunk in the learners' coordinates: K coefficients under a ``chunk_basis``
     other than "steps" (``modules/chunk_basis.py``), else the H steps themselves.
 
-    ``load`` fetches a product that is not in ``products`` yet (the runner reads it from the run directory);
-    without it a missing product is a ``ValueError`` naming the stage.
+    ``load`` fetches a product that is not in ``products`` yet (the runner reads it from the run directory and
+    keeps its content hash in ``hashes``); without it a missing product is a ``ValueError`` naming the stage.
     """
 
     obs_dim: int
@@ -39,6 +39,7 @@ class StageInputs:
     dataset: ChunkDataset | None = None
     load: Callable[[str], nn.Module] | None = None
     chunk_basis: ChunkBasis | None = None  # None: "steps"
+    hashes: dict[str, str] = field(default_factory=dict)  # content hash of each product read from a file
     action_normalization: str | None = None  # DataConfig.action_normalization, which phase 1 fits with
 
     @property

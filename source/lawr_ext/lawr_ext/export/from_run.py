@@ -11,16 +11,14 @@ import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.algorithms.registry import METHODS
-from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.configs.export import ExportConfig
-from lawr_ext.configs.train import train_config_from_dict
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.episodes import DatasetError
 from lawr_ext.data.reading import Reading
 from lawr_ext.export.exporter import (FILE_NAMES, build_metadata, export_aoti, export_onnx, export_pt2,
                                       frozen_cpu_copy, run_exported, trace)
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
-from lawr_ext.runners.pipeline import load_policy, read_summary, run_dir_of
+from lawr_ext.runners.pipeline import load_policy, run_config, run_dir_of
 from lawr_ext.tasks import get_task
 
 logger = logging.getLogger("lawr.export")
@@ -28,14 +26,15 @@ logger = logging.getLogger("lawr.export")
 
 def observation_range(run_dir: Path, record: dict, dataset: str | Path | None) -> dict[str, list[float]]:
     """{"obs_low", "obs_high"}: the per-dimension range of the observations of the dataset the run trained on
-    (``dataset``, default the one its summary.json names), refused if it is not that dataset (content hash)."""
-    path = dataset or read_summary(run_dir).get("dataset", {}).get("path")
+    (``dataset``, default the one its config.json names), refused if it is not that dataset (content hash)."""
+    cfg = run_config(run_dir)
+    path = dataset or cfg.data.path
     if path is None:
-        raise ValueError(f"{run_dir}: no dataset recorded in summary.json; pass --dataset (the run's dataset, whose "
+        raise ValueError(f"{run_dir}: no dataset recorded in config.json; pass --dataset (the run's dataset, whose "
                          "observation range the export records)")
     try:
         # read as the run read it (a LeRobot dataset's keys and reward convention, an OGBench file's task)
-        episodes = load_episodes(path, reading=Reading.of(train_config_from_dict(record["config"])))
+        episodes = load_episodes(path, reading=Reading.of(cfg))
     except DatasetError as err:
         raise ValueError(f"{err}; pass --dataset (the run's dataset, whose observation range the export records)") from None
     if episodes.fingerprint() != record["dims"]["data_sha256"]:
@@ -51,14 +50,15 @@ def run_metadata(run_dir: Path, method: str, policy: ChunkPolicy, dataset: str |
     # a method with nothing to train (flow_bc) has the flow's record
     record_stage = stage.name if final_path(run_dir, stage.name).is_file() else stage.needs[0]
     record = read_checkpoint(final_path(run_dir, record_stage), record_stage)
-    task = get_task(record["config"]["task"])
-    evaluated = record["config"]["eval"]  # the robot executes chunks as the run's evaluation did
+    cfg = run_config(run_dir)
+    task = get_task(cfg.task)
     action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
     return build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=method,
                           control_rate_hz=task.control_hz, config_hash=record["config_hash"],
-                          exec_horizon=min(evaluated["exec_horizon"], policy.horizon),  # past H: whole chunks
-                          temporal_ensemble=bool(evaluated.get("temporal_ensemble", EvalConfig.temporal_ensemble)),
-                          ensemble_decay=float(evaluated.get("ensemble_decay", EvalConfig.ensemble_decay)),
+                          # the robot executes chunks as the run's evaluation did; past H: whole chunks
+                          exec_horizon=min(cfg.eval.exec_horizon, policy.horizon),
+                          temporal_ensemble=bool(cfg.eval.temporal_ensemble),
+                          ensemble_decay=float(cfg.eval.ensemble_decay),
                           **observation_range(run_dir, record, dataset), **action_spec)
 
 

@@ -4,8 +4,8 @@ Both are plain dicts of tensors and plain Python values, so they load with ``wei
 
     format_version  utils.io.FORMAT_VERSION of the writer
     stage           which stage (registry name)
-    config_hash     hash of registry.hashed_config(cfg, stage): the settings this stage's result depends on
-    config          the full TrainConfig as a dict (load_policy rebuilds the networks from it)
+    config_hash     hash of registry.hashed_config(cfg, stage): the settings this stage's result depends on (the
+                    settings themselves are the run's config.json, its one config of record)
     dims            what the networks were built for and trained on: the dataset's {"obs_dim", "horizon",
                     "action_dim", "chunks"}, and its identity {"episodes", "data_sha256"} (Episodes.fingerprint)
 
@@ -19,15 +19,17 @@ and then, in ``checkpoint.pt`` (periodic and at the end of training)::
 
 or, in ``final.pt`` (once the stage is complete)::
 
-    model           the state_dict of the stage's product (Stage.product: what later stages and load_policy use)
+    model           the stage's OWN networks: the state_dict of its product (Stage.product: what later stages and
+                    load_policy use) without the tensors of the frozen products it is built from
+    built_on        {needed stage: content hash (product_hash) of its final.pt}: what it was built on; loading
+                    assembles the product from those files and refuses any other
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import nn
@@ -35,7 +37,7 @@ from torch import nn
 from lawr_ext.algorithms.base import Learner
 from lawr_ext.algorithms.registry import describe, hashed_config
 from lawr_ext.configs.train import TrainConfig
-from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, config_hash
+from lawr_ext.utils.io import FORMAT_VERSION, atomic_torch_save, config_hash, state_fingerprint
 
 if TYPE_CHECKING:
     from lawr_ext.data.dataset import ChunkDataset
@@ -71,7 +73,7 @@ def set_rng_state(state: dict) -> None:
 
 def _record(cfg: TrainConfig, stage: str, dims: dict) -> dict:
     return {"format_version": FORMAT_VERSION, "stage": stage, "config_hash": config_hash(hashed_config(cfg, stage)),
-            "config": asdict(cfg), "dims": dict(dims)}
+            "dims": dict(dims)}
 
 
 def save_checkpoint(path: str | Path, cfg: TrainConfig, stage: str, step: int, dims: dict, learner: Learner,
@@ -85,8 +87,26 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, stage: str, step: int, d
     }, path)
 
 
-def save_final(run_dir: str | Path, cfg: TrainConfig, stage: str, dims: dict, product: nn.Module) -> None:
-    atomic_torch_save(_record(cfg, stage, dims) | {"model": product.state_dict()}, final_path(run_dir, stage))
+def shared_names(product: nn.Module, products: Iterable[nn.Module]) -> set[str]:
+    """The names in ``product``'s state dict whose tensors are those of ``products`` (the frozen products it is
+    built from, held by reference): not its own, so never saved with it."""
+    theirs = {id(t) for other in products for t in other.state_dict(keep_vars=True).values()}
+    return {name for name, t in product.state_dict(keep_vars=True).items() if id(t) in theirs}
+
+
+def product_hash(record: dict) -> str:
+    """The content hash of a final.pt's networks (what a stage built on it records in ``built_on``)."""
+    return state_fingerprint(record["model"])
+
+
+def save_final(run_dir: str | Path, cfg: TrainConfig, stage: str, dims: dict, product: nn.Module,
+               products: dict[str, nn.Module] | None = None, built_on: dict[str, str] | None = None) -> None:
+    """Write ``product``'s own networks, without the tensors of ``products`` (the frozen products it was built from,
+    by stage), naming those by content hash (``built_on``)."""
+    shared = shared_names(product, (products or {}).values())
+    own = {name: t for name, t in product.state_dict().items() if name not in shared}
+    atomic_torch_save(_record(cfg, stage, dims) | {"model": own, "built_on": dict(built_on or {})},
+                      final_path(run_dir, stage))
 
 
 def read_checkpoint(path: str | Path, stage: str | None = None) -> dict:
@@ -109,10 +129,25 @@ def read_checkpoint(path: str | Path, stage: str | None = None) -> dict:
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(path, "not a lawr checkpoint (no format_version)")
     if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(path, f"format version {ckpt['format_version']}, this lawr reads {FORMAT_VERSION}")
+        raise CheckpointError(path, _other_version(ckpt))
     if stage is not None and ckpt["stage"] != stage:
         raise CheckpointError(path, f"is a {ckpt['stage']!r} checkpoint, expected {stage!r}")
     return ckpt
+
+
+def _other_version(ckpt: dict) -> str:
+    version = ckpt["format_version"]
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        return f"written by a newer lawr (format version {version}, this lawr reads {FORMAT_VERSION}); update lawr"
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}  # older records held the config
+    return (f"written by an older lawr (format version {version}, this lawr reads {FORMAT_VERSION}); "
+            f"{retrain_hint(config.get('task', 'TASK'), (config.get('data') or {}).get('path'))}")
+
+
+def retrain_hint(task: str, dataset: str | None = None) -> str:
+    """How to retrain a run this lawr cannot read."""
+    return (f"retrain it in a new run directory: python scripts/train_lawr.py --task {task}"
+            f"{f' --dataset {dataset}' if dataset else ''} --run_dir NEW_RUN_DIR")
 
 
 SHAPES = ("obs_dim", "horizon", "action_dim")
@@ -156,11 +191,26 @@ def load_into(path: str | Path, load, what: str) -> None:
                                     f"{str(err).splitlines()[0][:300]}") from err
 
 
-def load_final(run_dir: str | Path, stage: str, product: nn.Module, cfg: TrainConfig, dims: dict) -> None:
-    """Load stage ``stage``'s saved product into ``product`` after checking it belongs to ``cfg`` and ``dims``."""
+def read_final(run_dir: str | Path, stage: str) -> dict:
+    """Stage ``stage``'s final.pt record; a missing one says that the stage has not finished."""
     path = final_path(run_dir, stage)
     if not path.is_file():
         raise CheckpointError(path, f"missing: {describe(stage)} has not finished in this run_dir (run it first)")
-    ckpt = read_checkpoint(path, stage)
+    return read_checkpoint(path, stage)
+
+
+def load_final(run_dir: str | Path, stage: str, product: nn.Module, cfg: TrainConfig, dims: dict,
+               products: dict[str, nn.Module] | None = None, record: dict | None = None) -> dict:
+    """Load stage ``stage``'s own networks into ``product`` (built from ``products``, the frozen products it needs,
+    which bring theirs) after checking they belong to ``cfg`` and ``dims``; returns the record."""
+    path = final_path(run_dir, stage)
+    ckpt = read_final(run_dir, stage) if record is None else record
     check_compatible(path, ckpt, cfg, dims)
-    load_into(path, lambda: product.load_state_dict(ckpt["model"]), f"{type(product).__name__} networks")
+    shared = shared_names(product, (products or {}).values())
+    copied = sorted(shared & set(ckpt["model"]))
+    if copied:  # never loaded: it would overwrite the frozen products in place
+        raise CheckpointError(path, f"holds a copy of the networks it was built from ({copied[0]}, ...): written by "
+                                    f"an older lawr; {retrain_hint(cfg.task, cfg.data.path)}")
+    theirs = {name: t for name, t in product.state_dict().items() if name in shared}
+    load_into(path, lambda: product.load_state_dict(ckpt["model"] | theirs), f"{type(product).__name__} networks")
+    return ckpt

@@ -14,7 +14,6 @@ as that method's error, in its result and in the summary, and the other methods 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
-from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.eval import evaluate_policy, support_check, write_report
-from lawr_ext.runners.pipeline import (load_policy, open_dataset, read_summary, recorded_dataset, run_dir_of,
-                                       write_summary)
+from lawr_ext.runners.pipeline import (load_policy, open_dataset, read_summary, recorded_dataset, run_config,
+                                       run_dir_of, write_summary)
 from lawr_ext.utils.distributed import World
 
 #: (policy, EvalConfig) -> report with at least a "summary" (``eval.evaluate_policy``; tests pass a stand-in)
@@ -83,7 +81,7 @@ def evaluate_run(path: str | Path, methods: Sequence[str], eval_cfg: EvalConfig,
         results[method].out = Path(out) if out is not None else run_dir / "eval" / method
         write_report(report, results[method].out)
     if world.is_writer and out is None:
-        _record(run_dir, results, _run_config(run_dir).planner.num_steps if step is None else step)
+        _record(run_dir, results, run_config(run_dir).planner.num_steps if step is None else step)
     return results
 
 
@@ -97,12 +95,7 @@ def _support(run_dir: Path, policy: ChunkPolicy, dataset: str | Path | None, sam
     dataset = dataset or recorded_dataset(run_dir)
     if dataset is None or not Path(dataset).exists():
         return None
-    return support_check(policy, open_dataset(_run_config(run_dir), dataset), samples, seed)
-
-
-def _run_config(run_dir: Path) -> TrainConfig:
-    """The run's TrainConfig as training wrote it (config.json)."""
-    return train_config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    return support_check(policy, open_dataset(run_config(run_dir), dataset), samples, seed)
 
 
 def _record(run_dir: Path, results: dict[str, MethodEvaluation], step: int) -> None:

@@ -3,17 +3,21 @@
 
 The stages are strictly decoupled through files in ``run_dir``::
 
-    config.json              the TrainConfig of the run
+    config.json              the run's config of record (``run_config``): the TrainConfig every stage was trained
+                             with, resolved (each baseline's settings as it trained, the dataset's path)
     <stage>/checkpoint.pt    resumable training state (runners/checkpoint.py), periodic and final
-    <stage>/final.pt         the stage's product, written once the stage is complete:
+    <stage>/final.pt         the stage's product, written once the stage is complete: its OWN networks only, and
+                             the content hash of each product it was built from (``built_on``):
                                flow:    the normalizers, the chunk basis and the FROZEN one-step decoder (EMA weights)
                                critic:  V and Q networks (frozen when later stages load them)
-                               planner and every baseline: the ChunkPolicy it trained (or is made of)
+                               planner and every baseline: what it trained (the planner: the latent planner;
+                               the flow and critic it is built on stay in flow/ and critic/ final.pt)
     tensorboard/<stage>/     TensorBoard scalars
     summary.json / .md       final metrics of each stage (and evaluation results)
 
 A stage rebuilds the products it needs from their ``final.pt`` alone, frozen (requires_grad False, eval mode),
-so nothing it does can reach the weights an earlier stage produced.
+so nothing it does can reach the weights an earlier stage produced. Loading assembles a policy from the
+products it needs and refuses one that is not the product it was built on (content hash).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -36,7 +40,7 @@ from lawr_ext.data.episodes import DatasetError, Episodes
 from lawr_ext.data.reading import Reading
 from lawr_ext.modules.chunk_basis import ChunkBasis
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, final_path, load_final,
-                                         read_checkpoint, save_final)
+                                         product_hash, read_checkpoint, read_final, retrain_hint, save_final)
 from lawr_ext.runners.trainer import dataset_dims, stage_seed, train_stage
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.distributed import World, require_device
@@ -64,16 +68,43 @@ def chunk_basis(cfg: TrainConfig) -> ChunkBasis:
     return ChunkBasis(cfg.data.horizon, cfg.data.chunk_basis, cfg.data.chunk_coeffs)
 
 
-def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | torch.device = "cpu") -> StageInputs:
-    """StageInputs whose products are read from ``run_dir`` on first use: checked against ``cfg`` and ``dims``,
-    frozen, on ``device``."""
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The run's config of record: its config.json, as ``train`` wrote it (every stage's settings as trained)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(path, "missing: the run's config of record, written when its training starts; copy "
+                                    "whole run directories")
+    data = None
+    try:
+        data = json.loads(path.read_text())
+        return train_config_from_dict(data)
+    except ValueError as err:  # not JSON, or settings this lawr does not have
+        task = data.get("task", "TASK") if isinstance(data, dict) else "TASK"
+        raise CheckpointError(path, f"not a config this lawr reads ({err}); {retrain_hint(task)}") from None
+
+
+def write_run_config(run_dir: str | Path, cfg: TrainConfig, dataset_path: str | Path) -> None:
+    """config.json: what actually trains, each baseline's settings as built (``registry.resolved_config``) and
+    the dataset read (data.path); every stage in ``run_dir`` is trained with it."""
+    record = replace(registry.resolved_config(cfg), data=replace(cfg.data, path=str(Path(dataset_path).resolve())))
+    atomic_write_text(json.dumps(asdict(record), indent=2) + "\n", Path(run_dir) / "config.json")
+
+
+def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | torch.device = "cpu",
+               records: dict[str, dict] | None = None) -> StageInputs:
+    """StageInputs whose products are read from ``run_dir`` on first use (from ``records`` where already read):
+    checked against ``cfg`` and ``dims``, assembled with the products they are built from and refused if those are
+    not the ones they were built on (``check_built_on``), frozen, on ``device``."""
+    records = {} if records is None else records
     basis = chunk_basis(cfg)
     inputs = StageInputs(dims["obs_dim"], basis.num_coeffs, dims["action_dim"], chunk_basis=basis,
                          action_normalization=cfg.data.action_normalization)
 
     def load(stage: str) -> nn.Module:
         product = registry.STAGES[stage].product(registry.stage_config(cfg, stage), inputs)
-        load_final(run_dir, stage, product, cfg, dims)
+        record = load_final(run_dir, stage, product, cfg, dims, inputs.products, records.get(stage))
+        check_built_on(run_dir, stage, record, inputs.hashes)
+        inputs.hashes[stage] = product_hash(record)
         return freeze(product.to(device))
 
     inputs.load = load
@@ -105,8 +136,8 @@ def run_stage(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str |
         metrics = train_stage(cfg, name, built, dataset, run_dir, settings.num_steps, settings.batch_size, world,
                               behavior.learner_batch)
         built = built.product()
-    if world.is_writer:
-        save_final(run_dir, cfg, name, dims, built)
+    if world.is_writer:  # its own networks; those of the products it was built from by content hash
+        save_final(run_dir, cfg, name, dims, built, inputs.products, {n: inputs.hashes[n] for n in stage.needs})
         if metrics and stage.report is not None:
             metrics |= stage.report(built, dataset)
     world.barrier()  # the next stage (on every rank) reads this product
@@ -115,17 +146,22 @@ def run_stage(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str |
 
 def check_run_dir(cfg: TrainConfig, dataset: ChunkDataset, run_dir: Path, stages: tuple[str, ...]) -> None:
     """Refuse, before anything is written, a run_dir whose checkpoints of ``stages`` (or of the stages they are
-    built from) belong to other settings, other dataset shapes or another dataset."""
+    built from) belong to other settings, other dataset shapes or another dataset; and one where any other stage
+    finished with other settings (config.json, rewritten now, is the config of record of every stage in it)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "the run directory is a file", str(run_dir))
-    dims = dataset_dims(dataset)
-    for name in registry.with_needs(stages):
-        if name not in stages and not final_path(run_dir, name).is_file():  # built from, not trained now
+    dims, used, hashes = dataset_dims(dataset), registry.with_needs(stages), {}
+    for name in registry.STAGES:  # in training order: a stage's needs are read before it
+        if name in used and name not in stages and not final_path(run_dir, name).is_file():  # built from only
             raise CheckpointError(final_path(run_dir, name), f"missing: {registry.describe(name)} has not "
                                                              "finished in this run_dir (train it first)")
-        for path in (final_path(run_dir, name), checkpoint_path(run_dir, name)):
+        for path in (final_path(run_dir, name),) + ((checkpoint_path(run_dir, name),) if name in used else ()):
             if path.exists():
-                check_compatible(path, read_checkpoint(path, name), cfg, dims, dataset)
+                record = read_checkpoint(path, name)
+                check_compatible(path, record, cfg, dims, dataset)
+                if path.name == "final.pt":  # and built on the products in this run_dir
+                    check_built_on(run_dir, name, record, hashes)
+                    hashes[name] = product_hash(record)
 
 
 def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path,
@@ -151,7 +187,7 @@ def train(cfg: TrainConfig, dataset_path: str | Path, run_dir: str | Path,
     with directory_lock(run_dir, "training") if world.is_writer else contextlib.nullcontext():
         check_run_dir(cfg, dataset, run_dir, stages)  # again under the lock: another process may have written
         if world.is_writer:
-            atomic_write_text(json.dumps(asdict(cfg), indent=2) + "\n", run_dir / "config.json")
+            write_run_config(run_dir, cfg, dataset_dir)
         summary = read_summary(run_dir)
         summary["dataset"] = {"path": str(dataset_path), "sha256": dataset.fingerprint} | dataset.stats()
         for name in registry.STAGES:  # always in training order, whatever order they were given in
@@ -171,12 +207,10 @@ def read_summary(run_dir: str | Path) -> dict:
 
 
 def recorded_dataset(run_dir: str | Path) -> Path | None:
-    """The dataset the run in ``run_dir`` trains on, as its records name it (summary.json, else the data.path of
-    config.json); None for a new run directory."""
-    path = read_summary(run_dir).get("dataset", {}).get("path")
-    config = Path(run_dir) / "config.json"
-    if path is None and config.is_file():
-        path = json.loads(config.read_text()).get("data", {}).get("path")
+    """The dataset the run in ``run_dir`` trains on (data.path of its config.json); None for a new run directory."""
+    if not (Path(run_dir) / "config.json").is_file():
+        return None
+    path = run_config(run_dir).data.path
     return None if path is None else Path(path)
 
 
@@ -219,49 +253,53 @@ def load_policy(path: str | Path, method: str = "lawr") -> ChunkPolicy:
     It is the method's saved product, its chunks mapped back to env actions (``EnvActionPolicy``, with Phase 1's
     action normalizer); a method with nothing to train is also built, from the run's products,
     when it was not run here (flow_bc: the frozen flow sampled from the prior). Only what acting needs is
-    loaded: the L-AWR policy comes without its critic.
+    loaded: the L-AWR policy comes without its critic. The settings are the run's config.json; every product is
+    checked against them and against the products it was built on (content hash).
     """
     run_dir = run_dir_of(path)
     if method not in registry.METHODS:
         raise ValueError(f"load_policy: unknown method {method!r}; expected one of {tuple(registry.METHODS)}")
     stage = registry.METHODS[method]
-    own = final_path(run_dir, stage.name)
-    # The config to rebuild it with: its own record, or that of the products it is built from.
-    meta = read_checkpoint(own, stage.name) if own.is_file() else read_checkpoint(final_path(run_dir, stage.needs[0]))
-    if own.is_file():
-        for needed in stage.needs:
-            check_built_on(run_dir, stage.name, meta, needed)
-    cfg, dims = train_config_from_dict(meta["config"]), meta["dims"]
-    inputs = run_inputs(run_dir, cfg, dims)
+    cfg = run_config(run_dir)
+    records = same_run_records(run_dir, cfg, stage.name)
+    dims = (records.get("flow") or read_final(run_dir, "flow"))["dims"]  # what every product was trained on
+    inputs = run_inputs(run_dir, cfg, dims, records=records)
     policy = stage.product(registry.stage_config(cfg, stage.name), inputs)
-    if own.is_file() or stage.learner is not None:  # a trained stage that has not finished fails here
-        load_final(run_dir, stage.name, policy, cfg, dims)
+    if stage.name in records or stage.learner is not None:  # a trained stage that has not finished fails here
+        record = load_final(run_dir, stage.name, policy, cfg, dims, inputs.products, records.get(stage.name))
+        check_built_on(run_dir, stage.name, record, inputs.hashes)
     behavior = inputs["flow"]
     return EnvActionPolicy(policy, behavior.action_normalizer, behavior.chunk_basis).eval()
 
 
-def check_built_on(run_dir: Path, stage: str, record: dict, needed: str) -> None:
-    """Stage ``stage``'s product (``record``) was built from this run's ``needed``/final.pt; if not, the error names
-    the file that does not belong: the one that disagrees with the run's config.json (``stage``'s by default)."""
-    needed_path = final_path(run_dir, needed)
-    if not needed_path.is_file():
-        return  # loading it names it as missing
-    theirs = read_checkpoint(needed_path, needed)
-    cfg = train_config_from_dict(record["config"])
-    expected = config_hash(registry.hashed_config(cfg, needed))
-    if theirs["config_hash"] == expected and theirs["dims"] == record["dims"]:
-        return
-    own_path = final_path(run_dir, stage)
-    config = run_dir / "config.json"
-    if config.is_file():  # the run's record decides which of the two files is the stranger
-        try:
-            run_cfg = train_config_from_dict(json.loads(config.read_text()))
-        except ValueError:
-            run_cfg = None
-        if (run_cfg is not None and config_hash(registry.hashed_config(run_cfg, needed)) != theirs["config_hash"]
-                and config_hash(registry.hashed_config(run_cfg, stage)) == record["config_hash"]):
-            raise CheckpointError(needed_path, f"comes from another run: {own_path.relative_to(run_dir)} and "
-                                               "config.json were built on another one; copy whole run directories")
-    raise CheckpointError(own_path, f"comes from another run: it was not built on this run's "
-                                    f"{needed_path.relative_to(run_dir)} (other settings or another dataset); "
-                                    "copy whole run directories")
+def same_run_records(run_dir: Path, cfg: TrainConfig, stage: str) -> dict[str, dict]:
+    """The final.pt records of ``stage`` and of the stages it is built from that are in ``run_dir``, each trained
+    with the settings of the run's config.json; if not, the error names the first file that differs."""
+    records = {}
+    for name in registry.with_needs((stage,)):
+        path = final_path(run_dir, name)
+        if not path.is_file():
+            continue  # loading it names it as missing, where it is needed
+        record = records[name] = read_checkpoint(path, name)
+        if record["config_hash"] != config_hash(registry.hashed_config(cfg, name)):
+            raise CheckpointError(path, "comes from another run: it was trained with other settings than this run's "
+                                        "config.json; copy whole run directories")
+    return records
+
+
+def check_built_on(run_dir: Path, stage: str, record: dict, hashes: dict[str, str]) -> None:
+    """Stage ``stage``'s product (``record``) was built on the products of this run: the content hash of each
+    product it needs (in ``hashes`` where already read, else read from its final.pt) is the one it recorded."""
+    for needed in registry.STAGES[stage].needs:
+        path = final_path(run_dir, needed)
+        if needed in hashes:
+            found = hashes[needed]
+        elif path.is_file():
+            found = product_hash(read_checkpoint(path, needed))
+        else:
+            continue  # not needed to act, and not here (a run carried without it)
+        wanted = record.get("built_on", {}).get(needed)
+        if wanted != found:
+            raise CheckpointError(final_path(run_dir, stage), f"was built on another {needed}/final.pt than the one in "
+                                  f"this run_dir (content sha256 {str(wanted)[:12]}, this one's {found[:12]}): files "
+                                  f"of different runs are mixed; copy whole run directories, or retrain {stage}")

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import torch
 
-#: Bumped whenever the layout of checkpoints / exported files changes incompatibly.
-FORMAT_VERSION = 4
+#: Bumped whenever the layout of checkpoints changes incompatibly (exports have deploy.EXPORT_FORMAT_VERSION).
+FORMAT_VERSION = 5
 
 
 def _fsync_dir(path: Path) -> None:
@@ -151,8 +151,13 @@ def config_hash(cfg: Any) -> str:
 
 def parameter_fingerprint(module: torch.nn.Module) -> str:
     """SHA-256 over every parameter and buffer (names, dtypes, shapes, raw bytes): equal iff bit-identical."""
+    return state_fingerprint(module.state_dict())
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors of a state dict (names, dtypes, shapes, raw bytes): equal iff bit-identical."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
