@@ -3,12 +3,10 @@
     python bench/gpu_transport.py RESULTS_DIR RUN_DIR     # join the parts; then: scripts/evaluate.py --checkpoint RUN_DIR
 
 The device tool returns at most 8 files of at most 16 MiB each. A run at ``profile=gpu`` sizes is bigger
-(flow/final.pt 29 MiB, critic/final.pt 63 MiB, planner/final.pt 42 MiB), so ``pack`` writes the run's
-products as one gzipped tar split into parts ``run.tar.gz.000``, ``.001``, ... The planner's final.pt holds a
-copy of the frozen flow (the decoder and normalizer it was trained through, bit-identical to flow/final.pt's
-weights); it travels without that copy and ``unpack`` puts it back from flow/final.pt. Members go in order
-of need (evaluation needs the flow and the planner, not the critic): what does not fit is left out and
-listed in the manifest.
+(flow/final.pt 29 MiB, critic/final.pt 63 MiB; planner/final.pt holds the latent planner alone, the flow it
+acts through being flow/final.pt's), so ``pack`` writes the run's products as one gzipped tar split into parts
+``run.tar.gz.000``, ``.001``, ... Members go in order of need (evaluation needs config.json, the flow and the
+planner, not the critic): what does not fit is left out and listed in the manifest.
 """
 
 from __future__ import annotations
@@ -22,17 +20,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import torch
-
-from lawr_ext.utils.io import atomic_torch_save
-
 # in order of need: evaluation needs config/summary, flow and planner; the critic only to retrain phase 3 or
 # train baselines here, so it is left out (and listed) when the archive does not fit otherwise
 MEMBERS = ("config.json", "summary.json", "flow/final.pt", "planner/final.pt", "critic/final.pt")
 OPTIONAL = ("critic/final.pt",)
 PART_PREFIX = "run.tar.gz."
 PART_BYTES = 16 * 2**20 - 2**16   # the device tool returns files of at most 16 MiB
-SHARED_MARKER = "transport_shares_model_of"  # key of a planner checkpoint packed without the flow's copy
 
 
 def _sha256(path: Path) -> str:
@@ -43,33 +36,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def slim_planner(run_dir: Path, dest: Path) -> bool:
-    """Write planner/final.pt without the tensors it shares bit for bit with flow/final.pt (the frozen decoder and
-    observation normalizer: the same names in both products); False (nothing written) if there are none, in
-    which case the full file travels. The names dropped are recorded, so ``unpack`` restores exactly those."""
-    planner, flow = _load(run_dir / "planner" / "final.pt"), _load(run_dir / "flow" / "final.pt")
-    shared = sorted(k for k, v in flow["model"].items() if k in planner["model"] and torch.equal(planner["model"][k], v))
-    if not shared:
-        return False
-    order = list(planner["model"])  # restored in this order: the same state dict as before the trip
-    planner["model"] = {k: v for k, v in planner["model"].items() if k not in shared}
-    planner[SHARED_MARKER] = {"file": "flow/final.pt", "keys": shared, "order": order}
-    torch.save(planner, dest)
-    return True
-
-
 def pack(run_dir: str | Path, out_dir: str | Path, max_parts: int = 7, part_bytes: int = PART_BYTES) -> dict:
     """Split the products of ``run_dir`` into at most ``max_parts`` files in ``out_dir``; returns the manifest."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         sources = {m: run_dir / m for m in MEMBERS if (run_dir / m).is_file()}
-        slimmed = "planner/final.pt" in sources and slim_planner(run_dir, Path(tmp) / "planner.pt")
-        if slimmed:
-            sources["planner/final.pt"] = Path(tmp) / "planner.pt"
         members, left_out = list(sources), []
         archive = Path(tmp) / "run.tar.gz"
         while True:  # drop the least needed member until the archive fits
@@ -91,8 +62,7 @@ def pack(run_dir: str | Path, out_dir: str | Path, max_parts: int = 7, part_byte
                 part.write_bytes(block)
                 parts.append({"name": part.name, "bytes": len(block), "sha256": _sha256(part)})
     sizes = {m: (run_dir / m).stat().st_size for m in members}
-    return {"parts": parts, "members": members, "member_bytes": sizes, "left_out": left_out,
-            "planner_without_flow_copy": slimmed}
+    return {"parts": parts, "members": members, "member_bytes": sizes, "left_out": left_out}
 
 
 def unpack(results_dir: str | Path, run_dir: str | Path) -> list[str]:
@@ -121,15 +91,6 @@ def unpack(results_dir: str | Path, run_dir: str | Path) -> list[str]:
         with tarfile.open(archive, "r:gz") as tar:
             names = tar.getnames()
             tar.extractall(run_dir, filter="data")
-    planner_path = run_dir / "planner" / "final.pt"
-    if planner_path.is_file():
-        planner = _load(planner_path)
-        if SHARED_MARKER in planner:  # put the frozen flow's tensors back: the file load_policy expects
-            shared = planner.pop(SHARED_MARKER)
-            flow = _load(run_dir / shared["file"])["model"]
-            kept = planner["model"]
-            planner["model"] = {k: flow[k] if k in shared["keys"] else kept[k] for k in shared["order"]}
-            atomic_torch_save(planner, planner_path)
     if report.is_file():
         shutil.copy(report, run_dir / "gpu_check.json")
     return names

@@ -69,13 +69,12 @@ def test_results_fit_the_device_tools_limits(check):
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in files)
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) and len(p.relative_to(out).parts) <= 3 for p in files)
     assert [p["name"] for p in report["transport"]["parts"]] == sorted(p.name for p in out.glob("run.tar.gz.*"))
-    assert report["transport"]["left_out"] == [] and report["transport"]["planner_without_flow_copy"]
+    assert report["transport"]["left_out"] == []
 
 
 def save_as_if_on_cuda(path, monkeypatch):
-    """Rewrite a checkpoint as the GPU host writes it: storages tagged cuda:0, config device cuda."""
+    """Rewrite a checkpoint as the GPU host writes it: storages tagged cuda:0."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    ckpt["config"]["device"] = ckpt["config"]["eval"]["device"] = "cuda"
     with monkeypatch.context() as patch:  # torch.save records each storage's device through location_tag
         patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
         torch.save(ckpt, path)
@@ -93,12 +92,15 @@ def returned_run(check, tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         for phase in PHASES:
             save_as_if_on_cuda(run / phase / "final.pt", monkeypatch)
+    config = json.loads((run / "config.json").read_text())  # the run's config of record names the GPU host's device
+    config["device"] = config["eval"]["device"] = "cuda"
+    (run / "config.json").write_text(json.dumps(config))
     return run
 
 
 def test_returned_run_is_the_trained_run_and_loads_on_the_cpu(check, returned_run):
     _, _, trained = check
-    for phase in PHASES:  # the planner's frozen-flow copy, dropped for the trip, is back bit for bit
+    for phase in PHASES:  # every product back bit for bit
         original = torch.load(trained / phase / "final.pt", weights_only=True)["model"]
         returned = read_checkpoint(returned_run / phase / "final.pt", phase)["model"]
         assert list(original) == list(returned), phase
@@ -126,20 +128,20 @@ def test_damaged_part_is_refused(check, tmp_path):
 
 def test_pack_leaves_out_the_critic_rather_than_overflow(tmp_path):
     run = tmp_path / "run"
-    flow = {"model": {"decoder.w": torch.randn(64, 64), "obs_normalizer._mean": torch.randn(1, 5)}}
-    products = {"flow": flow, "planner": {"model": flow["model"] | {"planner.w": torch.randn(32, 32)}},
+    products = {"flow": {"model": {"decoder.w": torch.randn(64, 64), "obs_normalizer._mean": torch.randn(1, 5)}},
+                "planner": {"model": {"planner.w": torch.randn(32, 32)}},
                 "critic": {"model": {"v_net.w": torch.randn(256, 256)}}}
     for phase, ckpt in products.items():
         (run / phase).mkdir(parents=True)
         torch.save(ckpt, run / phase / "final.pt")
     manifest = gpu_transport.pack(run, tmp_path, max_parts=3, part_bytes=16 * 1024)
     assert manifest["left_out"] == ["critic/final.pt"] and len(manifest["parts"]) <= 3
-    assert manifest["planner_without_flow_copy"]
     back = tmp_path / "back"
     gpu_transport.unpack(tmp_path, back)
-    planner = torch.load(back / "planner" / "final.pt", weights_only=True)
-    assert gpu_transport.SHARED_MARKER not in planner
-    assert all(torch.equal(planner["model"][k], v) for k, v in products["planner"]["model"].items())
+    for phase in ("flow", "planner"):
+        returned = torch.load(back / phase / "final.pt", weights_only=True)["model"]
+        assert returned.keys() == products[phase]["model"].keys(), phase
+        assert all(torch.equal(returned[k], v) for k, v in products[phase]["model"].items()), phase
     assert not (back / "critic").exists()
 
 
