@@ -19,7 +19,7 @@ from conftest import (BIMANUAL_LINE_META, TINY, assert_refused, assert_same_stat
 from lawr_ext.algorithms.registry import STAGES, hashed_config, resolved_config, stage_config
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.dataset import ChunkDataset
-from lawr_ext.runners import CheckpointError, final_path, load_policy, read_checkpoint, train
+from lawr_ext.runners import CheckpointError, checkpoint_path, final_path, load_policy, read_checkpoint, train
 from lawr_ext.runners.checkpoint import product_hash
 from lawr_ext.runners.pipeline import run_config
 from lawr_ext.utils.io import FORMAT_VERSION, config_hash
@@ -122,6 +122,8 @@ def test_the_planner_holds_only_its_own_networks_and_names_what_it_was_built_on(
     assert not any(key.startswith("obs_normalizer.") for key in critic["model"])  # the flow's, not the critic's
     assert planner["built_on"] == {"flow": product_hash(flow), "critic": product_hash(critic)}
     assert critic["built_on"] == {"flow": product_hash(flow)} and flow["built_on"] == {}
+    resumable = read_checkpoint(checkpoint_path(run, "planner"))["learner"]["modules"]  # its training state too
+    assert resumable and all(key.startswith("planner.") for key in resumable)
 
 
 @pytest.mark.parametrize("swapped", ["flow", "critic"])

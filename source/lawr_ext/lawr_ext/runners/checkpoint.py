@@ -12,7 +12,7 @@ Both are plain dicts of tensors and plain Python values, so they load with ``wei
 and then, in ``checkpoint.pt`` (periodic and at the end of training)::
 
     step            how many gradient steps are done
-    learner         Learner.training_state(): modules and optimizers
+    learner         Learner.training_state(): modules (without the frozen products it is built from) and optimizers
     rng             torch's global RNG state of every rank, in rank order (CPU, and CUDA when present)
     sampler         the batch sampler's generator state
     train_seconds   wall-clock seconds of training up to ``step``, summed over resumes
@@ -77,10 +77,14 @@ def _record(cfg: TrainConfig, stage: str, dims: dict) -> dict:
 
 
 def save_checkpoint(path: str | Path, cfg: TrainConfig, stage: str, step: int, dims: dict, learner: Learner,
-                    sampler_state: dict, rng_states: list[dict], train_seconds: float = 0.0) -> None:
+                    sampler_state: dict, rng_states: list[dict], train_seconds: float = 0.0,
+                    frozen: Iterable[nn.Module] = ()) -> None:
+    """The learner's training state without the tensors of ``frozen`` (the products it is built from)."""
+    state, shared = learner.training_state(), shared_names(learner, frozen)
+    state["modules"] = {name: t for name, t in state["modules"].items() if name not in shared}
     atomic_torch_save(_record(cfg, stage, dims) | {
         "step": step,
-        "learner": learner.training_state(),
+        "learner": state,
         "rng": rng_states,
         "sampler": sampler_state,
         "train_seconds": float(train_seconds),

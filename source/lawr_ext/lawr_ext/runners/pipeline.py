@@ -5,7 +5,8 @@ The stages are strictly decoupled through files in ``run_dir``::
 
     config.json              the run's config of record (``run_config``): the TrainConfig every stage was trained
                              with, resolved (each baseline's settings as it trained, the dataset's path)
-    <stage>/checkpoint.pt    resumable training state (runners/checkpoint.py), periodic and final
+    <stage>/checkpoint.pt    resumable training state (runners/checkpoint.py; its own networks and optimizers),
+                             periodic and final
     <stage>/final.pt         the stage's product, written once the stage is complete: its OWN networks only, and
                              the content hash of each product it was built from (``built_on``):
                                flow:    the normalizers, the chunk basis and the FROZEN one-step decoder (EMA weights)
@@ -134,7 +135,7 @@ def run_stage(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str |
         # every stage trains in Phase 1's coordinates: the flow's own (it fits them), later the behaviour model's
         behavior = built if name == "flow" else inputs["flow"]
         metrics = train_stage(cfg, name, built, dataset, run_dir, settings.num_steps, settings.batch_size, world,
-                              behavior.learner_batch)
+                              behavior.learner_batch, inputs.products.values())
         built = built.product()
     if world.is_writer:  # its own networks; those of the products it was built from by content hash
         save_final(run_dir, cfg, name, dims, built, inputs.products, {n: inputs.hashes[n] for n in stage.needs})

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from tensordict import TensorDict
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from lawr_ext.algorithms import registry
@@ -21,7 +22,7 @@ from lawr_ext.algorithms.base import Learner
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, load_into,
-                                         read_checkpoint, rng_state, save_checkpoint, set_rng_state)
+                                         read_checkpoint, rng_state, save_checkpoint, set_rng_state, shared_names)
 from lawr_ext.runners.distributed import average_gradients, sample_shard
 from lawr_ext.utils.cli import OneLineError, progress
 from lawr_ext.utils.distributed import RANK_SEED_STRIDE, World
@@ -65,14 +66,23 @@ def check_metrics(cfg: TrainConfig, stage: str, metrics: dict[str, float]) -> st
     return check(cfg, metrics) if check is not None else None
 
 
+def with_frozen(state: dict, learner: Learner, frozen: Iterable[nn.Module]) -> dict:
+    """A checkpoint's training state with the frozen products' tensors, which it leaves out, back in place."""
+    shared = shared_names(learner, frozen)
+    theirs = {name: t for name, t in learner.state_dict().items() if name in shared}
+    return state | {"modules": state["modules"] | theirs}
+
+
 def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDataset, run_dir: str | Path,
                 num_steps: int, batch_size: int, world: World = World(),
-                coordinates: Callable[[TensorDict], TensorDict] | None = None) -> dict[str, float]:
+                coordinates: Callable[[TensorDict], TensorDict] | None = None,
+                frozen: Iterable[nn.Module] = ()) -> dict[str, float]:
     """Train ``stage``'s learner up to ``num_steps`` gradient steps of ``batch_size`` chunks (the global batch
     over all ranks), resuming from its checkpoint if one exists. Only rank 0 writes.
 
     ``coordinates`` maps each batch into the learners' coordinates (``BehaviorModel.learner_batch``); None:
-    the learner takes the dataset's batches as they are.
+    the learner takes the dataset's batches as they are. ``frozen``: the products the learner is built from;
+    its checkpoints leave their tensors out (they are in those products' final.pt).
 
     Returns the metrics of the last step (empty if the checkpoint was already complete).
     """
@@ -85,7 +95,8 @@ def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDa
             raise CheckpointError(path, "has no per-rank RNG states (written by an older lawr); use a new run_dir")
         if len(ckpt["rng"]) != world.size:
             raise CheckpointError(path, f"was written by {len(ckpt['rng'])} process(es); resume it with as many, not {world.size}")
-        load_into(path, lambda: learner.load_training_state(ckpt["learner"]), type(learner).__name__)
+        load_into(path, lambda: learner.load_training_state(with_frozen(ckpt["learner"], learner, frozen)),
+                  type(learner).__name__)
         set_rng_state(ckpt["rng"][world.rank])
         dataset.load_state_dict(ckpt["sampler"])
         start, last_saved = ckpt["step"], ckpt["step"]
@@ -122,7 +133,8 @@ def train_stage(cfg: TrainConfig, stage: str, learner: Learner, dataset: ChunkDa
                 rng_states = world.gather(rng_state())
                 if world.is_writer:
                     seconds = seconds_before + time.perf_counter() - started
-                    save_checkpoint(path, cfg, stage, step, dims, learner, dataset.state_dict(), rng_states, seconds)
+                    save_checkpoint(path, cfg, stage, step, dims, learner, dataset.state_dict(), rng_states, seconds,
+                                    frozen)
                 last_saved = step
             bar.update(1)
     finally:
