@@ -52,8 +52,9 @@ args_cli.baselines = [b for b in args_cli.baselines if b not in hydra_args]
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402
 from lawr_ext.configs.train import TrainConfig, load_train_config  # noqa: E402
-from lawr_ext.runners import evaluate_run, evaluation_failures, train  # noqa: E402
+from lawr_ext.runners import evaluation_failures, train  # noqa: E402
 from lawr_ext.runners.pipeline import recorded_dataset  # noqa: E402
+from lawr_ext.runners.sim_processes import run_sim_job  # noqa: E402
 from lawr_ext.tasks import get_task  # noqa: E402
 from lawr_ext.utils.cli import run_main, set_verbose  # noqa: E402
 from lawr_ext.utils.distributed import init_world  # noqa: E402
@@ -82,12 +83,13 @@ def dataset_path(cfg: TrainConfig, run_dir: Path) -> Path:
     if get_task(cfg.task).experts is None:
         sys.exit(f"[lawr] task {cfg.task} has no scripted experts to collect with: pass --dataset "
                  f"(formats: docs/data.md)")
-    from lawr_ext.data.collect import collect_config_of, collect_task
+    from lawr_ext.data.collect import collect_config_of
 
     print(f"[lawr] no dataset given: collecting {cfg.data.collect_num_episodes} episodes of {cfg.task} "
-          f"with {cfg.data.collect_num_envs} envs into {run_dir / 'dataset'}")
+          f"with {cfg.data.collect_num_envs} envs in {cfg.sim_processes} process(es) into {run_dir / 'dataset'}")
     collect_cfg = collect_config_of(cfg.data, seed=cfg.seed, progress=cfg.progress)
-    return collect_task(cfg.task, run_dir / "dataset", cfg.data.collect_num_envs, collect_cfg, device=cfg.device)
+    return run_sim_job(cfg.sim_processes, "collect", task=cfg.task, out_dir=run_dir / "dataset",
+                       num_envs=cfg.data.collect_num_envs, collect_cfg=collect_cfg, device=cfg.device)
 
 
 def main() -> None:
@@ -125,7 +127,8 @@ def main() -> None:
     if world.is_writer and cfg.evaluate and "planner" in phases:
         # a failing rollout is recorded in the summary; the other methods are still evaluated
         methods = ("lawr", "flow_bc") + tuple(b for b in args_cli.baselines if b != "flow_bc")
-        failures = evaluation_failures(evaluate_run(run_dir, methods, cfg.eval, step=cfg.planner.num_steps))
+        failures = evaluation_failures(run_sim_job(cfg.sim_processes, "evaluate", run_dir=run_dir, methods=methods,
+                                                   eval_cfg=cfg.eval, step=cfg.planner.num_steps))
     if world.is_writer:
         print((run_dir / "summary.md").read_text())
     if failures:

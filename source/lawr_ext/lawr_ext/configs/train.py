@@ -56,13 +56,14 @@ class TrainConfig:
     log_interval: int = 50           # gradient steps between TensorBoard scalars
     checkpoint_interval: int = 1000  # gradient steps between resumable checkpoints (one is always written at the end)
     progress: bool = True            # tqdm progress bar per stage
+    sim_processes: int = 1           # processes that simulate in collection and evaluation (one core each)
 
     def __post_init__(self) -> None:
         check_finite(self, "TrainConfig")
         check_device(self.device, "TrainConfig.device")
         if self.seed < 0:
             raise ValueError(f"TrainConfig.seed: must be >= 0, got {self.seed}")
-        for name in ("log_interval", "checkpoint_interval"):
+        for name in ("log_interval", "checkpoint_interval", "sim_processes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if self.eval.task != self.task:  # the policy is evaluated in the task it was trained for
