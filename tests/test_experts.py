@@ -1,7 +1,8 @@
-"""The clean scripted experts solve both tasks: >= 90 % of 64 seeded episodes each (one batched episode per task),
-and the env reads the strategy each successful episode followed back off its motion.
+"""The clean scripted experts solve both tasks: >= 90 % of 16 seeded episodes each, four per strategy (one batched
+episode per task), and the env reads the strategy each successful episode followed back off its motion.
 
-Measured (seed 0): hand-over 64/64, insertion 64/64.
+Measured (seed 0): 64/64 of 64 episodes on each task. Larger samples, per quality and strategy, are
+``bench/expert_success.py``'s (docs/results.md); this test keeps to what CI can afford.
 Each task runs in its own subprocess: Isaac Lab keeps one simulation per process.
 """
 
@@ -12,7 +13,7 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.sim
-NUM_EPISODES = 64
+NUM_EPISODES = 16
 REQUIRED_SUCCESS_RATE = 0.9
 
 ROLLOUT = """
