@@ -1,7 +1,7 @@
 """Train L-AWR: collect a dataset (if none is given) -> flow -> critic -> planner -> evaluate L-AWR and flow BC.
 
     python scripts/train_lawr.py --task Bimanual-Chunk                                  # everything, task defaults
-    python scripts/train_lawr.py --task Bimanual-Chunk profile=smoke --device cpu       # the main job, ~10 min on a CPU
+    python scripts/train_lawr.py --task Bimanual-Chunk profile=smoke --device cpu       # the main job, ~8 min on 2 cores
     python scripts/train_lawr.py --task Bimanual-Chunk --dataset runs/datasets/Bimanual-Chunk-seed0 \
         flow.num_steps=2000 critic.expectile=0.7                                        # hydra overrides
     python scripts/train_lawr.py --task Bimanual-Chunk --run_dir runs/x --phase planner planner.weights.temperature=0.5
