@@ -4,6 +4,7 @@
     python scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --num_episodes 4096 --device cuda
     python scripts/evaluate.py --checkpoint runs/<run> --exec_horizon 10 --temporal_ensemble
     python scripts/evaluate.py --checkpoint runs/<run> --policy flow_bc           # the behavior policy (or a baseline)
+    python scripts/evaluate.py --checkpoint runs/<run> --sim_processes 2     # one simulator per CPU core
     torchrun --nproc_per_node=4 scripts/evaluate.py --checkpoint runs/<run> --num_envs 4096 --device cuda
         # one process per GPU, each with its own envs and seed range; rank 0 writes the merged report
 
@@ -23,6 +24,7 @@ from lawr_ext.algorithms.registry import METHODS
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.runners import evaluate_run
 from lawr_ext.runners.pipeline import run_config, run_dir_of
+from lawr_ext.runners.sim_processes import run_sim_job
 from lawr_ext.utils.cli import run_main, set_verbose
 from lawr_ext.utils.distributed import init_world, rank_device, require_device
 
@@ -47,6 +49,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dataset", type=Path, default=None,
                         help="dataset for the Phase-3 support check (default: the run's own dataset)")
     parser.add_argument("--support_samples", type=int, default=1024, help="dataset chunks it uses; 0 skips it")
+    parser.add_argument("--sim_processes", type=int, default=None,
+                        help="local processes that simulate, one per core, each with its own envs and seed range "
+                             "(default: the run's sim_processes; 1 under torchrun)")
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     parser.add_argument("--out", type=Path, default=None, help="output folder for eval.json / eval.md")
@@ -70,8 +75,13 @@ def main() -> None:
                      task=task, progress=not args.no_progress and world.is_writer)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
 
-    result = evaluate_run(path, [args.policy], cfg, out=args.out, world=world, env_overrides=overrides,
-                          support_samples=args.support_samples, dataset=args.dataset)[args.policy]
+    options = dict(out=args.out, env_overrides=overrides, support_samples=args.support_samples, dataset=args.dataset)
+    if world.size > 1:  # torchrun's ranks already simulate in parallel
+        result = evaluate_run(path, [args.policy], cfg, world=world, **options)[args.policy]
+    else:
+        processes = train_cfg.get("sim_processes", 1) if args.sim_processes is None else args.sim_processes
+        result = run_sim_job(processes, "evaluate", run_dir=path, methods=[args.policy], eval_cfg=cfg,
+                             **options)[args.policy]
     if result.error is not None:
         raise ValueError(f"evaluation of {args.policy} failed: {result.error}")
     if not world.is_writer:

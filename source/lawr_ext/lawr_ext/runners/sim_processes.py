@@ -49,14 +49,15 @@ def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, col
     return path
 
 
-def evaluate_job(world: World, run_dir: str | Path, methods: tuple[str, ...], eval_cfg, step: int | None = None):
-    """This rank's share of every method's episodes; rank 0 writes the merged reports into the run."""
+def evaluate_job(world: World, run_dir: str | Path, methods: tuple[str, ...], eval_cfg, **options):
+    """This rank's share of every method's episodes; rank 0 writes the merged reports (``options``: those of
+    ``evaluate_run``)."""
     from dataclasses import replace
 
     from lawr_ext.runners.evaluation import evaluate_run
 
     cfg = eval_cfg if world.is_writer else replace(eval_cfg, progress=False)
-    return evaluate_run(run_dir, methods, cfg, step=step, world=world)
+    return evaluate_run(run_dir, methods, cfg, world=world, **options)
 
 
 JOBS = {"collect": collect_job, "evaluate": evaluate_job}
