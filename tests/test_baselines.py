@@ -60,6 +60,14 @@ def toy_batch(n: int, good_fraction: float = 0.5, uniform_fraction: float = 0.0)
     }, batch_size=[n])
 
 
+def bootstrapped_batch(n: int) -> TensorDict:
+    """Toy chunks that never end the episode, with gamma^k = 1/2: a critic's fixed point then depends on what it
+    bootstraps with (its policy's next chunk, or the data's)."""
+    batch = toy_batch(n, uniform_fraction=0.2)
+    batch[keys.TERMINAL], batch[keys.DISCOUNT] = torch.zeros(n), torch.full((n,), 0.5)
+    return batch
+
+
 def mode_fractions(chunks: torch.Tensor) -> tuple[float, float, float]:
     """Fractions of chunks whose mean lies at the good mode, at the bad mode, and between them."""
     mean = chunks.mean(dim=(1, 2))
@@ -247,14 +255,9 @@ def test_qc_critic_learns_the_value_of_acting_by_best_of_n(behavior_flow, normal
     best-of-N from then on. Observations are irrelevant, so with gamma^k = 1/2 the fixed point is
     Q(s, a) = r(a) + E[max_i r(a'_i)], a'_i ~ flow; an in-sample (behaviour) critic would instead reach
     r(a) + E[r(a')], lower by ~0.8 here. N = 8 keeps the backup's max below 1."""
-    num_samples, half = 8, 0.5
+    num_samples = 8
     cfg = QCConfig(critic=replace(TINY_CRITIC, target_update_rate=0.05), num_samples=num_samples)
     qc = QC(cfg, OBS_DIM, H, A, normalizer, behavior_flow)
-
-    def bootstrapped_batch(n):
-        batch = toy_batch(n, uniform_fraction=0.2)
-        batch[keys.TERMINAL], batch[keys.DISCOUNT] = torch.zeros(n), torch.full((n,), half)
-        return batch
 
     for _ in range(800):
         metrics = qc.update(bootstrapped_batch(128))
@@ -378,17 +381,11 @@ def test_lps_critic_learns_its_own_actors_value_not_the_datas(behavior_flow, nor
     """LPS's critic bootstraps with its actor's next chunk, not with the data's. Hold the actor on one mode of the
     flow; chunks never end the episode and gamma^k = 1/2, so V_pi = r(pi) + V_pi / 2 and Q(s, a) = r(a) + r(pi).
     The data hold both modes equally: an in-sample critic would reach r(a) + E_data[r] instead, over 0.5 away."""
-    half = 0.5
     cfg = matched_config("lps", TINY_FLOW, replace(TINY_CRITIC, target_update_rate=0.05),
                          PlannerConfig(hidden_dim=16, num_blocks=1))
     assert (cfg.critic_source, cfg.critic_loss, cfg.q_agg) == ("own", "mse", "min")
     lps = LatentPolicySteering(cfg, OBS_DIM, H, A, behavior_flow, normalizer)
     lps.planner = FixedLatent(latent_on_mode(behavior_flow, normalizer, good))
-
-    def bootstrapped_batch(n):
-        batch = toy_batch(n, uniform_fraction=0.2)
-        batch[keys.TERMINAL], batch[keys.DISCOUNT] = torch.zeros(n), torch.full((n,), half)
-        return batch
 
     for _ in range(500):
         metrics = lps.update(bootstrapped_batch(128))
