@@ -371,3 +371,30 @@ def test_ogbench_file_as_downloaded_is_named_as_such(tmp_path):
     np.savez(tmp_path / "raw.npz", **arrays)
     with pytest.raises(DatasetError, match="OGBench file as downloaded"):
         load_episodes(tmp_path / "raw.npz")
+
+
+def test_keep_labelled_keeps_the_episodes_with_those_labels_and_their_bootstrap_state(toy_dir):
+    """data.keep_qualities / keep_strategies: episodes 1 and 2 follow strategy 1 (qualities 1 and 2)."""
+    episodes = read_hdf5(toy_dir)
+    episodes.final_obs = torch.tensor([[1.0, 3.0], [2.0, 4.0], [3.0, 5.0]])
+    strategy_1 = episodes.keep_labelled(toy_dir, strategies=(1,))
+    assert strategy_1.lengths.tolist() == [4, 5] and strategy_1.quality.tolist() == [1, 2]
+    assert torch.equal(strategy_1.obs[:, 0], torch.tensor([20.0] * 4 + [30.0] * 5))  # their steps, in order
+    assert torch.equal(strategy_1.final_obs, episodes.final_obs[1:])  # a cut-off episode still bootstraps
+    only = episodes.keep_labelled(toy_dir, qualities=(2, 0), strategies=(1,))
+    assert only.lengths.tolist() == [5] and only.rewards.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert episodes.keep_labelled(toy_dir) is episodes  # nothing asked: every episode
+    with pytest.raises(DatasetError, match=r"toy: no episode has quality in \[0\] and strategy in \[1\]"):
+        episodes.keep_labelled(toy_dir, qualities=(0,), strategies=(1,))
+
+
+def test_keep_labels_are_checked_and_leave_earlier_config_hashes_alone():
+    from lawr_ext.algorithms.registry import hashed_config
+    from lawr_ext.configs.data import DataConfig
+    from lawr_ext.configs.train import TrainConfig
+
+    with pytest.raises(ValueError, match="DataConfig.keep_qualities: labels are >= 0"):
+        DataConfig(keep_qualities=(-1,))
+    assert "keep_qualities" not in hashed_config(TrainConfig(), "flow")["data"]  # all episodes: hashed as before
+    filtered = TrainConfig(data=DataConfig(keep_strategies=(0,)))
+    assert hashed_config(filtered, "flow")["data"]["keep_strategies"] == (0,)

@@ -86,6 +86,9 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
             if k not in ("path", "collect_quality_mix", "obs_keys", "action_key", "reward_from")}
     if cfg.data.chunk_basis == "steps":  # the chunk as it is, as before the basis existed: earlier hashes hold
         del data["chunk_basis"], data["chunk_coeffs"]
+    for labels in ("keep_qualities", "keep_strategies"):  # every episode, as before the filter existed
+        if not data[labels]:
+            del data[labels]
     return {"task": cfg.task, "seed": cfg.seed, "data": data} | {
         stage: _without_later_defaults(asdict(stage_config(cfg, stage))) for stage in with_needs((name,))}
 

@@ -38,6 +38,11 @@ class DataConfig:
     obs_keys: tuple[str, ...] = ()
     action_key: str | None = None
     reward_from: str | None = None
+    # Train on some of the episodes only, by the labels the dataset records (collected data: quality 0 clean,
+    # 1 noisy, 2 suboptimal; strategy 0..3); empty: every episode. E.g. keep_qualities=[0] keep_strategies=[0]:
+    # one expert's clean demonstrations, the data of a unimodal imitation baseline.
+    keep_qualities: tuple[int, ...] = ()
+    keep_strategies: tuple[int, ...] = ()
     collect_num_envs: int = 16       # parallel envs when collecting (CPU-sized; raise on a GPU host)
     collect_num_episodes: int = 200  # scripted-expert episodes in a collected dataset
     # Probability of each expert quality (clean, noisy, suboptimal) in a collected dataset. More suboptimal
@@ -62,6 +67,9 @@ class DataConfig:
                 and not (self.reward_from.startswith("column:") and len(self.reward_from) > len("column:")):
             raise ValueError(f"DataConfig.reward_from: expected one of {REWARD_FROM} or 'column:<name>', "
                              f"got {self.reward_from!r}")
+        for name in ("keep_qualities", "keep_strategies"):
+            if any(label < 0 for label in getattr(self, name)):
+                raise ValueError(f"DataConfig.{name}: labels are >= 0, got {list(getattr(self, name))}")
         for name in ("collect_num_envs", "collect_num_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}: must be >= 1, got {getattr(self, name)}")

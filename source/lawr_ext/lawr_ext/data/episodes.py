@@ -69,7 +69,22 @@ class Episodes:
         rows = keep[step_episode]
         return Episodes(obs=self.obs[rows], actions=self.actions[rows], rewards=self.rewards[rows],
                         lengths=self.lengths[keep], terminated=self.terminated[keep], success=self.success[keep],
-                        strategy=self.strategy[keep], quality=self.quality[keep], meta=dict(self.meta))
+                        strategy=self.strategy[keep], quality=self.quality[keep], meta=dict(self.meta),
+                        final_obs=None if self.final_obs is None else self.final_obs[keep],
+                        no_bootstrap=None if self.no_bootstrap is None else self.no_bootstrap[rows])
+
+    def keep_labelled(self, source: object, qualities: tuple[int, ...] = (), strategies: tuple[int, ...] = ()
+                      ) -> Episodes:
+        """The episodes whose quality is one of ``qualities`` and whose strategy is one of ``strategies`` (an
+        empty tuple keeps every label); refuses in one line a selection that keeps nothing."""
+        keep = torch.ones(self.num_episodes, dtype=torch.bool)
+        for name, labels, column in (("quality", qualities, self.quality), ("strategy", strategies, self.strategy)):
+            if labels:
+                keep &= torch.isin(column, torch.tensor(list(labels), dtype=column.dtype))
+        if not keep.any():
+            raise DatasetError(source, f"no episode has quality in {list(qualities) or 'any'} and strategy in "
+                                       f"{list(strategies) or 'any'} (data.keep_qualities, data.keep_strategies)")
+        return self if keep.all() else self.select(keep)
 
     @staticmethod
     def concatenate(parts: list[Episodes], meta: dict | None = None) -> Episodes:

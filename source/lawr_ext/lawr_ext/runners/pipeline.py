@@ -61,6 +61,7 @@ def open_dataset(cfg: TrainConfig, path: str | Path) -> ChunkDataset:
         episodes.check_dims(path, spec.obs_dim, spec.action_dim, f"task {cfg.task!r}")
 
     episodes = load_episodes(path, expect, Reading.of(cfg))
+    episodes = episodes.keep_labelled(path, tuple(cfg.data.keep_qualities), tuple(cfg.data.keep_strategies))
     return ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=path, device=cfg.device, seed=cfg.seed)
 
 
