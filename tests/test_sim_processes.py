@@ -47,3 +47,12 @@ def test_sim_processes_below_one_is_refused():
         TrainConfig(sim_processes=0)
     with pytest.raises(ValueError, match="sim_processes"):
         run_sim_job(0, ranks_and_pids, tag="z")
+
+
+def test_under_torchrun_more_processes_are_refused_in_one_line(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # as inside a torchrun rank
+    with pytest.raises(ValueError, match="under torchrun leave it at 1"):
+        run_sim_job(2, ranks_and_pids, tag="t")
+    assert run_sim_job(1, ranks_and_pids, tag="t") == [(0, 1, os.getpid(), "t")]  # one process: the rank itself
