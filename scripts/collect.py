@@ -30,16 +30,15 @@ rank simulate on cuda:<LOCAL_RANK>); here ``--device cuda`` under torchrun does 
 """
 
 import argparse
-import contextlib
 import time
 from pathlib import Path
 
 from lawr_ext import REPO_ROOT
-from lawr_ext.data.collect import CollectConfig, collect_task
+from lawr_ext.data.collect import CollectConfig
 from lawr_ext.data.dataset import load_episodes
+from lawr_ext.runners.sim_processes import collect_job
 from lawr_ext.utils.cli import run_main, set_verbose
 from lawr_ext.utils.distributed import init_world, rank_device, require_device
-from lawr_ext.utils.lock import directory_lock
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,13 +72,7 @@ def main() -> None:
     cfg = CollectConfig(num_episodes=args.num_episodes, seed=args.seed, quality_mix=tuple(args.quality_mix),
                         strategy_mix=tuple(args.strategy_mix) if args.strategy_mix else None,
                         progress=not args.no_progress and world.is_writer)
-    # rank 0 holds the directory for all ranks of this run (a second collection on it is refused), and the
-    # others start once it does
-    with directory_lock(out, "collection") if world.is_writer else contextlib.nullcontext():
-        world.barrier()
-        out = collect_task(args.task, out, args.num_envs, cfg, device=device, rank=world.rank, world_size=world.size,
-                           **env_overrides)
-        world.barrier()  # the dataset is complete once every rank has written its rounds
+    out = collect_job(world, args.task, out, args.num_envs, cfg, device, **env_overrides)
     if not world.is_writer:
         return
     episodes = load_episodes(out)

@@ -30,9 +30,10 @@ import torch.distributed as dist
 from lawr_ext.utils.distributed import World
 
 
-def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, collect_cfg, device: str) -> Path:
-    """This rank's rounds of a collection into ``out_dir``; rank 0 holds the directory for all of them (one
-    process locks it itself, in ``collect``)."""
+def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, collect_cfg, device: str,
+                **env_overrides) -> Path:
+    """This rank's rounds of a collection into ``out_dir`` (``scripts/collect.py``'s, also under torchrun); rank 0
+    holds the directory for all of them (one process locks it itself, in ``collect``)."""
     import contextlib
     from dataclasses import replace
 
@@ -44,7 +45,7 @@ def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, col
     with directory_lock(Path(out_dir), "collection") if shared else contextlib.nullcontext():
         world.barrier()  # nobody writes before rank 0 holds the lock (a second collection on it is refused)
         path = collect_task(task, out_dir, num_envs, collect_cfg, device=device, rank=world.rank,
-                            world_size=world.size)
+                            world_size=world.size, **env_overrides)
         world.barrier()  # the dataset is complete once every rank has written its rounds
     return path
 
