@@ -34,7 +34,8 @@ def test_every_registered_task_composes_from_the_preset_its_entry_point_names():
         by_preset.setdefault(path, task)
         if spec.env is not None:  # Isaac Lab's tools read it from gymnasium's registry (load_cfg_from_registry)
             assert gym.spec(task).kwargs["lawr_cfg_entry_point"] == spec.lawr_cfg
-    assert len(by_preset) == 4  # Bimanual-Chunk, -Insertion, OGBench's cube-single and cube-double families
+    # Bimanual-Chunk, -Insertion, their image variants, OGBench's cube-single and cube-double families
+    assert len(by_preset) == 6
     for task in by_preset.values():  # one compose per preset: a family's preset serves each of its ids alike
         cfg = load_train_config(task, ["recipe=published"])  # every preset takes the shared overlays
         assert cfg.task == cfg.eval.task == task and cfg.baselines.fql.alpha == 300.0

@@ -138,7 +138,8 @@ def test_action_spec_reproduces_the_env_action_mapping():
     assert spec["max_target_speed"] == ([cfg.arm_target_speed] * 6 + [cfg.finger_target_speed]) * 2
 
 
-@pytest.mark.parametrize("task", ["Bimanual-Chunk", "Bimanual-Chunk-Insertion"])
+@pytest.mark.parametrize("task", ["Bimanual-Chunk", "Bimanual-Chunk-Insertion", "Bimanual-Chunk-Vision",
+                                  "Bimanual-Chunk-Insertion-Vision"])
 def test_registered_rate_and_dims_are_the_env_cfgs(task):
     from lawr_ext.tasks import get_task, load_env_cfg
 

@@ -6,10 +6,14 @@ Registers both tasks with lawr's task registry; nothing here imports the simulat
 from lawr_ext.tasks.registry import TaskSpec, register_task
 
 # obs dims as env_cfg.py builds them (tests/test_export.py checks that they agree): joint pos + vel (16 + 16),
-# the object poses (7 each), the two grasp points (6)
+# the object poses (7 each), the two grasp points (6); the image tasks' "policy" observation is the joints alone
+# (32), their cameras' images come beside it
 for _task, _preset, _cfg, _obs_dim in (
         ("Bimanual-Chunk", "lawr_bimanual_chunk", "BimanualChunkEnvCfg", 45),
-        ("Bimanual-Chunk-Insertion", "lawr_bimanual_chunk_insertion", "BimanualInsertionEnvCfg", 52)):
+        ("Bimanual-Chunk-Insertion", "lawr_bimanual_chunk_insertion", "BimanualInsertionEnvCfg", 52),
+        ("Bimanual-Chunk-Vision", "lawr_bimanual_chunk_vision", "BimanualChunkVisionEnvCfg", 32),
+        ("Bimanual-Chunk-Insertion-Vision", "lawr_bimanual_chunk_insertion_vision", "BimanualInsertionVisionEnvCfg",
+         32)):
     register_task(TaskSpec(
         id=_task,
         make_env="lawr_ext.tasks.direct_rl:make_env",

@@ -15,7 +15,7 @@ import torch
 from isaaclab.envs import DirectRLEnv
 
 from . import kernels
-from .env_cfg import BLOCK_SIZE, PEG_SIZE, SOCKET, TABLE_SIZE, BimanualChunkEnvCfg
+from .env_cfg import BLOCK_SIZE, CAMERA_NAMES, PEG_SIZE, SOCKET, TABLE_SIZE, BimanualChunkEnvCfg
 from .robot import ALL_JOINT_NAMES, SPEC, arm_limits
 
 
@@ -29,6 +29,7 @@ class BimanualChunkEnv(DirectRLEnv):
     def __init__(self, cfg: BimanualChunkEnvCfg, render_mode: str | None = None, **kwargs):
         if cfg.task not in ("handover", "insertion"):
             raise ValueError(f"BimanualChunkEnvCfg.task: expected 'handover' or 'insertion', got {cfg.task!r}")
+        self.camera_names = _configure_cameras(cfg)
         super().__init__(cfg, render_mode, **kwargs)
         self.robot = self.scene["robot"]
         self.object_names = ("block",) if cfg.task == "handover" else ("peg", "socket")
@@ -113,8 +114,15 @@ class BimanualChunkEnv(DirectRLEnv):
         self.servo_targets += torch.maximum(torch.minimum(step, self.max_target_step), -self.max_target_step)
         self.robot.set_joint_position_target_index(target=self.servo_targets)
 
+    def camera_images(self) -> torch.Tensor:
+        """uint8 [N, cameras, H, W, 3]: what each camera of ``camera_names`` sees now (rendered when read)."""
+        return torch.stack([self.scene[f"{name}_camera"].data.output["rgb"].torch[..., :3]
+                            for name in self.camera_names], dim=1)
+
     def _get_observations(self) -> dict:
         parts = [self.robot.data.joint_pos.torch[:, self.joint_ids], self.robot.data.joint_vel.torch[:, self.joint_ids]]
+        if self.camera_names:  # an image task: joints and images, no privileged state
+            return {"policy": torch.cat(parts, dim=-1).float(), "images": self.camera_images()}
         parts += [self.object_pose(name) for name in self.object_names]
         parts.append(self.grasp_points.flatten(1))
         return {"policy": torch.cat(parts, dim=-1).float()}
@@ -218,3 +226,25 @@ class BimanualChunkEnv(DirectRLEnv):
         self.held_flags[env_ids] = 0
         self.mover_arm[env_ids] = -1
         self.max_height[env_ids] = 0.0
+
+
+def _configure_cameras(cfg: BimanualChunkEnvCfg) -> tuple[str, ...]:
+    """Keep the cameras ``cfg.cameras`` names, at its resolution, and remove the others from the scene (before the
+    scene is built); the names in observation order (none for a state task)."""
+    if cfg.cameras is None:
+        return ()
+    names = tuple(cfg.cameras.names)
+    unknown = sorted(set(names) - set(CAMERA_NAMES))
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"BimanualChunkEnvCfg.cameras.names: expected distinct names from {CAMERA_NAMES}, "
+                         f"got {names}")
+    if cfg.cameras.width < 8 or cfg.cameras.height < 8:
+        raise ValueError(f"BimanualChunkEnvCfg.cameras: width and height must be >= 8 px, got "
+                         f"{cfg.cameras.width} x {cfg.cameras.height}")
+    for name in CAMERA_NAMES:
+        camera = getattr(cfg.scene, f"{name}_camera")
+        if name not in names:
+            setattr(cfg.scene, f"{name}_camera", None)
+        elif camera is not None:
+            camera.width, camera.height = cfg.cameras.width, cfg.cameras.height
+    return names

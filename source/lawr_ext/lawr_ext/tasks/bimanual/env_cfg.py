@@ -34,9 +34,11 @@ from isaaclab.actuators import ImplicitActuatorCfg
 from isaaclab.assets import ArticulationCfg, AssetBaseCfg, RigidObjectCfg
 from isaaclab.envs import DirectRLEnvCfg
 from isaaclab.scene import InteractiveSceneCfg
+from isaaclab.sensors import CameraCfg
 from isaaclab.sim import SimulationCfg
 from isaaclab.utils import configclass
 from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+from isaaclab_newton.renderers import NewtonWarpRendererCfg
 
 from .robot import (ALL_JOINT_NAMES, ARM_TARGET_SPEED, FINGER_TARGET_SPEED, SPEC, SocketSpec, write_robot_usd,
                     write_socket_usd)
@@ -52,12 +54,12 @@ BLOCK_SIZE = (0.12, 0.03, 0.03)  # the hand-over "cube": long enough for two gri
 SOCKET = SocketSpec()
 
 
-def _robot_cfg() -> ArticulationCfg:
+def _robot_cfg(visual: bool = False) -> ArticulationCfg:
     home = {f"{side}_{joint}": value for side in ("left", "right") for joint, value in HOME_ARM_POSE.items()}
     home.update({name: SPEC.finger_upper for name in ALL_JOINT_NAMES if "finger" in name})
     return ArticulationCfg(
         prim_path="{ENV_REGEX_NS}/Robot",
-        spawn=sim_utils.UsdFileCfg(usd_path=str(write_robot_usd())),
+        spawn=sim_utils.UsdFileCfg(usd_path=str(write_robot_usd(visual=visual))),
         init_state=ArticulationCfg.InitialStateCfg(pos=(0.0, 0.0, 0.0), joint_pos=home),
         actuators={
             # stiff position servos, stable at 100 Hz with small gravity sag (< 1 cm). The armature stands for the
@@ -122,6 +124,41 @@ class InsertionSceneCfg(InteractiveSceneCfg):
     )
 
 
+#: The cameras an image task can have, ALOHA's set: an overhead view of the table and one camera on each wrist.
+CAMERA_NAMES = ("top", "left_wrist", "right_wrist")
+
+
+def _camera_cfg(name: str) -> CameraCfg:
+    """One camera of the image tasks, rendered by Newton's Warp ray tracer (Isaac Lab's default, RTX, needs Kit).
+    The overhead camera hangs 0.75 m above the table centre looking straight down (image up = the env's +y); a
+    wrist camera rides on its arm's wrist_rotate link, 8 cm above it, looking along the fingers, tilted 35 deg
+    towards them (the palm and the finger pads fill the bottom of its image, as on ALOHA's wrist cameras). Width and height are set from ``CamerasCfg`` when the env is made."""
+    if name == "top":
+        prim_path, follows = "{ENV_REGEX_NS}/TopCamera", False
+        offset = CameraCfg.OffsetCfg(pos=(0.0, 0.0, 0.75), rot=(0.0, 0.0, 0.0, 1.0), convention="opengl")
+        focal_length = 16.0  # ~66 deg field of view: 0.98 m of the table, both grippers' reach
+    else:
+        tilt = math.radians(35.0)  # a rotation about the link's y axis turns the view (+x) towards -z
+        prim_path, follows = "{ENV_REGEX_NS}/Robot/" + name.replace("wrist", "wrist_rotate_link") + "/camera", True
+        offset = CameraCfg.OffsetCfg(pos=(0.0, 0.0, 0.08), rot=(0.0, math.sin(tilt / 2), 0.0, math.cos(tilt / 2)),
+                                     convention="world")
+        focal_length = 12.0  # ~82 deg: the fingers and what lies between them
+    return CameraCfg(
+        prim_path=prim_path, offset=offset, update_latest_camera_pose=follows, data_types=["rgb"], width=64,
+        height=64, spawn=sim_utils.PinholeCameraCfg(focal_length=focal_length, clipping_range=(0.01, 5.0)),
+        renderer_cfg=NewtonWarpRendererCfg(), background_color=(0.35, 0.4, 0.45),
+    )
+
+
+@configclass
+class CamerasCfg:
+    """The cameras of an image task: which (in the order the policy sees them), and at what resolution."""
+
+    names: tuple[str, ...] = CAMERA_NAMES  # a subset of CAMERA_NAMES, in observation order
+    width: int = 64  # [px]
+    height: int = 64  # [px]
+
+
 @configclass
 class SpawnCfg:
     """Reset randomization: objects spawn uniformly in these regions of the table (env frame) [m, rad]."""
@@ -137,6 +174,26 @@ class SpawnCfg:
     socket_y: tuple[float, float] = (-0.14, -0.08)
     object_yaw: tuple[float, float] = (-0.25, 0.25)
     joint_noise: float = 0.02  # uniform noise on the home arm joints [rad]
+
+
+@configclass
+class HandoverVisionSceneCfg(HandoverSceneCfg):
+    """The hand-over scene with visual geometry on every link and the three cameras (unused ones are removed)."""
+
+    robot: ArticulationCfg = _robot_cfg(visual=True)
+    top_camera: CameraCfg = _camera_cfg("top")
+    left_wrist_camera: CameraCfg = _camera_cfg("left_wrist")
+    right_wrist_camera: CameraCfg = _camera_cfg("right_wrist")
+
+
+@configclass
+class InsertionVisionSceneCfg(InsertionSceneCfg):
+    """The insertion scene with visual geometry on every link and the three cameras."""
+
+    robot: ArticulationCfg = _robot_cfg(visual=True)
+    top_camera: CameraCfg = _camera_cfg("top")
+    left_wrist_camera: CameraCfg = _camera_cfg("left_wrist")
+    right_wrist_camera: CameraCfg = _camera_cfg("right_wrist")
 
 
 @configclass
@@ -181,6 +238,9 @@ class BimanualChunkEnvCfg(DirectRLEnvCfg):
     max_joint_speed: float = 100.0  # a joint faster than this has blown up (physics failure) [rad/s or m/s]
     spawn: SpawnCfg = SpawnCfg()
     reward: RewardCfg = RewardCfg()
+    # image tasks: the cameras; the policy then sees joint positions and velocities ("policy") and the cameras'
+    # RGB images ("images", uint8 [N, cameras, H, W, 3]), no object pose. None: the state task's observation
+    cameras: CamerasCfg | None = None
     sim: SimulationCfg = SimulationCfg(
         dt=1 / 100,
         device="cpu",
@@ -211,3 +271,31 @@ class BimanualInsertionEnvCfg(BimanualChunkEnvCfg):
     insert_depth: float = 0.02  # peg/socket overlap along the socket axis that counts as inserted [m]
     align_cos: float = math.cos(math.radians(15.0))  # peg axis within 15 deg of the socket axis
     scene: InsertionSceneCfg = InsertionSceneCfg(num_envs=16, env_spacing=2.0, replicate_physics=True)
+
+
+PROPRIO_DIM = 16 + 16  # joint positions and velocities: what an image task's "policy" observation holds
+
+
+@configclass
+class BimanualChunkVisionEnvCfg(BimanualChunkEnvCfg):
+    """Bimanual-Chunk-Vision: the hand-over seen through cameras. The policy observes joint positions and
+    velocities plus the cameras' images; the object pose is the experts', the reward's and the success check's."""
+
+    observation_space = PROPRIO_DIM
+    cameras: CamerasCfg = CamerasCfg()
+    scene: HandoverVisionSceneCfg = HandoverVisionSceneCfg(num_envs=16, env_spacing=2.0, replicate_physics=True)
+
+    def __post_init__(self):
+        self.sim.render_interval = self.decimation  # cameras render when read, once per control step
+
+
+@configclass
+class BimanualInsertionVisionEnvCfg(BimanualInsertionEnvCfg):
+    """Bimanual-Chunk-Insertion-Vision: the insertion seen through cameras (observation as the hand-over's)."""
+
+    observation_space = PROPRIO_DIM
+    cameras: CamerasCfg = CamerasCfg()
+    scene: InsertionVisionSceneCfg = InsertionVisionSceneCfg(num_envs=16, env_spacing=2.0, replicate_physics=True)
+
+    def __post_init__(self):
+        self.sim.render_interval = self.decimation  # cameras render when read, once per control step

@@ -333,7 +333,9 @@ def run_first_episodes(env, expert: BimanualExpert, strategy: torch.Tensor,
 
 def make_expert(task: str, env, cfg: ExpertConfig | None = None) -> BimanualExpert:
     """The scripted expert for a registered task id, batched over ``env.num_envs``."""
-    experts = {"Bimanual-Chunk": HandoverExpert, "Bimanual-Chunk-Insertion": InsertionExpert}
+    experts = {"Bimanual-Chunk": HandoverExpert, "Bimanual-Chunk-Insertion": InsertionExpert,
+               # the image tasks' experts read the same privileged state, which their policies do not see
+               "Bimanual-Chunk-Vision": HandoverExpert, "Bimanual-Chunk-Insertion-Vision": InsertionExpert}
     if task not in experts:
         raise ValueError(f"make_expert: no scripted expert for task {task!r}; known: {tuple(experts)}")
     return experts[task](env, cfg)

@@ -129,9 +129,74 @@ def _box_inertia(mass: float, size: tuple[float, float, float]) -> tuple[float, 
     return (mass * (y * y + z * z) / 12, mass * (x * x + z * z) / 12, mass * (x * x + y * y) / 12)
 
 
-def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None) -> Path:
-    """Write the two-arm articulation as USD (once per parameter hash) and return its path."""
+def write_robot_usd(spec: RobotSpec = SPEC, out_dir: Path | None = None, visual: bool = False) -> Path:
+    """Write the two-arm articulation as USD (once per parameter hash) and return its path.
+
+    ``visual``: also give every link visual-only geometry (no collider, no mass: the physics is the same), so
+    that a camera sees whole arms; without it only the collision shapes exist, and several links have none.
+    The image tasks use this file, the state tasks the one without (a separate cached file)."""
+    if visual:
+        return _cached_usd("bimanual_vx300_visual", spec, out_dir, lambda: _add_visuals(_robot_stage(spec), spec))
     return _cached_usd("bimanual_vx300", spec, out_dir, lambda: _robot_stage(spec))
+
+
+#: Colours of the visual geometry (linear RGB): dark arms like the ViperX's, lighter grippers.
+ARM_COLOR = (0.08, 0.08, 0.09)
+JOINT_COLOR = (0.25, 0.25, 0.28)
+GRIPPER_COLOR = (0.55, 0.55, 0.6)
+
+
+def _add_visuals(stage, spec: RobotSpec):
+    """Visual-only shapes on every link of both arms (USD geometry without ``CollisionAPI``): the pedestal on
+    the waist, the upper arm on the shoulder (which has no collider), forearm, wrist, palm and finger pads. A
+    body with visual shapes shows those, not its colliders, so every collider is mirrored here."""
+    from pxr import Gf, UsdGeom
+
+    def shape(parent: str, name: str, kind, center, size=None, axis=None, radius=None, height=None,
+              tilt_y: float = 0.0, color=ARM_COLOR) -> None:
+        prim = kind.Define(stage, f"{parent}/visual_{name}")
+        prim.AddTranslateOp().Set(Gf.Vec3d(*center))
+        if tilt_y:
+            prim.AddRotateYOp().Set(math.degrees(tilt_y))
+        if size is not None:
+            prim.CreateSizeAttr(1.0)
+            prim.AddScaleOp().Set(Gf.Vec3f(*size))
+        else:
+            prim.CreateAxisAttr(axis)
+            prim.CreateRadiusAttr(radius)
+            prim.CreateHeightAttr(height)
+        prim.CreateDisplayColorAttr([Gf.Vec3f(*color)])
+
+    links = {link.joint: link for link in spec.links}
+    for side in SIDES:
+        root = f"/Robot/{side}"
+        waist_z = links["waist"].offset[2]
+        shape(f"{root}_waist_link", "pedestal", UsdGeom.Cylinder, (0.0, 0.0, -waist_z / 2), axis="Z", radius=0.05,
+              height=waist_z, color=JOINT_COLOR)
+        shape(f"{root}_waist_link", "turret", UsdGeom.Cube, (0.0, 0.0, 0.025), size=(0.07, 0.08, 0.05))
+        # the upper arm, from the shoulder joint to the elbow joint
+        ex, _, ez = links["elbow"].offset
+        shape(f"{root}_shoulder_link", "upper_arm", UsdGeom.Capsule, (ex / 2, 0.0, ez / 2), axis="Z", radius=0.025,
+              height=math.hypot(ex, ez), tilt_y=math.atan2(ex, ez))
+        shape(f"{root}_shoulder_link", "shoulder", UsdGeom.Cylinder, (0.0, 0.0, 0.0), axis="Y", radius=0.035,
+              height=0.07, color=JOINT_COLOR)
+        shape(f"{root}_elbow_link", "elbow", UsdGeom.Cylinder, (0.0, 0.0, 0.0), axis="Y", radius=0.03, height=0.06,
+              color=JOINT_COLOR)
+        forearm = links["forearm_roll"].offset[0]
+        shape(f"{root}_elbow_link", "forearm", UsdGeom.Capsule, (forearm / 2, 0.0, 0.0), axis="X", radius=0.025,
+              height=forearm)
+        wrist = links["wrist_angle"].offset[0]
+        shape(f"{root}_forearm_roll_link", "forearm_tip", UsdGeom.Capsule, (wrist / 2, 0.0, 0.0), axis="X",
+              radius=0.02, height=wrist)
+        shape(f"{root}_wrist_angle_link", "wrist", UsdGeom.Cube, (links["wrist_rotate"].offset[0] / 2, 0.0, 0.0),
+              size=(links["wrist_rotate"].offset[0], 0.05, 0.04), color=JOINT_COLOR)
+        shape(f"{root}_wrist_rotate_link", "palm",  UsdGeom.Cube,
+              (spec.grasp_offset - spec.pad_size[0] - spec.palm_size[0] / 2, 0.0, 0.0), size=spec.palm_size,
+              color=GRIPPER_COLOR)
+        for finger in ("a", "b"):
+            shape(f"{root}_finger_{finger}", "pad", UsdGeom.Cube,
+                  (-spec.pad_size[0] / 2 + 0.01, spec.pad_size[1] / 2, 0.0), size=spec.pad_size, color=GRIPPER_COLOR)
+    return stage
 
 
 def _robot_stage(spec: RobotSpec):
