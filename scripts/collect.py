@@ -3,6 +3,7 @@
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --quality_mix 1 0 0
     python scripts/collect.py --task Bimanual-Chunk-Insertion --num_envs 256 --num_episodes 4096 --device cuda:0
+    python scripts/collect.py --task Bimanual-Chunk-Vision --num_envs 8 --num_episodes 64 --image_size 64 64
 
 Writes a directory of HDF5 shards in Isaac Lab's layout (see docs/data.md), by
 default runs/datasets/<task>-seed<S>. Rerunning the same command skips what is on disk; a larger
@@ -55,6 +56,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--strategy_mix", type=float, nargs="+", default=None,
                         help="probability of each strategy id (default: uniform)")
     parser.add_argument("--episode_length_s", type=float, default=None, help="override the env's episode length")
+    parser.add_argument("--cameras", nargs="+", default=None,
+                        help="image tasks: the cameras to record, in this order (default: the task's, top left_wrist "
+                             "right_wrist)")
+    parser.add_argument("--image_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
+                        help="image tasks: the cameras' resolution in pixels (default: the task's, 64 64)")
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     return parser.parse_args()
@@ -65,6 +71,10 @@ def main() -> None:
     set_verbose(args.verbose)
     out = Path(args.out or REPO_ROOT / "runs" / "datasets" / f"{args.task}-seed{args.seed}")
     env_overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
+    if args.cameras is not None:
+        env_overrides["cameras.names"] = tuple(args.cameras)
+    if args.image_size is not None:
+        env_overrides["cameras.height"], env_overrides["cameras.width"] = args.image_size
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     device = rank_device(args.device, world)  # one GPU per rank
     require_device(device)

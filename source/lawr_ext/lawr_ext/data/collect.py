@@ -171,6 +171,7 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, bar) -> list[
     obs_dict, _ = env.reset(seed=seed)
     expert.reset(torch.arange(num_envs, device=device), strategy, quality)
     steps = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": [], "success": []}
+    images = [] if "images" in obs_dict else None  # an image task's camera frames, uint8 [N, cameras, H, W, 3]
     last_step = torch.full((num_envs,), -1)  # step index at which each env's first episode ended
     t = 0
     while (last_step[:keep] < 0).any():
@@ -179,6 +180,8 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, bar) -> list[
             raise RuntimeError(f"envs {stuck} ran past max_episode_length without a done")
         # copies: Isaac Lab returns the same buffers every step and overwrites them in place
         steps["obs"].append(obs_dict["policy"].to("cpu", copy=True))
+        if images is not None:
+            images.append(obs_dict["images"].to("cpu", copy=True))
         actions = expert.act().clamp(-1.0, 1.0)  # record exactly what the env executes
         obs_dict, reward, terminated, truncated, extras = env.step(actions)
         for name, value in zip(list(steps)[1:], (actions, reward, terminated, truncated, extras["success"])):
@@ -193,6 +196,7 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, bar) -> list[
         t += 1
 
     stacked = {name: torch.stack(values, dim=1) for name, values in steps.items()}  # [N, T_round, ...]
+    frames = torch.stack(images, dim=1) if images is not None else None
     records = []
     for i in range(keep):
         length = int(last_step[i]) + 1
@@ -206,6 +210,7 @@ def _run_round(env, expert, seed, keep, quality_mix, strategy_mix, bar) -> list[
             strategy=int(strategy[i]),
             quality=int(quality[i]),
             seed=seed,
+            images=frames[i, :length] if frames is not None else None,
         ))
     return records
 
@@ -223,7 +228,16 @@ def task_metadata(task: str, env, quality_names: tuple[str, ...]) -> dict:
         "quality_names": list(quality_names),
         # the reward weights the rewards were recorded with: resuming a collection after they change is refused
         "reward": env.cfg.reward.to_dict() if hasattr(env.cfg, "reward") else None,
-    }
+    } | _camera_metadata(env)
+
+
+def _camera_metadata(env) -> dict:
+    """An image task's cameras, in the order of the recorded frames, and their resolution; nothing for a state
+    task (its metadata, and so its shards, stay as they were)."""
+    names = tuple(getattr(env, "camera_names", ()))
+    if not names:
+        return {}
+    return {"cameras": list(names), "image_size": [int(env.cfg.cameras.height), int(env.cfg.cameras.width)]}
 
 
 def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectConfig, device: str = "cpu", *,

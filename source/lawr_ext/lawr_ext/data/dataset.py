@@ -188,6 +188,9 @@ class ChunkDataset:
         self._success = ep.success.float().to(self.device)
         self._strategy, self._quality = ep.strategy.to(self.device), ep.quality.to(self.device)
         self._offsets = torch.arange(self.horizon, device=self.device)
+        # camera frames stay uint8 (a float copy would be 4x the memory); next_obs rows past N (final observations)
+        # never occur with them: Episodes.validate refuses images together with final observations
+        self._images = ep.images.to(self.device) if ep.images is not None else None
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -237,10 +240,17 @@ class ChunkDataset:
                 keys.SUCCESS: self._success[episode],
                 keys.STRATEGY: self._strategy[episode],
                 keys.QUALITY: self._quality[episode],
+                **self._image_batch(first, self.chunk_next_row[ids]),
             },
             batch_size=[len(ids)],
             device=self.device,
         )
+
+    def _image_batch(self, first: torch.Tensor, next_row: torch.Tensor) -> dict:
+        """The camera frames of the chunks' first and next observations (nothing for a state-only dataset)."""
+        if self._images is None:
+            return {}
+        return {keys.IMAGES: self._images[first], keys.NEXT_IMAGES: self._images[next_row]}
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TensorDict:
         """A batch of chunks drawn uniformly with replacement (indices drawn on the CPU generator)."""

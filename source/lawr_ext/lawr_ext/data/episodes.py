@@ -7,6 +7,7 @@ Two optional fields carry what OGBench / D4RL files record and Isaac Lab's auto-
 ``final_obs[e]``, the observation after episode e's last step (so a cut-off episode's last step can still be
 bootstrapped), and ``no_bootstrap``, transitions after which nothing is bootstrapped *inside* an episode
 (OGBench's ``masks == 0``: a success in singletask data, with the recorded trajectory going on after it).
+An image task's data also holds ``images``, the camera frames of every step, as uint8.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Episodes:
     meta: dict = field(default_factory=dict)  # env/task metadata stored with the dataset (task, action_dim, ...)
     final_obs: torch.Tensor | None = None  # float32 [E, O] observation after each episode's last step; None: unknown
     no_bootstrap: torch.Tensor | None = None  # bool [N] transitions whose next state must not be bootstrapped
+    # uint8 [N, cameras, H, W, 3] camera frames seen at each step (image tasks' collected data; meta["cameras"]
+    # names them in this order); None: a state-only dataset
+    images: torch.Tensor | None = None
 
     @property
     def starts(self) -> torch.Tensor:
@@ -71,7 +75,8 @@ class Episodes:
                         lengths=self.lengths[keep], terminated=self.terminated[keep], success=self.success[keep],
                         strategy=self.strategy[keep], quality=self.quality[keep], meta=dict(self.meta),
                         final_obs=None if self.final_obs is None else self.final_obs[keep],
-                        no_bootstrap=None if self.no_bootstrap is None else self.no_bootstrap[rows])
+                        no_bootstrap=None if self.no_bootstrap is None else self.no_bootstrap[rows],
+                        images=None if self.images is None else self.images[rows])
 
     def keep_labelled(self, source: object, qualities: tuple[int, ...] = (), strategies: tuple[int, ...] = ()
                       ) -> Episodes:
@@ -93,7 +98,7 @@ class Episodes:
 
         names = ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")
         optional = {}
-        for name in ("final_obs", "no_bootstrap"):
+        for name in ("final_obs", "no_bootstrap", "images"):
             present = [getattr(p, name) is not None for p in parts]
             if any(present) and not all(present):
                 raise ValueError(f"Episodes.concatenate: only some parts carry {name!r}")
@@ -113,6 +118,10 @@ class Episodes:
                            ("strategy", num_episodes), ("quality", num_episodes)):
             array = np.ascontiguousarray(getattr(self, name)[:rows].numpy())
             digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+            digest.update(array.data)
+        if self.images is not None:  # a state-only dataset's fingerprint is what it always was
+            array = np.ascontiguousarray(self.images[:num_steps].numpy())
+            digest.update(f"images:{array.dtype}:{array.shape};".encode())
             digest.update(array.data)
         return digest.hexdigest()
 
@@ -160,6 +169,13 @@ class Episodes:
                                            f"{list(self.final_obs.shape)}, expected [{self.num_episodes}, {self.obs.shape[1]}]")
             if not torch.isfinite(self.final_obs).all():
                 raise DatasetError(source, "'next_observations' contains NaN or inf")
+        if self.images is not None and (self.images.dtype != torch.uint8 or self.images.ndim != 5
+                                        or len(self.images) != self.num_steps or self.images.shape[-1] != 3):
+            raise DatasetError(source, f"'obs/images' must be uint8 [steps={self.num_steps}, cameras, H, W, 3], got "
+                                       f"{self.images.dtype} {list(self.images.shape)}")
+        if self.images is not None and self.final_obs is not None:
+            raise DatasetError(source, "images with recorded final observations ('next_observations') are not "
+                                       "supported: the final frames are not recorded")
         if self.no_bootstrap is not None and (self.no_bootstrap.shape != (self.num_steps,)
                                               or self.no_bootstrap.dtype != torch.bool):
             raise DatasetError(source, f"'masks' must give one flag per step, got {list(self.no_bootstrap.shape)}")

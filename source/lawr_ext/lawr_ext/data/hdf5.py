@@ -7,6 +7,8 @@ One file (what Isaac Lab's ``HDF5DatasetFileHandler`` writes, plus our labels)::
     /data                 attrs: total (steps in the file), env_args (JSON: env_name, type=2)
     /data/demo_<id>       attrs: num_samples (T), success (bool), seed, strategy (int), quality (int)
         obs/policy        float32 [T, O]  observation before each action
+        obs/images        uint8 [T, cameras, H, W, 3]  image tasks only: the camera frames seen before each
+                          action, in lawr_meta's "cameras" order (gzip, one HDF5 chunk per frame)
         actions           float32 [T, A]  normalized action in [-1, 1]
         rewards           float32 [T]
         dones             bool    [T]     terminated (True at most on the last step)
@@ -124,7 +126,7 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | Non
     """(demo ids, the seed each episode was collected with (None: not recorded), the episodes)"""
     names = demo_names(path, file)
     columns = {key: [] for key in
-               ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality")}
+               ("obs", "actions", "rewards", "lengths", "terminated", "success", "strategy", "quality", "images")}
     for name in names:
         demo = file["data"][name]
         where = f"{path}:data/{name}"
@@ -152,6 +154,15 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | Non
         ends = flags["dones"] | flags["truncated"]
         if ends[:-1].any():
             raise DatasetError(where, "episode has a done/truncated flag before its last step")
+        if columns["obs"] and ("images" in demo["obs"]) != bool(columns["images"]):
+            raise DatasetError(where, "some episodes have camera frames (obs/images) and some do not")
+        if "images" in demo["obs"]:
+            frames = torch.from_numpy(demo["obs/images"][()])
+            if frames.dtype != torch.uint8 or frames.ndim != 5 or len(frames) != length or (
+                    columns["images"] and frames.shape[1:] != columns["images"][0].shape[1:]):
+                raise DatasetError(where, f"obs/images must be uint8 [T={length}, cameras, H, W, 3] like the first "
+                                          f"episode's, got {frames.dtype} {list(frames.shape)}")
+            columns["images"].append(frames)
         columns["obs"].append(obs)
         columns["actions"].append(actions)
         columns["rewards"].append(rewards)
@@ -172,6 +183,7 @@ def _read_groups(path: Path, file: h5py.File) -> tuple[list[int], list[int | Non
         strategy=torch.tensor(columns["strategy"], dtype=torch.int64),
         quality=torch.tensor(columns["quality"], dtype=torch.int64),
         meta=json.loads(file.attrs.get("lawr_meta", "{}")),
+        images=torch.cat(columns["images"]) if columns["images"] else None,
     )
     seeds = [int(file["data"][name].attrs["seed"]) if "seed" in file["data"][name].attrs else None for name in names]
     return [int(DEMO_PATTERN.fullmatch(name).group(1)) for name in names], seeds, episodes

@@ -29,6 +29,11 @@ class EpisodeRecord:
     strategy: int
     quality: int
     seed: int  # seed of the env reset that started the episode
+    images: torch.Tensor | None = None  # uint8 [T, cameras, H, W, 3]: image tasks' camera frames; None: none
+
+
+#: gzip level of the camera frames (obs/images): level 4 of gzip after HDF5's byte shuffle (docs/data.md: size)
+IMAGE_COMPRESSION = 4
 
 
 class _LabeledWriter(HDF5DatasetFileHandler):
@@ -50,9 +55,15 @@ class _LabeledWriter(HDF5DatasetFileHandler):
         episode.success = bool(record.success.any())
         episode.seed = record.seed
         self.write_episode(episode, demo_id=demo_id)
-        attrs = self._hdf5_data_group[f"demo_{demo_id}"].attrs
-        attrs["strategy"] = record.strategy
-        attrs["quality"] = record.quality
+        group = self._hdf5_data_group[f"demo_{demo_id}"]
+        group.attrs["strategy"] = record.strategy
+        group.attrs["quality"] = record.quality
+        if record.images is not None:
+            # one HDF5 chunk per frame (all cameras): a reader may fetch any frame alone; written here, not by Isaac
+            # Lab's handler, which chunks as h5py guesses
+            frames = record.images.cpu().numpy()
+            group["obs"].create_dataset("images", data=frames, chunks=(1, *frames.shape[1:]), compression="gzip",
+                                        compression_opts=IMAGE_COMPRESSION, shuffle=True)
 
 
 def write_episodes(path: str | os.PathLike, records: list[EpisodeRecord], first_id: int, meta: dict) -> None:

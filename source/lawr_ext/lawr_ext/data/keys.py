@@ -21,5 +21,8 @@ MASK = "mask"                  # bool    [B, H]   True for real steps, False for
 SUCCESS = "success"            # float32 [B]      1 if the episode this chunk belongs to succeeded
 STRATEGY = "strategy"          # int64   [B]      scripted-expert strategy id of the episode (-1 if unknown)
 QUALITY = "quality"            # int64   [B]      expert quality label of the episode (-1 if unknown)
+# image tasks' data only (a state-only dataset's batches have neither key):
+IMAGES = "images"              # uint8   [B, C, H, W, 3] the C camera frames seen at t (dataset meta "cameras" order)
+NEXT_IMAGES = "next_images"    # uint8   [B, C, H, W, 3] the frames seen at t+k (the row NEXT_OBS is read from)
 
 # Q target (chunk-level TD):  REWARD + DISCOUNT * (1 - TERMINAL) * V_target(NEXT_OBS)
