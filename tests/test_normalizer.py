@@ -52,6 +52,21 @@ def test_min_max_maps_the_data_box_onto_the_unit_box_and_round_trips():
     assert torch.equal(identity.normalize(actions), actions) and torch.equal(identity.unnormalize(actions), actions)
 
 
+def test_mean_std_gives_every_action_dimension_unit_variance_and_round_trips():
+    """The flow's prior has unit variance per number; mean_std puts each action dimension at that scale, where
+    min_max leaves a dimension whose data has rare extremes (a clipped command) at a fraction of it."""
+    actions = torch.stack([0.1 * torch.randn(400), 0.8 * torch.randn(400) + 0.3, torch.full((400,), -0.5)], dim=1)
+    actions[0, 0] = 1.0  # one extreme: min_max would map the bulk of this dimension into about a third of [-1, 1]
+    normalizer = fit_normalizers(torch.randn(400, 2), actions, "mean_std").actions
+    normalized = normalizer.normalize(actions)
+    torch.testing.assert_close(normalized[:, :2].mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalized[:, :2].std(0), torch.ones(2), atol=1e-5, rtol=0)
+    assert normalizer.half_range[2] == pytest.approx(1e-2) and torch.equal(normalized[:, 2], torch.zeros(400))
+    torch.testing.assert_close(normalizer.unnormalize(normalized), actions)
+    min_max = fit_normalizers(torch.randn(400, 2), actions, "min_max").actions.normalize(actions)
+    assert min_max[1:, 0].std() < 0.5 * normalized[1:, 0].std()
+
+
 @pytest.mark.parametrize("obs, actions, mode, problem", [
     (torch.randn(10), torch.randn(10, 2), "min_max", "observations of shape"),
     (torch.randn(1, 3), torch.randn(1, 2), "min_max", "observations of shape"),
@@ -82,6 +97,8 @@ def test_phase_one_fits_both_normalizers_on_the_whole_dataset_with_the_configs_m
     if mode == "min_max":
         middle = (actions.max(0).values + actions.min(0).values) / 2
         torch.testing.assert_close(learner.action_normalizer.center, middle)
+    elif mode == "mean_std":
+        torch.testing.assert_close(learner.action_normalizer.center, actions.mean(0))
     else:
         assert torch.equal(learner.action_normalizer.center, torch.zeros(dataset.action_dim))
     torch.testing.assert_close(learner.obs_normalizer.mean, dataset.episodes.obs.mean(0))

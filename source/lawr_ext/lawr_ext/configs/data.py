@@ -23,7 +23,9 @@ class DataConfig:
     gamma: float = 0.99              # per-step discount; a chunk bootstraps with gamma^k (k = its valid steps)
     # Per-dimension action coordinates every learner trains in (modules/normalizer.py): "min_max" maps the data's
     # range of each action onto [-1, 1] (the env's actions are scaled to the joint limits, where the arms' data
-    # spans a tenth of the grippers'); "none" trains on the env's actions as they are.
+    # spans a tenth of the grippers'); "mean_std" gives each dimension zero mean and unit variance, the scale of
+    # the flow's N(0, I) prior (a few extreme commands no longer squeeze the bulk of a dimension; LeRobot's
+    # MEAN_STD); "none" trains on the env's actions as they are.
     action_normalization: str = "min_max"
     # The numbers a learner sees per chunk (modules/chunk_basis.py): "steps" the H actions themselves; "dct" the
     # first chunk_coeffs cosines of each action dimension (K of H), decoded to H steps inside every policy. Every
@@ -55,8 +57,8 @@ class DataConfig:
             raise ValueError(f"DataConfig.horizon: must be >= 1, got {self.horizon}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"DataConfig.gamma: must lie in (0, 1], got {self.gamma}")
-        if self.action_normalization not in ("min_max", "none"):
-            raise ValueError(f"DataConfig.action_normalization: expected 'min_max' or 'none', "
+        if self.action_normalization not in ("min_max", "mean_std", "none"):
+            raise ValueError(f"DataConfig.action_normalization: expected 'min_max', 'mean_std' or 'none', "
                              f"got {self.action_normalization!r}")
         if self.chunk_basis not in ("steps", "dct"):
             raise ValueError(f"DataConfig.chunk_basis: expected 'steps' or 'dct', got {self.chunk_basis!r}")

@@ -8,7 +8,7 @@ of the action manifold's definition (the flow was trained in these coordinates).
 Observations: rsl_rl's ``EmpiricalNormalization``. rsl-rl-lib is one of the project's design packages and
 this running mean/std module is what it provides for exactly this job; lawr fits it in one pass over the
 dataset and freezes it. Actions: :class:`ActionNormalizer`, a per-dimension affine map. How actions are
-mapped (``min_max`` or ``none``) is ``DataConfig.action_normalization``, the one place that chooses it.
+mapped (``min_max``, ``mean_std`` or ``none``) is ``DataConfig.action_normalization``, the one place that chooses it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rsl_rl.modules import EmpiricalNormalization
 
 
 #: How actions are mapped into the learners' coordinates (``DataConfig.action_normalization``).
-ACTION_NORMALIZATIONS = ("min_max", "none")
+ACTION_NORMALIZATIONS = ("min_max", "mean_std", "none")
 
 
 class ActionNormalizer(nn.Module):
@@ -82,6 +82,9 @@ def fit_normalizers(observations: torch.Tensor, actions: torch.Tensor, action_no
         low, high = actions.min(dim=0).values, actions.max(dim=0).values
         action_normalizer.center.copy_((high + low) / 2)
         action_normalizer.half_range.copy_(((high - low) / 2).clamp_min(min_half_range))
+    elif action_normalization == "mean_std":
+        action_normalizer.center.copy_(actions.mean(dim=0))
+        action_normalizer.half_range.copy_(actions.std(dim=0).clamp_min(min_half_range))
     return Normalizers(obs_normalizer.eval(), action_normalizer.eval())
 
 
