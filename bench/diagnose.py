@@ -10,6 +10,9 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     precision       how close the frozen flow of --run comes to the dataset's chunks (one draw, 4-step draw, best of
                     16, a latent optimized on the sqrt(d) sphere, T(0)) and how close each trained policy does, in
                     env action units and end-effector millimetres (eval/diagnostics.py)
+    modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
+                    (the data's first chunks are multimodal there) or averages them: each draw's end-effector motion
+                    against the strategies' centroids (eval/diagnostics.py mode_commitment; seconds)
     exec_horizon    --run's policies executed with exec_horizon 1, 4, 8, 16, H and with ACT's temporal ensembling
     learning_curve  the whole pipeline trained at several step counts (--curve_steps, every phase alike), success and
                     return of L-AWR and flow BC at each, and the training cost per gradient step of each phase
@@ -53,7 +56,7 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy
-from lawr_ext.eval.diagnostics import flow_precision, policy_precision
+from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -61,7 +64,7 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "basis_error", "precision", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling",
+PARTS = ("replay", "basis_error", "precision", "modes", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling",
          "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
@@ -190,6 +193,16 @@ class Diagnosis:
             if stage.learner is not None and final_path(run_dir, stage.name).is_file():
                 self.cached("precision", f"{run_dir.name}/{method}",
                             lambda: policy_precision(load_policy(run_dir, method), dataset, end_effectors=end_effectors))
+
+    def modes(self, run_dir: Path) -> None:
+        cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
+        end_effectors = _end_effectors(self.args.task)
+        if end_effectors is None:
+            print(f"[diagnose] modes skipped: {self.args.task} declares no end effectors")
+            return
+        behavior = load_product(run_dir, "flow", cfg, dims)
+        self.cached("modes", f"{run_dir.name}/flow",
+                    lambda: mode_commitment(behavior, open_dataset(cfg, self.args.dataset), end_effectors))
 
     def exec_horizon(self, run_dir: Path) -> None:
         for method in self.args.methods:
@@ -340,6 +353,16 @@ def write_markdown(results: dict, out: Path) -> None:
                 mm = f"{e['end_effector_mm']:.1f}" if "end_effector_mm" in e else "-"
                 lines.append(f"| {key} | {kind} | {e['action_mae']:.4f} | {mm} |")
         lines.append("")
+    if "modes" in results:
+        lines += ["## Mode commitment at the episodes' first states (end-effector motion of the first chunk)", "",
+                  "| flow | draw | mean distance to the nearest strategy [mm] | committed | distinct strategies per state |",
+                  "|---|---|---|---|---|"]
+        for key, value in results["modes"].items():
+            for kind, m in value.items():
+                if isinstance(m, dict) and "committed" in m:
+                    lines.append(f"| {key} | {kind} | {1000 * m['distance_m']:.0f} | {m['committed']:.2f} | "
+                                 f"{m['distinct']:.2f} |")
+        lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",
                   "| basis | grasp points, mean [mm] | grasp points, worst step [mm] | mean abs action error per dim |",
@@ -453,12 +476,14 @@ def main() -> None:
     if run_dir is not None:
         if "precision" in args.parts:
             diagnosis.precision(run_dir)
+        if "modes" in args.parts:
+            diagnosis.modes(run_dir)
         if "exec_horizon" in args.parts:
             diagnosis.exec_horizon(run_dir)
         if "variants" in args.parts:
             diagnosis.variants(run_dir)
-    elif {"precision", "exec_horizon", "variants"} & set(args.parts):
-        print("[diagnose] precision / exec_horizon / variants skipped: give --run (or include learning_curve)")
+    elif {"precision", "modes", "exec_horizon", "variants"} & set(args.parts):
+        print("[diagnose] precision / modes / exec_horizon / variants skipped: give --run (or include learning_curve)")
     if "basis_error" in args.parts:
         diagnosis.basis_error()
     if "precision_curve" in args.parts:

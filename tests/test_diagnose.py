@@ -111,3 +111,58 @@ def test_basis_error_grows_as_cosines_are_dropped(tmp_path):
     assert len(few["action_mae_per_dim"]) == 14
     diagnose.write_markdown(diagnosis.results, diagnosis.out)
     assert "| dct2 |" in (diagnosis.out / "diagnose.md").read_text()
+
+
+def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averages_them():
+    """Two strategies move the end effector to +x or -x from the same first state; a flow that draws one of them
+    commits (and draws both across its noise), one that returns their mean sits half the separation away."""
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+    from tensordict import TensorDict
+    from torch import nn
+
+    from lawr_ext.data import keys
+    from lawr_ext.eval.diagnostics import mode_commitment
+
+    horizon, episodes, length = 4, 8, 6
+    strategy = torch.arange(episodes) % 2
+    sign = 1.0 - 2.0 * strategy.float()  # strategy 0 -> +x, 1 -> -x
+
+    def chunks_of(signs: torch.Tensor) -> torch.Tensor:  # the end effector's x over the chunk, in actions[..., 0]
+        ramp = torch.linspace(0.0, 0.3, horizon)
+        return torch.stack([signs[:, None] * ramp, torch.zeros(len(signs), horizon)], dim=-1)
+
+    first_rows = torch.arange(episodes) * length
+    dataset = SimpleNamespace(
+        episodes=SimpleNamespace(lengths=torch.full((episodes,), length), strategy=strategy),
+        chunk_first_row=torch.arange(episodes * length), chunk_episode=torch.arange(episodes * length) // length,
+        batch=lambda ids: TensorDict({keys.OBS: torch.zeros(len(ids), 3), keys.ACTIONS: chunks_of(sign[ids // length]),
+                                      keys.MASK: torch.ones(len(ids), horizon)}, batch_size=[len(ids)]))
+    assert torch.equal(dataset.chunk_first_row[first_rows], first_rows)
+
+    class Flow(nn.Module):
+        def __init__(self, averages: bool):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1))
+            self.averages = averages
+            self.decoder = SimpleNamespace(sample=self.sample, decode=lambda z, obs: self.sample(obs, 1, noise=z))
+            self.obs_normalizer = lambda obs: obs
+
+        def sample(self, obs_norm, steps, noise):
+            signs = torch.zeros(len(obs_norm)) if self.averages else torch.sign(noise[:, 0, 0])
+            return chunks_of(signs)
+
+        learner_batch = staticmethod(lambda batch: batch)
+        env_chunks = staticmethod(lambda chunks: chunks)
+
+    end_effectors = lambda actions: torch.stack([actions[..., 0], actions[..., 1], torch.zeros_like(actions[..., 0])],
+                                                dim=-1).unsqueeze(-2)  # noqa: E731  [..., 1 point, 3]
+    committed = mode_commitment(Flow(averages=False), dataset, end_effectors, draws=8)
+    averaged = mode_commitment(Flow(averages=True), dataset, end_effectors, draws=8)
+    assert committed["states"] == episodes and committed["centroid_separation_m"] == pytest.approx([0.6])
+    assert committed["data"]["committed"] == 1.0 and committed["data"]["distance_m"] == pytest.approx(0.0, abs=1e-6)
+    assert committed["sample_1step"]["committed"] == 1.0 and committed["sample_1step"]["distinct"] > 1.5
+    assert averaged["sample_1step"]["committed"] == 0.0 and averaged["sample_1step"]["distinct"] == 1.0
+    assert averaged["sample_1step"]["distance_m"] == pytest.approx(0.3) and averaged["origin"]["committed"] == 0.0

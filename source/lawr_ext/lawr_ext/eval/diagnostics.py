@@ -6,6 +6,8 @@ planner's chunks stay on the data. Read-only: nothing here trains or changes a m
     support_metrics / support_check        nearest-neighbour distance of L-AWR's chunks to the data, typical-set use
     chunk_errors / flow_precision          how close the flow (sampled, best of K, latent-optimized) and a policy
                                            come to the dataset's chunks, in env action units and in metres
+    mode_commitment                        whether the flow's draws at an episode's first state pick one of the
+                                           demonstrated strategies or land between them (mode averaging)
 """
 
 from __future__ import annotations
@@ -168,3 +170,63 @@ def policy_precision(policy: EnvActionPolicy, dataset: ChunkDataset, *, num_chun
     device = next(policy.parameters()).device
     data_chunks = batch[keys.ACTIONS].to(device)  # env actions
     return chunk_errors(policy(batch[keys.OBS].to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)
+
+
+def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,
+                    end_effectors: Callable[[torch.Tensor], torch.Tensor], *, draws: int = 16,
+                    sample_steps: tuple[int, ...] = (1, 4), seed: int = 0) -> dict:
+    """Do the flow's draws at the episodes' first states commit to a demonstrated strategy?
+
+    At reset the state does not tell which strategy an expert drew, so the data's first chunks are multimodal.
+    Each first chunk is summarised by how far its chunk moves each end effector (last step minus first, in
+    metres); the strategies' centroids of that motion are the modes. For the data and for ``draws`` flow draws
+    per first state (``sample_steps`` mean-flow jumps each, and T(0)):
+
+        distance_m     mean distance to the nearest strategy centroid (a draw between two modes sits about half
+                       their separation away from both)
+        committed      fraction within twice the data's own mean distance (at least 1 mm) of some centroid
+        distinct       mean number of different nearest centroids among one state's draws (1 = the same choice
+                       whatever the noise)
+
+    Needs the dataset's strategy labels (``Episodes.strategy``).
+    """
+    episodes = dataset.episodes
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), episodes.lengths.cumsum(0)[:-1]])
+    ids = torch.nonzero(torch.isin(dataset.chunk_first_row.cpu(), starts)).squeeze(1)
+    strategy = episodes.strategy[dataset.chunk_episode[ids].cpu()]
+    ids, strategy = ids[strategy >= 0], strategy[strategy >= 0]
+    labels = strategy.unique()
+    if labels.numel() < 2:
+        raise ValueError(f"mode_commitment: needs episodes of at least two strategies, got labels {labels.tolist()}")
+    device = next(behavior.parameters()).device
+    recorded = dataset.batch(ids).to(device)
+
+    def motion(chunks: torch.Tensor) -> torch.Tensor:  # env actions [B, H, A] -> end-effector motion [B, k * 3]
+        points = end_effectors(chunks)
+        return (points[:, -1] - points[:, 0]).flatten(1)
+
+    data = motion(recorded[keys.ACTIONS])
+    centroids = torch.stack([data[strategy.to(device) == label].mean(0) for label in labels])
+    threshold = 2 * max(torch.cdist(data, centroids).min(-1).values.mean().item(), 1e-3)
+
+    def measure(features: torch.Tensor, per_state: int) -> dict:
+        distance, nearest = torch.cdist(features, centroids).min(-1)
+        nearest = nearest.view(per_state, -1)
+        distinct = torch.tensor([float(nearest[:, i].unique().numel()) for i in range(nearest.shape[1])])
+        return {"distance_m": distance.mean().item(), "committed": (distance <= threshold).float().mean().item(),
+                "distinct": distinct.mean().item()}
+
+    generator = torch.Generator().manual_seed(seed)
+    batch = behavior.learner_batch(recorded)
+    obs_norm = behavior.obs_normalizer(batch[keys.OBS])
+    result = {"states": len(ids), "strategies": labels.tolist(),
+              "centroid_separation_m": torch.pdist(centroids).tolist(), "data": measure(data, 1)}
+    with torch.no_grad():
+        for steps in sample_steps:
+            features = torch.cat([motion(behavior.env_chunks(behavior.decoder.sample(
+                obs_norm, steps, noise=torch.randn(batch[keys.ACTIONS].shape, generator=generator).to(device))))
+                for _ in range(draws)])
+            result[f"sample_{steps}step"] = measure(features, draws)
+        origin = behavior.decoder.decode(torch.zeros_like(batch[keys.ACTIONS]), obs_norm)
+        result["origin"] = measure(motion(behavior.env_chunks(origin)), 1)
+    return result
