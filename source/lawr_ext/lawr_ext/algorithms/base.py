@@ -8,6 +8,7 @@ from torch import nn
 
 from lawr_ext.data import keys
 from lawr_ext.modules.chunk_basis import ChunkBasis
+from lawr_ext.modules.vision import pack_observation
 
 
 class Learner(nn.Module):
@@ -86,10 +87,15 @@ class EnvActionPolicy(ChunkPolicy):
 
 def learner_batch(batch: TensorDict, action_normalizer: nn.Module, chunk_basis: ChunkBasis) -> TensorDict:
     """A dataset batch (env actions [B, H, A], real-step mask) in the learners' coordinates: actions normalized,
-    then projected on the chunk basis; ``EnvActionPolicy`` is the way back. With a basis other than "steps" the
+    then projected on the chunk basis (and, on image data, each observation packed with its frames:
+    ``modules/vision.py``); ``EnvActionPolicy`` is the way back. With a basis other than "steps" the
     mask is all True: a padded chunk (its last real action held) is encoded as a whole."""
     actions = chunk_basis.encode(action_normalizer.normalize(batch[keys.ACTIONS]))
     mapped = batch.copy()  # shallow: only the actions (and the mask) are replaced
+    if keys.IMAGES in batch.keys():  # image data: observations packed with their frames (modules/vision.py)
+        mapped[keys.OBS] = pack_observation(batch[keys.OBS], batch[keys.IMAGES])
+        mapped[keys.NEXT_OBS] = pack_observation(batch[keys.NEXT_OBS], batch[keys.NEXT_IMAGES])
+        mapped = mapped.exclude(keys.IMAGES, keys.NEXT_IMAGES)
     mapped[keys.ACTIONS] = actions
     if chunk_basis.kind != "steps":
         mapped[keys.MASK] = torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device)

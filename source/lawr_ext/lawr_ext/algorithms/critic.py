@@ -25,6 +25,7 @@ from lawr_ext.configs.critic import CriticConfig, GuardConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.hl_gauss import HLGauss
 from lawr_ext.modules.mlp import mlp
+from lawr_ext.modules.vision import ObservationEncoder
 
 
 class DistributionalCritic(Learner):
@@ -32,6 +33,12 @@ class DistributionalCritic(Learner):
         super().__init__()
         self.cfg = cfg
         self.horizon, self.action_dim = horizon, action_dim
+        encoder_params = []
+        if cfg.finetune_encoder and isinstance(obs_normalizer, ObservationEncoder):
+            # its own copy of Phase 1's frozen vision encoder, trained with the critics (random shifts on) and
+            # saved in its product; Phase 1's stays as it is
+            obs_normalizer = copy.deepcopy(obs_normalizer).train()
+            encoder_params = list(obs_normalizer.cnn.requires_grad_(True).parameters())
         self.obs_normalizer = obs_normalizer
         self.hl_gauss = HLGauss(cfg.v_min, cfg.v_max, cfg.num_bins, cfg.sigma_ratio)
 
@@ -44,7 +51,7 @@ class DistributionalCritic(Learner):
         self.v_target = copy.deepcopy(self.v_net).requires_grad_(False)
         self.q_targets = copy.deepcopy(self.q_nets).requires_grad_(False)
 
-        params = list(self.v_net.parameters()) + list(self.q_nets.parameters())
+        params = list(self.v_net.parameters()) + list(self.q_nets.parameters()) + encoder_params
         self.optimizers["critic"] = torch.optim.Adam(params, lr=cfg.learning_rate, foreach=True)
 
     # --- the pieces: twin Q, value head, TD target (FQL's and OFQL's own critics reuse them) ----------------

@@ -160,8 +160,12 @@ class MeanFlow(Learner):
         self.chunk_basis = chunk_basis if chunk_basis is not None else ChunkBasis(horizon)
         self.decoder = build_flow_decoder(cfg, obs_dim, horizon, action_dim)
         self.ema = EMA(self.decoder)
-        self.optimizers["flow"] = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.learning_rate,
-                                                    weight_decay=cfg.weight_decay)
+        # an image task's vision encoder (modules/vision.py) trains with the decoder, and its EMA is what is frozen
+        # with it; a state normalizer has no parameters, and nothing changes for it
+        encoder_params = [p for p in obs_normalizer.parameters() if p.requires_grad]
+        self.encoder_ema = EMA(obs_normalizer) if encoder_params else None
+        self.optimizers["flow"] = torch.optim.AdamW(list(self.decoder.parameters()) + encoder_params,
+                                                    lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     def learner_batch(self, batch: TensorDict) -> TensorDict:
         """A dataset batch (env actions) in the coordinates this flow trains in (and its product keeps)."""
@@ -188,9 +192,10 @@ class MeanFlow(Learner):
         """The Mean Flow loss of one batch (and its metrics)."""
         obs, x, mask = batch[keys.OBS], batch[keys.ACTIONS], batch[keys.MASK]
         expected = (self.decoder.horizon, self.decoder.action_dim)
-        if tuple(x.shape[1:]) != expected or obs.shape[1] != self.decoder.obs_dim:
+        obs_dim = getattr(self.obs_normalizer, "input_dim", self.decoder.obs_dim)  # packed frames: modules/vision.py
+        if tuple(x.shape[1:]) != expected or obs.shape[1] != obs_dim:
             raise ValueError(f"MeanFlow: batch has obs {tuple(obs.shape)} / actions {tuple(x.shape)}, "
-                             f"expected obs [B, {self.decoder.obs_dim}] and actions [B, {expected[0]}, {expected[1]}]")
+                             f"expected obs [B, {obs_dim}] and actions [B, {expected[0]}, {expected[1]}]")
         obs_norm = self.obs_normalizer(obs)
 
         noise = torch.randn_like(x)
@@ -216,8 +221,8 @@ class MeanFlow(Learner):
             for group in self.optimizers["flow"].param_groups:
                 group["lr"] = self.cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
         loss, info = self.loss(batch)
-        grad_norm = optimizer_step(self.optimizers["flow"], loss, self.decoder.parameters(), self.cfg.max_grad_norm,
-                                   "MeanFlow")
+        grad_norm = optimizer_step(self.optimizers["flow"], loss, self.optimizers["flow"].param_groups[0]["params"],
+                                   self.cfg.max_grad_norm, "MeanFlow")
         info["flow/grad_norm"] = grad_norm.item()
         self.update_ema()
         return info
@@ -226,6 +231,8 @@ class MeanFlow(Learner):
         # Warm-up (1 + n) / (10 + n): the EMA tracks early weights closely instead of averaging in the random init.
         n = int(self.ema.num_updates)
         self.ema.update(self.decoder, min(self.cfg.ema_decay, (1 + n) / (10 + n)))
+        if self.encoder_ema is not None:
+            self.encoder_ema.update(self.obs_normalizer, min(self.cfg.ema_decay, (1 + n) / (10 + n)))
 
     def frozen_decoder(self) -> FlowDecoder:
         """A detached copy of the EMA weights, frozen (the action manifold's hard constraint): nothing later may
@@ -233,7 +240,9 @@ class MeanFlow(Learner):
         return freeze(copy.deepcopy(self.ema.module))
 
     def product(self) -> BehaviorModel:
-        return BehaviorModel(self.frozen_decoder(), self.obs_normalizer, copy.deepcopy(self.action_normalizer),
+        obs_normalizer = self.obs_normalizer if self.encoder_ema is None else freeze(
+            copy.deepcopy(self.encoder_ema.module))  # the vision encoder frozen with the flow, as its EMA
+        return BehaviorModel(self.frozen_decoder(), obs_normalizer, copy.deepcopy(self.action_normalizer),
                              copy.deepcopy(self.chunk_basis))
 
 

@@ -24,23 +24,41 @@ from lawr_ext.algorithms.stage import Stage, StageInputs
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
-from lawr_ext.modules.normalizer import fit_normalizers
+from lawr_ext.modules.normalizer import fit_normalizers, unfitted_normalizers
+from lawr_ext.modules.vision import ObservationEncoder
+
+
+def observation_encoder(cfg: FlowConfig, state_normalizer, inputs: StageInputs):
+    """What every network reads observations through: the state normalizer, or on image data the vision encoder
+    around it (``modules/vision.py``), which Phase 1 trains with the flow and freezes with it."""
+    if inputs.image_shape is None:
+        return state_normalizer
+    return ObservationEncoder(state_normalizer, inputs.state_dim, inputs.image_shape, cfg.encoder.features,
+                              cfg.encoder.shift)
 
 
 def mean_flow(cfg: FlowConfig, inputs: StageInputs) -> MeanFlow:
     """Phase 1: the normalizers, fitted here (the only place) on every observation and action of the dataset
-    and frozen, the run's chunk basis, and the Mean Flow over chunks in their coordinates."""
+    and frozen, the run's chunk basis, and the Mean Flow over chunks in their coordinates; on image data also the
+    vision encoder, trained with the flow (from a local pretrained file if ``flow.encoder.pretrained``)."""
     dataset = inputs.dataset
     if dataset is None or inputs.action_normalization is None:
         raise ValueError("phase 'flow' needs the dataset and data.action_normalization to fit its normalizers")
-    normalizers = fit_normalizers(dataset.observations, dataset.actions, inputs.action_normalization)
-    return MeanFlow(cfg, *inputs.dims, *normalizers, inputs.chunk_basis)
+    obs_normalizer, action_normalizer = fit_normalizers(dataset.observations, dataset.actions,
+                                                        inputs.action_normalization)
+    encoder = observation_encoder(cfg, obs_normalizer, inputs)
+    if isinstance(encoder, ObservationEncoder) and cfg.encoder.pretrained:
+        encoder.load_pretrained(cfg.encoder.pretrained, cfg.encoder.train_pretrained)
+    return MeanFlow(cfg, *inputs.dims, encoder, action_normalizer, inputs.chunk_basis)
 
 
 def behavior_model(cfg: FlowConfig, inputs: StageInputs) -> BehaviorModel:
-    """Phase 1's product, frozen by ``MeanFlow.product``: the normalizers, the chunk basis and the one-step
-    decoder T(z; s)."""
-    return BehaviorModel.untrained(cfg, *inputs.dims, inputs.chunk_basis)
+    """Phase 1's product, frozen by ``MeanFlow.product``: the normalizers (and vision encoder), the chunk basis
+    and the one-step decoder T(z; s)."""
+    model = BehaviorModel.untrained(cfg, *inputs.dims, inputs.chunk_basis)
+    if inputs.image_shape is not None:
+        model.obs_normalizer = observation_encoder(cfg, unfitted_normalizers(inputs.state_dim, 1).obs, inputs)
+    return model
 
 
 def critic(cfg: CriticConfig, inputs: StageInputs) -> DistributionalCritic:

@@ -19,6 +19,7 @@ from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.configs.train import TrainConfig
+from lawr_ext.configs.vision import EncoderConfig
 
 PHASES: dict[str, Stage] = {stage.name: stage for stage in lawr.STAGES}
 BASELINES: dict[str, Stage] = {stage.name: stage for stage in (
@@ -95,7 +96,7 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
 
 #: Settings added after runs were saved, at the value that trains as before they existed: left out of the hash
 #: at that value, so that earlier checkpoints keep loading and resuming.
-LATER_DEFAULTS = {"lr_schedule": "constant"}
+LATER_DEFAULTS = {"lr_schedule": "constant", "encoder": asdict(EncoderConfig()), "finetune_encoder": False}
 
 
 def _without_later_defaults(settings: dict) -> dict:

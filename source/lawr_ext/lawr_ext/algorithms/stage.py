@@ -41,6 +41,10 @@ class StageInputs:
     chunk_basis: ChunkBasis | None = None  # None: "steps"
     hashes: dict[str, str] = field(default_factory=dict)  # content hash of each product read from a file
     action_normalization: str | None = None  # DataConfig.action_normalization, which phase 1 fits with
+    # image data: (cameras, H, W) of its frames and the dim of its joint state; ``obs_dim`` is then the dim of the
+    # features the networks read (modules/vision.py: state + cameras x flow.encoder.features). None: state only
+    image_shape: tuple[int, int, int] | None = None
+    state_dim: int | None = None
 
     @property
     def dims(self) -> tuple[int, int, int]:

@@ -33,6 +33,9 @@ class CriticConfig:
 
     expectile: float = 0.5          # kappa: 0.5 = behaviour value, > 0.5 = IQL-style in-sample maximum
     advantage: str = "q_minus_v"    # "q_minus_v": min-Q(s,a) - V(s);  "one_step": r + gamma^k V(s') - V(s)
+    # image tasks: train a copy of Phase 1's frozen vision encoder with the critics (its own, in its product);
+    # False: read the frozen features, as every other stage does
+    finetune_encoder: bool = False
 
     def __post_init__(self) -> None:
         for name in ("v_min", "v_max"):  # the support's ends: its bins are spaced (v_max - v_min) / num_bins

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lawr_ext.configs.network import ChunkNetConfig
+from lawr_ext.configs.vision import EncoderConfig
 
 
 @dataclass
@@ -40,6 +41,9 @@ class FlowConfig(ChunkNetConfig):
     time_eps: float = 0.05          # u = (z_t - x_hat) / max(t, time_eps): bounds the x -> u conversion near data
     # --- sampling ------------------------------------------------------------------------------------------
     sample_steps: int = 1           # mean-flow steps of the Flow BC policy (1 = the one-step map T(z; s))
+    # --- image tasks ---------------------------------------------------------------------------------------
+    # the vision encoder Phase 1 trains with the flow and freezes with it (used only on data with camera frames)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -222,6 +222,11 @@ class ChunkDataset:
     def obs_dim(self) -> int:
         return self._obs.shape[1]
 
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(cameras, H, W) of the frames of image data; None for state-only data."""
+        return None if self._images is None else tuple(self._images.shape[1:4])
+
     def batch(self, chunk_ids: torch.Tensor) -> TensorDict:
         """The chunks ``chunk_ids`` (int64 [B], on any device) as one batch of env actions [B, H, A]."""
         ids = chunk_ids.to(self.device)

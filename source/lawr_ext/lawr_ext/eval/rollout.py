@@ -16,6 +16,7 @@ import torch
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
+from lawr_ext.modules.vision import pack_observation
 from lawr_ext.utils.cli import progress
 
 
@@ -84,6 +85,14 @@ class Episode:
     object_dropped: bool = False  # it ended because the policy knocked an object off the table
 
 
+def policy_observation(obs_dict: dict) -> torch.Tensor:
+    """What a policy is given: the env's "policy" observation, packed with the camera frames on an image task
+    (``modules/vision.py``)."""
+    if "images" in obs_dict:
+        return pack_observation(obs_dict["policy"], obs_dict["images"])
+    return obs_dict["policy"]
+
+
 def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(obs).all():  # blame the simulator, not the checkpoint, when the state itself is broken
         bad = (~torch.isfinite(obs)).any(dim=-1).nonzero().flatten().tolist()
@@ -121,7 +130,7 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], d
     ep_length = torch.zeros(num_envs, dtype=torch.long, device=device)
     ep_success = torch.zeros(num_envs, dtype=torch.bool, device=device)
 
-    obs = env.reset()[0]["policy"]
+    obs = policy_observation(env.reset()[0])
     episodes: list[Episode] = []
     steps, start = 0, time.perf_counter()
     with progress(cfg.num_episodes, "episodes", "episode", enabled=cfg.progress) as bar:
@@ -133,7 +142,7 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], d
             actions = torch.where(active.unsqueeze(-1), scheduler.act(), 0.0)
 
             obs_dict, reward, terminated, truncated, extras = env.step(actions)
-            obs = obs_dict["policy"]
+            obs = policy_observation(obs_dict)
             if "success" not in extras:
                 raise ValueError("env.step extras lack 'success': the env must report per-step success")
             ep_return += reward.to(torch.float64)

@@ -40,6 +40,7 @@ from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.episodes import DatasetError, Episodes
 from lawr_ext.data.reading import Reading
 from lawr_ext.modules.chunk_basis import ChunkBasis
+from lawr_ext.modules.vision import feature_dim
 from lawr_ext.runners.checkpoint import (CheckpointError, check_compatible, checkpoint_path, final_path, load_final,
                                          product_hash, read_checkpoint, read_final, retrain_hint, save_final)
 from lawr_ext.runners.trainer import dataset_dims, stage_seed, train_stage
@@ -99,8 +100,10 @@ def run_inputs(run_dir: str | Path, cfg: TrainConfig, dims: dict, device: str | 
     not the ones they were built on (``check_built_on``), frozen, on ``device``."""
     records = {} if records is None else records
     basis = chunk_basis(cfg)
-    inputs = StageInputs(dims["obs_dim"], basis.num_coeffs, dims["action_dim"], chunk_basis=basis,
-                         action_normalization=cfg.data.action_normalization)
+    image_shape = tuple(dims["images"]) if "images" in dims else None  # the networks read the encoder's features
+    inputs = StageInputs(feature_dim(dims["obs_dim"], image_shape, cfg.flow.encoder.features), basis.num_coeffs,
+                         dims["action_dim"], chunk_basis=basis, action_normalization=cfg.data.action_normalization,
+                         image_shape=image_shape, state_dim=dims["obs_dim"])
 
     def load(stage: str) -> nn.Module:
         product = registry.STAGES[stage].product(registry.stage_config(cfg, stage), inputs)

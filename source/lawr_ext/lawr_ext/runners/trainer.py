@@ -47,9 +47,12 @@ def stage_seed(cfg: TrainConfig, stage: str) -> int:
 def dataset_dims(dataset: ChunkDataset) -> dict:
     """What a checkpoint must agree with about the dataset: network shapes, and which dataset it is (its size and
     content hash, so that a resume on other data is refused)."""
-    return {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim,
+    dims = {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim,
             "chunks": dataset.num_chunks, "episodes": dataset.episodes.num_episodes,
             "data_sha256": dataset.fingerprint}
+    if dataset.image_shape is not None:  # image data: (cameras, H, W) of its frames; state data records none
+        dims["images"] = list(dataset.image_shape)
+    return dims
 
 
 def weight_norm(learner: Learner) -> float:
