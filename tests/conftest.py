@@ -24,6 +24,55 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+# ---------------------------------------------------------------- what the two test workers must not both do
+
+#: Module- and session-scoped fixtures that take seconds to minutes to build (trained toy models, an AOTInductor
+#: export, a tiny training run, the bimanual env). With pytest-xdist every worker builds its own copy of a fixture
+#: its tests use, so the tests of each one share an xdist_group: one worker builds it once.
+SHARED_FIXTURES = {"exported_policy", "toy_flow", "frozen_phases", "behavior_flow", "diffusion", "tiny_run", "check",
+                   "env"}
+#: The group of the tests that simulate (the ``sim`` mark): on a fresh clone the first of them compiles the
+#: simulator's Warp kernels into build/warp_cache (minutes on one core); one worker compiles them, not both at once.
+SIMULATOR_GROUP = "simulator"
+#: The mark of the tests that start ranks of their own (gloo on a free localhost port): one such test at a time,
+#: so that no two of them pick a port between another's pick and bind, nor crowd the cores with four ranks.
+TWO_PROCESSES = pytest.mark.xdist_group("two_processes")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Give each test that uses a ``SHARED_FIXTURES`` fixture or simulates an ``xdist_group`` (``--dist loadgroup``
+    runs a group on one worker, one test after another); a test needing two of them joins the two groups into one.
+    Tests marked with an ``xdist_group`` of their own (the two-process tests) keep it and must need neither."""
+    needs = {}
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs if fixtures else {}
+        keys = {name for name in SHARED_FIXTURES & set(defs) if defs[name][-1].scope != "function"}
+        if item.get_closest_marker("sim"):
+            keys.add(SIMULATOR_GROUP)
+        if keys and item.get_closest_marker("xdist_group"):
+            raise pytest.UsageError(f"{item.nodeid}: has an xdist_group and needs {sorted(keys)}: one group only")
+        if keys:
+            needs[item] = keys
+    parent = {}  # union-find over the keys: keys one test needs together end in one group
+
+    def root(key):
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    for keys in needs.values():
+        first, *rest = map(root, keys)
+        for key in rest:
+            parent[key] = first
+    members = {}
+    for key in list(parent):
+        members.setdefault(root(key), set()).add(key)
+    for item, keys in needs.items():
+        item.add_marker(pytest.mark.xdist_group("+".join(sorted(members[root(next(iter(keys)))]))))
+
+
 # ---------------------------------------------------------------- a tiny run on a synthetic plain dataset
 
 #: Bimanual-Chunk's observation and action dims (the task the tiny runs train; open_dataset checks them).

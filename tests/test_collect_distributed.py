@@ -10,13 +10,14 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import META, LineEnv, LineExpert, collect_line, free_port, read_demos
+from conftest import META, TWO_PROCESSES, LineEnv, LineExpert, collect_line, free_port, read_demos
 
 from lawr_ext.data.collect import CollectConfig, collect
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.hdf5 import list_shards
 from lawr_ext.utils.lock import LOCK_NAME
 
+pytestmark = TWO_PROCESSES
 NUM_ENVS, NUM_EPISODES = 3, 14  # rounds of 3, 3, 3, 3, 2 episodes
 
 # One rank as torchrun starts it: join the group, collect this rank's rounds, wait for the others.

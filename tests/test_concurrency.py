@@ -64,8 +64,8 @@ def test_a_second_training_on_the_same_run_directory_is_refused_in_one_line(tmp_
     assert final_path(run, "flow").is_file()
 
 
-def test_the_lock_is_released_by_a_kill_and_taken_again_by_the_same_process():
-    directory = Path(os.environ.get("PYTEST_TMP", "/tmp")) / f"lawr-lock-test-{os.getpid()}"
+def test_the_lock_is_released_by_a_kill_and_taken_again_by_the_same_process(tmp_path):
+    directory = tmp_path / "locked"
     with directory_lock(directory, "training"):
         with directory_lock(directory, "collection"):  # the holder may take it again (a collection in a training)
             pass

@@ -3,12 +3,11 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import torch
-from conftest import TINY, synthetic_dataset
+from conftest import TINY, TWO_PROCESSES, free_port, synthetic_dataset
 
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.runners import final_path, read_checkpoint, train
@@ -37,10 +36,7 @@ if world.is_writer:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = TWO_PROCESSES
 
 
 def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
@@ -49,7 +45,7 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
     worker.write_text(WORKER)
     overrides = TINY + ["flow.batch_size=16", "critic.batch_size=16", "planner.batch_size=16"]  # 8 chunks per rank
     run = tmp_path / "two_ranks"
-    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
     ranks = [subprocess.Popen([sys.executable, str(worker), str(dataset), str(run), *overrides],
                               env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
              for r in range(2)]

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import free_port
+from conftest import TWO_PROCESSES, free_port
+
+pytestmark = TWO_PROCESSES
 
 # One rank as torchrun starts it. make_env is replaced by the counting fake env of test_eval (no simulator):
 # env e's episodes last 2 + e steps and the ones of env 1 succeed.

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ogbench_dataset
+from conftest import ogbench_dataset, run_script
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.configs.train import load_train_config
@@ -96,9 +96,9 @@ def test_train_lawr_trains_the_phases_and_evaluates_in_the_ogbench_env(tiny_run)
 
 def test_evaluate_script_reuses_the_runs_protocol(tiny_run):
     run, _, _ = tiny_run
-    done = _script("evaluate.py", "--checkpoint", str(run), "--num_envs", "1", "--num_episodes", "1", "--no_progress",
-                   "--out", str(run / "eval" / "again"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    status, _, err = run_script("evaluate.py", "--checkpoint", str(run), "--num_envs", "1", "--num_episodes", "1",
+                                "--no_progress", "--out", str(run / "eval" / "again"))
+    assert status == 0, err[-3000:]
     report = json.loads((run / "eval" / "again" / "eval.json").read_text())
     assert report["config"]["exec_horizon"] == 5 and report["summary"]["episodes"] == 1
     assert report["support"] is not None  # L-AWR's support check ran on the run's dataset
@@ -106,22 +106,23 @@ def test_evaluate_script_reuses_the_runs_protocol(tiny_run):
 
 def test_export_without_joint_names_and_deploy_in_the_ogbench_env(tiny_run):
     run, _, _ = tiny_run
-    done = _script("export.py", "--checkpoint", str(run), "--formats", "onnx")
-    assert done.returncode == 0, done.stderr[-3000:]
+    status, _, err = run_script("export.py", "--checkpoint", str(run), "--formats", "onnx")
+    assert status == 0, err[-3000:]
     from lawr_ext.export import load_onnx
 
     _, metadata = load_onnx(run / "export" / "policy.onnx")
     assert metadata["task"] == TASK and "joint_names" not in metadata and metadata["exec_horizon"] == 5
     assert metadata["temporal_ensemble"] is False  # the run's evaluation protocol travels with the file
     assert "action_scale" not in metadata  # no action spec: the env takes the actions as they are
+    # its own process: the robot side checks that it loaded neither torch nor the rest of lawr
     done = _script("deploy_onnx.py", "--onnx", str(run / "export" / "policy.onnx"), "--episode_length_s", "1.0")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "episode: 20 steps" in done.stdout and "4 chunks" in done.stdout  # H = 5, played whole
 
 
 def test_collection_is_refused_with_a_pointer_to_datasets(tmp_path):
-    done = _script("train_lawr.py", "--task", TASK, "--run_dir", str(tmp_path / "run"), "--no_eval")
-    assert done.returncode != 0 and "has no scripted experts" in done.stderr and "--dataset" in done.stderr
+    status, _, err = run_script("train_lawr.py", "--task", TASK, "--run_dir", str(tmp_path / "run"), "--no_eval")
+    assert status != 0 and "has no scripted experts" in err and "--dataset" in err
 
 
 def test_test_data_has_the_shipped_layout(tmp_path):

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import TWO_PROCESSES
 
 from lawr_ext.configs.train import TrainConfig
 from lawr_ext.runners.sim_processes import run_sim_job
@@ -29,6 +30,7 @@ def tests_importable(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
 
 
+@TWO_PROCESSES
 def test_two_processes_form_one_world_and_rank_0_gets_every_ranks_result(tests_importable):
     result = run_sim_job(2, ranks_and_pids, tag="x")
     assert [(rank, size, tag) for rank, size, _, tag in result] == [(0, 2, "x"), (1, 2, "x")]
@@ -37,6 +39,7 @@ def test_two_processes_form_one_world_and_rank_0_gets_every_ranks_result(tests_i
     assert run_sim_job(1, ranks_and_pids, tag="y") == [(0, 1, os.getpid(), "y")]
 
 
+@TWO_PROCESSES
 def test_a_failing_rank_stops_the_job_in_one_line(tests_importable):
     with pytest.raises(RuntimeError, match=r"^simulation process\(es\) of rank 1 failed \(exit code 3\)"):
         run_sim_job(2, fail_on_rank_1)
