@@ -17,6 +17,9 @@ from lawr_ext.data.plain import write_plain
 
 # Tests are tiny: one thread per process avoids oversubscribing CI's 2 cores (measured 23 s -> 2.5 s for a pipeline).
 torch.set_num_threads(int(os.environ.get("LAWR_TEST_THREADS", "1")))
+# ... and the scripts tests start as processes of their own (trainings, rollouts) do the same: beside the other
+# test worker, a process that takes every core for its own threads only makes both wait.
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("LAWR_TEST_THREADS", "1"))
 
 
 @pytest.fixture(autouse=True)
