@@ -139,7 +139,8 @@ class DiffusionConfig:
     sample_steps: int = 50           # K DDIM steps at inference (K <= T); the latency comparison's K
     cosine_offset: float = 0.008     # s in the cosine schedule (Nichol & Dhariwal): avoids tiny betas near t = 0
     max_beta: float = 0.999          # beta clip at the end of the schedule
-    clip_sample: bool = True         # clamp each DDIM estimate of the clean chunk to the action box [-1, 1]
+    clip_sample: bool = True         # clamp each DDIM estimate of the clean chunk to the action box
+                                     # (modules/action_box.py: [-1, 1] under min_max, the env's box under mean_std)
     # What the network outputs: "sample" = the clean chunk x_0 (x-prediction, as the JiT flow of Phase 1),
     # "epsilon" = the noise (DDPM's and Diffusion Policy's choice, with a conv U-Net there). Through the flow's
     # MLP, whose last hidden layer (256) is narrower than a 50 x 14 chunk, epsilon cannot be represented: its loss

@@ -28,11 +28,12 @@ class ActionNormalizer(nn.Module):
     """Per-dimension affine action coordinates: a_n = (a - center) / half_range (as built: the identity).
 
     ``min_max`` maps each dimension's data range onto [-1, 1] (Diffusion Policy's and LeRobot's MIN_MAX), so the
-    action box [-1, 1] the learners clip to is the data's box; ``none`` is the identity. Why: an env's action
-    space is scaled to its actuators (here the joint limits), not to the data. In the Bimanual-Chunk data a
-    waist moves with std 0.04 and a gripper with 0.97, so an unweighted squared error spends itself on the
-    grippers while the arm errors it leaves are larger than the arm motions that decide a grasp. Undone inside
-    every evaluated and exported policy (``EnvActionPolicy``).
+    action box [-1, 1] the learners clip to is the data's box; ``mean_std`` gives each dimension zero mean and unit
+    variance, and the learners clip to the env's box as it lies there (``learner_box``, ``modules/action_box.py``);
+    ``none`` is the identity. Why: an env's action space is scaled to its actuators (here the joint limits), not
+    to the data. In the Bimanual-Chunk data a waist moves with std 0.04 and a gripper with 0.97, so an unweighted
+    squared error spends itself on the grippers while the arm errors it leaves are larger than the arm motions that
+    decide a grasp. Undone inside every evaluated and exported policy (``EnvActionPolicy``).
     """
 
     def __init__(self, action_dim: int):
@@ -47,6 +48,16 @@ class ActionNormalizer(nn.Module):
     def unnormalize(self, actions: torch.Tensor) -> torch.Tensor:
         """The learners' coordinates [..., A] -> env actions."""
         return actions * self.half_range + self.center
+
+    def learner_box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The env's action box [-1, 1] in the learners' coordinates: (low [A], high [A]) = normalize(-1, +1).
+
+        Under ``mean_std`` about (+-1 - mean) / std, several std wide; under ``none`` [-1, 1] itself; under
+        ``min_max`` a box holding [-1, 1], the data's box (wider where the data stop short of the env's limits).
+        What a learner clamps to is ``modules/action_box.py``'s choice.
+        """
+        ones = torch.ones_like(self.center)
+        return self.normalize(-ones), self.normalize(ones)
 
 
 class Normalizers(NamedTuple):

@@ -35,6 +35,7 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import EMA, masked_mean, optimizer_step
 from lawr_ext.configs.baselines import DiffusionConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 def cosine_alpha_bars(num_timesteps: int, offset: float, max_beta: float) -> torch.Tensor:
@@ -48,10 +49,13 @@ def cosine_alpha_bars(num_timesteps: int, offset: float, max_beta: float) -> tor
 class DiffusionDenoiser(nn.Module):
     """eps_hat(x_k, k, obs_norm) plus the noise schedule and the DDIM sampler."""
 
-    def __init__(self, cfg: DiffusionConfig, obs_dim: int, horizon: int, action_dim: int):
+    def __init__(self, cfg: DiffusionConfig, obs_dim: int, horizon: int, action_dim: int,
+                 action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.horizon, self.action_dim = horizon, action_dim
+        # what clip_sample clamps each clean-chunk estimate to (modules/action_box.py; None: [-1, 1])
+        self.action_box = action_box if action_box is not None else ActionBox()
         self.net = build_chunk_net(cfg.network, obs_dim, horizon, action_dim)
         alpha_bars = cosine_alpha_bars(cfg.num_train_timesteps, cfg.cosine_offset, cfg.max_beta)
         self.register_buffer("alpha_bars", alpha_bars, persistent=False)  # derived from cfg, never learned
@@ -92,7 +96,7 @@ class DiffusionDenoiser(nn.Module):
                 eps = out
                 x_0 = (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
             if self.cfg.clip_sample:
-                x_0 = x_0.clamp(-1.0, 1.0)
+                x_0 = self.action_box.clamp(x_0)
             if self.cfg.prediction == "sample" or self.cfg.clip_sample:  # the noise consistent with x_0
                 eps = (x - alpha_bar.sqrt() * x_0) / (1 - alpha_bar).sqrt()
             x = alpha_bar_next.sqrt() * x_0 + (1 - alpha_bar_next).sqrt() * eps
@@ -104,11 +108,12 @@ class DiffusionBC(Learner):
     EMA weights: the noise prediction at high noise levels, which decides the mode proportions, jitters from
     step to step otherwise."""
 
-    def __init__(self, cfg: DiffusionConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module):
+    def __init__(self, cfg: DiffusionConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
+                 action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
-        self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim)
+        self.denoiser = DiffusionDenoiser(cfg, obs_dim, horizon, action_dim, action_box)
         self.ema = EMA(self.denoiser)
         self.optimizers["denoiser"] = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.learning_rate,
                                                         weight_decay=cfg.weight_decay)
@@ -141,7 +146,7 @@ class DiffusionPolicy(ChunkPolicy):
 
 STAGE = Stage(
     "diffusion", config="baselines.diffusion", needs=("flow",), method="diffusion",
-    learner=lambda cfg, x: DiffusionBC(cfg, *x.dims, x["flow"].obs_normalizer),
-    product=lambda cfg, x: DiffusionPolicy(DiffusionDenoiser(cfg, *x.dims), x["flow"].obs_normalizer,
-                                           cfg.sample_steps),
+    learner=lambda cfg, x: DiffusionBC(cfg, *x.dims, x["flow"].obs_normalizer, ActionBox.for_stage(x)),
+    product=lambda cfg, x: DiffusionPolicy(DiffusionDenoiser(cfg, *x.dims, ActionBox.for_stage(x)),
+                                           x["flow"].obs_normalizer, cfg.sample_steps),
 )

@@ -46,6 +46,7 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step, q_ascent_loss
 from lawr_ext.configs.baselines import DSRLNAConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 #: (obs_norm [B, O], chunk [B, H, A]) -> each Q head's value [2, B] (``DistributionalCritic.q_heads``).
@@ -56,12 +57,13 @@ class DSRLNA(Learner):
     """Q^A is ``action_q_heads``, the frozen Phase-2 critic's heads; only Q^W and the actor are trained."""
 
     def __init__(self, cfg: DSRLNAConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
-                 action_q_heads: QHeadsFn, obs_normalizer: nn.Module):
+                 action_q_heads: QHeadsFn, obs_normalizer: nn.Module, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.decoder = freeze(decoder)
         self.action_q_heads = action_q_heads  # a function, not a submodule: no checkpoint carries the critic
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()  # what Q^A's chunks are clamped to
         self.actor = LatentPlanner(cfg, obs_dim, horizon, action_dim)
         self.noise_critic = TwinQ(cfg.noise_critic, obs_dim, horizon, action_dim, obs_normalizer,
                                   cfg.noise_critic_loss, aggregate="min")
@@ -81,7 +83,7 @@ class DSRLNA(Learner):
         # Noise aliasing: Q^W(s, w) <- Q^A(s, T(w; s)) head by head, w from the flow's prior.
         noise = torch.randn_like(batch[keys.ACTIONS])
         with torch.no_grad():
-            chunks = self.decoder.decode(noise, obs_norm).clamp(-1.0, 1.0)  # the flow's output, in the data's box
+            chunks = self.action_box.clamp(self.decoder.decode(noise, obs_norm))  # the flow's output, in the box
             aliased = self.action_q_heads(obs_norm, chunks)
         alias_loss = self.noise_critic.loss(obs_norm, noise, aliased)
         critic_grad_norm = self.noise_critic.step(alias_loss, "DSRL-NA latent critic")
@@ -113,6 +115,6 @@ class DSRLPolicy(LAWRPolicy):
 STAGE = Stage(
     "dsrl_na", config="baselines.dsrl_na", needs=("flow", "critic"), method="dsrl_na",
     learner=lambda cfg, x: DSRLNA(cfg, *x.dims, x["flow"].decoder, x["critic"].q_heads,
-                                  x["flow"].obs_normalizer),
+                                  x["flow"].obs_normalizer, ActionBox.for_stage(x)),
     product=lambda cfg, x: DSRLPolicy(x["flow"].obs_normalizer, LatentPlanner(cfg, *x.dims), x["flow"].decoder),
 )

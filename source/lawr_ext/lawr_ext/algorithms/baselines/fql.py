@@ -27,14 +27,16 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.configs.baselines import FQLConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 class FQL(Learner):
     def __init__(self, cfg: FQLConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
-                 behavior_flow: FlowDecoder):
+                 behavior_flow: FlowDecoder, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()  # what mu's chunks are clamped to
         self.behavior_flow = freeze(behavior_flow)  # only read, never trained
         self.actor = build_chunk_net(cfg.actor, obs_dim, horizon, action_dim)  # mu(s, z) = one_step(actor, z, s)
         self.critic = TwinQ(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer, cfg.critic_loss, cfg.q_agg)
@@ -50,7 +52,7 @@ class FQL(Learner):
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         with torch.no_grad():
-            next_actions = self.one_step_policy(self.obs_normalizer(batch[keys.NEXT_OBS])).clamp(-1.0, 1.0)
+            next_actions = self.action_box.clamp(self.one_step_policy(self.obs_normalizer(batch[keys.NEXT_OBS])))
         info = td_update(self.critic, batch, obs_norm, next_actions)
 
         noise = torch.randn_like(batch[keys.ACTIONS])
@@ -59,7 +61,8 @@ class FQL(Learner):
         actions = one_step(self.actor, noise, obs_norm)
         distill_loss = (actions - bc_target).square().mean()
         # FQL reads the mean of the heads here whatever q_agg says (q_agg only shapes the TD target)
-        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss, aggregate="mean")
+        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss, aggregate="mean",
+                                        box=self.action_box)
         loss = self.cfg.alpha * distill_loss + q_loss
         # backward also leaves gradients on the critic; its optimizer clears them before its next step
         grad_norm = optimizer_step(self.optimizers["actor"], loss, self.actor.parameters(), self.cfg.max_grad_norm,
@@ -73,25 +76,28 @@ class FQL(Learner):
         }
 
     def policy(self) -> FQLPolicy:
-        return FQLPolicy(self.actor, self.obs_normalizer)
+        return FQLPolicy(self.actor, self.obs_normalizer, self.action_box)
 
 
 class FQLPolicy(ChunkPolicy):
-    """raw obs -> normalize -> mu(s, z), z ~ N(0, I) from torch's global RNG, clipped to the action box."""
+    """raw obs -> normalize -> mu(s, z), z ~ N(0, I) from torch's global RNG, clamped to the action box
+    (``modules/action_box.py``; none given: [-1, 1])."""
 
-    def __init__(self, actor: nn.Module, obs_normalizer: nn.Module):
+    def __init__(self, actor: nn.Module, obs_normalizer: nn.Module, action_box: ActionBox | None = None):
         super().__init__()
         self.actor = actor
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()
         self.horizon, self.action_dim = actor.horizon, actor.action_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(obs.shape[0], self.horizon, self.action_dim, device=obs.device)
-        return one_step(self.actor, noise, self.obs_normalizer(obs)).clamp(-1.0, 1.0)
+        return self.action_box.clamp(one_step(self.actor, noise, self.obs_normalizer(obs)))
 
 
 STAGE = Stage(
     "fql", config="baselines.fql", needs=("flow",), method="fql",
-    learner=lambda cfg, x: FQL(cfg, *x.dims, x["flow"].obs_normalizer, x["flow"].decoder),
-    product=lambda cfg, x: FQLPolicy(build_chunk_net(cfg.actor, *x.dims), x["flow"].obs_normalizer),
+    learner=lambda cfg, x: FQL(cfg, *x.dims, x["flow"].obs_normalizer, x["flow"].decoder, ActionBox.for_stage(x)),
+    product=lambda cfg, x: FQLPolicy(build_chunk_net(cfg.actor, *x.dims), x["flow"].obs_normalizer,
+                                     ActionBox.for_stage(x)),
 )

@@ -22,15 +22,23 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import masked_mean, optimizer_step
 from lawr_ext.configs.baselines import GaussianAWRConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 from lawr_ext.modules.mlp import mlp
 
 class GaussianChunkActor(nn.Module):
-    """obs_norm [B, O] -> Normal over the flat chunk; mean squashed by tanh into the action box [-1, 1]."""
+    """obs_norm [B, O] -> Normal over the flat chunk; mean squashed by tanh into the action box (``action_box``,
+    ``modules/action_box.py``; None: [-1, 1]), mapped affinely onto it.
 
-    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, horizon: int, action_dim: int):
+    Only the mean is squashed: the chunk itself is Normal, so its log-density needs no change-of-variables term
+    (nor the log of the box's half-width); the box's width only scales the mean's range.
+    """
+
+    def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, horizon: int, action_dim: int,
+                 action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.horizon, self.action_dim = horizon, action_dim
+        self.action_box = action_box if action_box is not None else ActionBox()
         chunk_dim = horizon * action_dim
         self.net = mlp(obs_dim, cfg.hidden_dim, 2 * chunk_dim if cfg.state_dependent_std else chunk_dim,
                        depth=cfg.num_layers)
@@ -42,7 +50,8 @@ class GaussianChunkActor(nn.Module):
             mean, log_std = out.chunk(2, dim=-1)
         else:
             mean, log_std = out, self.log_std.expand_as(out)
-        return torch.tanh(mean), log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        mean = self.action_box.squash(mean.view(-1, self.horizon, self.action_dim)).flatten(1)
+        return mean, log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
 
     def distribution(self, obs_norm: torch.Tensor) -> torch.distributions.Normal:
         mean, log_std = self.mean_and_log_std(obs_norm)
@@ -55,12 +64,12 @@ class GaussianChunkActor(nn.Module):
 
 class GaussianAWR(Learner):
     def __init__(self, cfg: GaussianAWRConfig, obs_dim: int, horizon: int, action_dim: int,
-                 obs_normalizer: nn.Module, advantage_fn: AdvantageFn):
+                 obs_normalizer: nn.Module, advantage_fn: AdvantageFn, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
         self.advantage_fn = advantage_fn  # frozen: called under no_grad, never trained here
-        self.actor = GaussianChunkActor(cfg, obs_dim, horizon, action_dim)
+        self.actor = GaussianChunkActor(cfg, obs_dim, horizon, action_dim, action_box)
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
 
     def update(self, batch: TensorDict) -> dict[str, float]:
@@ -102,6 +111,8 @@ class GaussianAWRPolicy(ChunkPolicy):
 
 STAGE = Stage(
     "gaussian_awr", config="baselines.gaussian_awr", needs=("flow", "critic"), method="gaussian_awr",
-    learner=lambda cfg, x: GaussianAWR(cfg, *x.dims, x["flow"].obs_normalizer, x["critic"].advantage),
-    product=lambda cfg, x: GaussianAWRPolicy(GaussianChunkActor(cfg, *x.dims), x["flow"].obs_normalizer),
+    learner=lambda cfg, x: GaussianAWR(cfg, *x.dims, x["flow"].obs_normalizer, x["critic"].advantage,
+                                       ActionBox.for_stage(x)),
+    product=lambda cfg, x: GaussianAWRPolicy(GaussianChunkActor(cfg, *x.dims, ActionBox.for_stage(x)),
+                                             x["flow"].obs_normalizer),
 )

@@ -41,6 +41,7 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.configs.baselines import LPSConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 class LPSPolicy(LAWRPolicy):
@@ -54,11 +55,12 @@ class LatentPolicySteering(Learner):
     """
 
     def __init__(self, cfg: LPSConfig, obs_dim: int, horizon: int, action_dim: int, decoder: FlowDecoder,
-                 obs_normalizer: nn.Module, phase2_q: QFn | None = None):
+                 obs_normalizer: nn.Module, phase2_q: QFn | None = None, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.decoder = freeze(decoder)
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()  # the clip(., -1, 1) above
         self.phase2_q = phase2_q  # a function, not a submodule: no checkpoint carries Phase 2
         self.planner = LatentPlanner(cfg, obs_dim, horizon, action_dim)
         self.critic = TwinQ(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer, cfg.critic_loss, cfg.q_agg)
@@ -79,12 +81,13 @@ class LatentPolicySteering(Learner):
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         with torch.no_grad():  # the TD target bootstraps with the actor's own next chunk
-            next_chunks = self.steered_chunks(self.obs_normalizer(batch[keys.NEXT_OBS])).clamp(-1.0, 1.0)
+            next_chunks = self.action_box.clamp(self.steered_chunks(self.obs_normalizer(batch[keys.NEXT_OBS])))
         info = td_update(self.critic, batch, obs_norm, next_chunks)
 
         z = self.planner(obs_norm)
         chunks = self.decoder.decode(z, obs_norm)
-        q_loss, q = q_maximization_loss(self.critic, obs_norm, chunks, normalize=True, aggregate="mean")
+        q_loss, q = q_maximization_loss(self.critic, obs_norm, chunks, normalize=True, aggregate="mean",
+                                        box=self.action_box)
         loss = self.cfg.q_weight * q_loss
         # backward also leaves gradients on the critic; its optimizer clears them before its next step
         grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(),
@@ -94,7 +97,7 @@ class LatentPolicySteering(Learner):
                  "lps/actor_grad_norm": grad_norm.item()}
         if self.phase2_q is not None:
             with torch.no_grad():
-                info["lps/phase2_q"] = self.phase2_q(obs_norm, chunks.clamp(-1.0, 1.0)).mean().item()
+                info["lps/phase2_q"] = self.phase2_q(obs_norm, self.action_box.clamp(chunks)).mean().item()
         return info
 
     def policy(self) -> LPSPolicy:
@@ -114,7 +117,8 @@ def _learner(cfg: LPSConfig, x) -> Learner:
     if cfg.critic_source == "phase2":
         return LatentPolicySteeringOnPhase2(cfg, *x.dims, flow.decoder, critic.advantage, flow.obs_normalizer,
                                             critic.q_value)
-    return LatentPolicySteering(cfg, *x.dims, flow.decoder, flow.obs_normalizer, critic.q_value)
+    return LatentPolicySteering(cfg, *x.dims, flow.decoder, flow.obs_normalizer, critic.q_value,
+                                ActionBox.for_stage(x))
 
 
 STAGE = Stage(

@@ -24,14 +24,16 @@ from lawr_ext.algorithms.stage import Stage
 from lawr_ext.algorithms.training import optimizer_step
 from lawr_ext.configs.baselines import OFQLConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 class OFQL(Learner):
     def __init__(self, cfg: OFQLConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
-                 behavior_flow: FlowDecoder | None = None):
+                 behavior_flow: FlowDecoder | None = None, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()  # what Q's chunks are clamped to
         self.mean_flow = MeanFlow(cfg.flow, obs_dim, horizon, action_dim, obs_normalizer)
         if cfg.init_from_behavior_flow:
             if behavior_flow is None:
@@ -47,12 +49,12 @@ class OFQL(Learner):
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         with torch.no_grad():
             next_obs_norm = self.obs_normalizer(batch[keys.NEXT_OBS])
-            next_actions = decoder.decode(torch.randn_like(batch[keys.ACTIONS]), next_obs_norm).clamp(-1.0, 1.0)
+            next_actions = self.action_box.clamp(decoder.decode(torch.randn_like(batch[keys.ACTIONS]), next_obs_norm))
         info = td_update(self.critic, batch, obs_norm, next_actions)
 
         flow_loss, flow_info = self.mean_flow.loss(batch)
         actions = decoder.decode(torch.randn_like(batch[keys.ACTIONS]), obs_norm)
-        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss)
+        q_loss, q = q_maximization_loss(self.critic, obs_norm, actions, self.cfg.normalize_q_loss, box=self.action_box)
         loss = flow_loss + self.cfg.alpha * q_loss
         # backward also leaves gradients on the critic; its optimizer clears them before its next step
         grad_norm = optimizer_step(self.optimizers["flow"], loss, decoder.parameters(), self.cfg.flow.max_grad_norm,
@@ -73,6 +75,6 @@ class OFQL(Learner):
 STAGE = Stage(
     "ofql", config="baselines.ofql", needs=("flow",), method="ofql",
     learner=lambda cfg, x: OFQL(cfg, *x.dims, x["flow"].obs_normalizer,
-                                x["flow"].decoder if cfg.init_from_behavior_flow else None),
+                                x["flow"].decoder if cfg.init_from_behavior_flow else None, ActionBox.for_stage(x)),
     product=lambda cfg, x: FlowBCPolicy(build_flow_decoder(cfg.flow, *x.dims), x["flow"].obs_normalizer),
 )

@@ -26,6 +26,7 @@ from lawr_ext.algorithms.critic import td_target
 from lawr_ext.algorithms.training import ema_update, optimizer_step, q_ascent_loss
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 from lawr_ext.modules.hl_gauss import HLGauss
 from lawr_ext.modules.mlp import mlp
 
@@ -105,8 +106,11 @@ def td_update(critic: TwinQ, batch: TensorDict, obs_norm: torch.Tensor, next_act
 
 
 def q_maximization_loss(critic: TwinQ, obs_norm: torch.Tensor, actions: torch.Tensor, normalize: bool,
-                        aggregate: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """-Q(s, a) for policy chunks ``actions`` (clipped to the data's box first, as FQL clips; the gradient flows
-    into them), and Q itself. ``normalize``: FQL's division by the batch's mean |Q| (``q_ascent_loss``)."""
-    q = critic.q_value(obs_norm, actions.clamp(-1.0, 1.0), aggregate=aggregate)
+                        aggregate: str | None = None,
+                        box: ActionBox | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """-Q(s, a) for policy chunks ``actions`` (clamped to the action box first, as FQL clips; the gradient flows
+    into them), and Q itself. ``normalize``: FQL's division by the batch's mean |Q| (``q_ascent_loss``).
+    ``box``: the action box in the learners' coordinates (``modules/action_box.py``); None: [-1, 1]."""
+    actions = actions.clamp(-1.0, 1.0) if box is None else box.clamp(actions)
+    q = critic.q_value(obs_norm, actions, aggregate=aggregate)
     return q_ascent_loss(q, normalize), q

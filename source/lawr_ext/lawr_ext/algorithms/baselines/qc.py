@@ -32,14 +32,16 @@ from lawr_ext.algorithms.flow import FlowDecoder
 from lawr_ext.algorithms.stage import Stage
 from lawr_ext.configs.baselines import QCConfig
 from lawr_ext.data import keys
+from lawr_ext.modules.action_box import ActionBox
 
 
 class QC(Learner):
     def __init__(self, cfg: QCConfig, obs_dim: int, horizon: int, action_dim: int, obs_normalizer: nn.Module,
-                 behavior_flow: FlowDecoder):
+                 behavior_flow: FlowDecoder, action_box: ActionBox | None = None):
         super().__init__()
         self.cfg = cfg
         self.obs_normalizer = obs_normalizer
+        self.action_box = action_box if action_box is not None else ActionBox()  # the candidates' box
         self.behavior_flow = freeze(behavior_flow)  # only sampled, never trained
         self.critic = TwinQ(cfg.critic, obs_dim, horizon, action_dim, obs_normalizer, cfg.critic_loss, cfg.q_agg)
         self.optimizers["critic"] = self.critic.optimizer
@@ -47,7 +49,7 @@ class QC(Learner):
     def best_chunk(self, obs_norm: torch.Tensor) -> torch.Tensor:
         """Best-of-N from the behaviour flow under the online critic: the backup's next chunk and the action."""
         return best_of_n_chunks(self.behavior_flow, self.critic.q_value, obs_norm, self.cfg.num_samples,
-                                self.cfg.sample_steps)
+                                self.cfg.sample_steps, self.action_box)
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         obs_norm = self.obs_normalizer(batch[keys.OBS])
@@ -60,7 +62,7 @@ class QC(Learner):
 
     def policy(self) -> QCPolicy:
         return QCPolicy(self.behavior_flow, self.critic, self.obs_normalizer, self.cfg.num_samples,
-                        self.cfg.sample_steps)
+                        self.cfg.sample_steps, self.action_box)
 
 
 class QCPolicy(BestOfNPolicy):
@@ -69,8 +71,9 @@ class QCPolicy(BestOfNPolicy):
 
 STAGE = Stage(
     "qc", config="baselines.qc", needs=("flow",), method="qc",
-    learner=lambda cfg, x: QC(cfg, *x.dims, x["flow"].obs_normalizer, x["flow"].decoder),
+    learner=lambda cfg, x: QC(cfg, *x.dims, x["flow"].obs_normalizer, x["flow"].decoder, ActionBox.for_stage(x)),
     product=lambda cfg, x: QCPolicy(x["flow"].decoder, TwinQ(cfg.critic, *x.dims, x["flow"].obs_normalizer,
                                                              cfg.critic_loss, cfg.q_agg),
-                                    x["flow"].obs_normalizer, cfg.num_samples, cfg.sample_steps),
+                                    x["flow"].obs_normalizer, cfg.num_samples, cfg.sample_steps,
+                                    ActionBox.for_stage(x)),
 )
