@@ -17,6 +17,10 @@ non-finite chunk stops the episode with one line, the last command standing. Onl
 (``lawr_ext.tasks.make_env``, imported inside ``main``); on a real robot, replace ``env`` with your observation
 reader and joint command writer: call ``policy.reset(current joint positions)`` and send
 ``policy.command(policy.act(obs))`` at ``control_rate_hz``, holding the last command where they raise.
+
+A policy that sees (an image task's export) also takes its cameras' frames, ``policy.act(obs, frames)`` with
+frames uint8 [C, H, W, 3] from the cameras the metadata names, in that order; other shapes are refused in one line.
+Here the simulator renders exactly those cameras at that resolution.
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ def main() -> None:
         sys.exit(f"[deploy] {' '.join(str(err).split())}")
     meta = policy.meta
     joints = meta["joint_names"] if policy.joint_level else f"{meta['action_dim']} actions in [-1, 1]"
-    print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}, "
+    sees = f", cameras {meta['cameras']} at {meta['image_shape'][1]}x{meta['image_shape'][2]}" if "cameras" in meta \
+        else ""
+    print(f"{args.onnx}: task {meta['task']}, H={meta['horizon']}, obs {meta['obs_dim']}{sees}, "
           f"{meta['control_rate_hz']:.0f} Hz, exec_horizon {policy.exec_horizon}"
           f"{', temporal ensembling' if policy.temporal_ensemble else ''}, commands {joints}")
     loaded = [m for m in sys.modules
@@ -86,20 +92,27 @@ def main() -> None:
 
     set_verbose(args.verbose)
     overrides = {} if args.episode_length_s is None else {"episode_length_s": args.episode_length_s}
+    if "cameras" in meta:  # render what the policy was trained to see
+        overrides |= {"cameras.names": tuple(meta["cameras"]), "cameras.height": meta["image_shape"][1],
+                      "cameras.width": meta["image_shape"][2]}
     env = make_env(meta["task"], num_envs=1, device="cpu", seed=args.seed, **overrides)
+
+    def frames_of(obs_dict: dict) -> np.ndarray | None:
+        return obs_dict["images"][0].numpy() if "images" in obs_dict else None
     try:
-        obs = env.reset()[0]["policy"][0].numpy()
+        obs_dict = env.reset()[0]
+        obs, frames = obs_dict["policy"][0].numpy(), frames_of(obs_dict)
         policy.reset()  # the simulated drives start from the env's default pose and follow their own servo limit
         total_reward, steps, done, success = 0.0, 0, False, False
         while not done:
             try:
-                command = policy.command(policy.act(obs))
+                command = policy.command(policy.act(obs, frames))
             except ValueError as err:  # never a non-finite command: stop with the last command standing
                 sys.exit(f"[deploy] step {steps}: {' '.join(str(err).split())}; episode stopped")
             if steps == 0:
                 print("first command:", {k: round(v, 3) for k, v in policy.named(command).items()})
             obs_dict, reward, terminated, truncated, extras = env.step(torch.from_numpy(policy.action_of(command))[None])
-            obs = obs_dict["policy"][0].numpy()
+            obs, frames = obs_dict["policy"][0].numpy(), frames_of(obs_dict)
             total_reward += float(reward[0])
             success |= bool(extras["success"][0])
             done = bool(terminated[0] or truncated[0])

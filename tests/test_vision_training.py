@@ -142,3 +142,47 @@ def test_every_baseline_trains_on_the_frozen_features_and_acts_on_state_and_fram
         assert chunk.shape == (5, HORIZON, ACTION_DIM) and torch.isfinite(chunk).all(), name
         assert not [k for k in read_checkpoint(final_path(image_run, name))["model"] if ".cnn." in k], name
     assert parameter_fingerprint(load_policy(image_run, "lawr").policy.obs_normalizer) == frozen
+
+
+def test_export_takes_joint_state_and_uint8_frames_names_its_cameras_and_deploy_refuses_other_frames(image_run):
+    import numpy as np
+
+    from lawr_ext.deploy import OnnxChunkPolicy, read_robot_limits
+    from lawr_ext.export import export_policy, load_exported
+    from lawr_ext.tasks.bimanual.action_spec import ROBOT_LIMITS_FILE
+
+    paths = export_policy(image_run, "lawr", formats=("onnx", "pt2"), log=lambda line: None)
+    policy = load_policy(image_run, "lawr")
+    obs = observation(7, seed=4)
+    state, frames = obs[:, :STATE_DIM], obs[:, STATE_DIM:].reshape(7, CAMERAS, SIZE, SIZE, 3).to(torch.uint8)
+    for fmt, path in paths.items():
+        run, metadata = load_exported(path)
+        assert metadata["cameras"] == ["top", "left_wrist"] and metadata["image_shape"] == [CAMERAS, SIZE, SIZE]
+        assert metadata["obs_dim"] == STATE_DIM and metadata["images_input"] == "images"
+        with torch.no_grad():
+            assert (run(state, frames) - policy(pack_observation(state, frames))).abs().max() <= 1e-4, fmt
+
+    robot = OnnxChunkPolicy(str(paths["onnx"]), robot_limits=read_robot_limits(ROBOT_LIMITS_FILE),
+                            obs_range_margin=1e9, log=lambda line: None)
+    action = robot.act(state[0].numpy(), frames[0].numpy())
+    assert action.shape == (ACTION_DIM,) and np.isfinite(action).all()
+    for bad, said in ((frames[0, :1].numpy(), r"of shape \(1, 32, 32, 3\), uint8"),
+                      (frames[0].numpy().astype(np.float32), r"of shape \(2, 32, 32, 3\), float32"),
+                      (None, "missing")):
+        with pytest.raises(ValueError, match=rf"camera frames {said}; the policy takes uint8 \(2, 32, 32, 3\) from "
+                                             r"cameras \['top', 'left_wrist'\] in this order: nothing commanded"):
+            robot.act(state[0].numpy(), bad)
+
+
+def test_evaluation_diagnostics_read_the_frames_of_the_dataset(image_run, image_dataset):
+    from lawr_ext.data.dataset import ChunkDataset, load_episodes
+    from lawr_ext.eval.diagnostics import policy_precision, support_check
+    from lawr_ext.runners.evaluation import camera_overrides
+
+    dataset = ChunkDataset(load_episodes(image_dataset), HORIZON, 0.9)
+    policy = load_policy(image_run, "lawr")
+    assert support_check(policy, dataset, 8)["support/nn_ratio"] > 0
+    assert policy_precision(policy, dataset, num_chunks=8)["action_mae"] >= 0
+    # the evaluation env renders the cameras the run trained on, in its order and at its resolution
+    assert camera_overrides(image_run) == {"cameras.names": ("top", "left_wrist"), "cameras.height": SIZE,
+                                           "cameras.width": SIZE}

@@ -18,6 +18,12 @@ optionally, how the run was evaluated (so the robot executes chunks as the repor
     temporal_ensemble  ACT-style: each step averages every stored chunk that covers it (bool)
     ensemble_decay     m in the weight exp(-m*i), i = 0 for the oldest covering chunk (>= 0)
 
+for a policy that sees (image tasks; all three or none)::
+
+    images_input       the graph's second input: uint8 camera frames [B, C, H, W, 3] beside obs [B, obs_dim]
+    cameras            the C cameras' names, in the order the frames are stacked
+    image_shape        [C, H, W]: how many cameras, and their height and width in pixels
+
 the per-dimension range of the observations the policy was trained on (both or neither)::
 
     obs_low, obs_high  an observation further than OBS_RANGE_MARGIN range widths outside is refused
@@ -59,6 +65,7 @@ METADATA_KEY = "lawr_metadata"  # ONNX metadata_props key (.pt2: extra file "<ke
 EXPORT_FORMAT_VERSION = 4
 JOINT_FIELDS = ("joint_names", "action_scale", "action_offset", "joint_lower", "joint_upper", "max_target_speed")
 OBS_RANGE_FIELDS = ("obs_low", "obs_high")
+IMAGE_FIELDS = ("images_input", "cameras", "image_shape")
 DIGEST_FIELD, SIGNATURE_FIELD = "sha256", "hmac_sha256"
 INTEGRITY_FIELDS = (DIGEST_FIELD, SIGNATURE_FIELD)
 #: What the robot side knows of its robot, independent of any exported file (read_robot_limits).
@@ -124,6 +131,7 @@ def check_metadata(meta: dict, source: object, obs_dim: int | None = None,
         value = meta.get(name, "0" * 64)
         if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
             raise refuse(f"metadata {name}={value!r} must be 64 hex digits")
+    _check_image_fields(meta, refuse)
     _check_lists(meta, OBS_RANGE_FIELDS, meta["obs_dim"], "obs_dim", refuse)
     if OBS_RANGE_FIELDS[0] in meta:
         below = [i for i, (low, high) in enumerate(zip(meta["obs_low"], meta["obs_high"])) if not low <= high]
@@ -133,6 +141,28 @@ def check_metadata(meta: dict, source: object, obs_dim: int | None = None,
     if _check_lists(meta, JOINT_FIELDS, meta["action_dim"], "action_dim", refuse):
         _check_joint_fields(meta, refuse)
     return meta
+
+
+def _check_image_fields(meta: dict, refuse) -> None:
+    present = [k for k in IMAGE_FIELDS if k in meta]
+    if not present:
+        return
+    if len(present) < len(IMAGE_FIELDS):
+        raise refuse(f"metadata has {present} but lacks {[k for k in IMAGE_FIELDS if k not in meta]}: the fields "
+                     f"{list(IMAGE_FIELDS)} come all together or not at all")
+    shape, cameras = meta["image_shape"], meta["cameras"]
+    if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d >= 1 for d in shape):
+        raise refuse(f"metadata image_shape={shape!r} must be [cameras, height, width], integers >= 1")
+    if not isinstance(cameras, list) or len(cameras) != shape[0] or len(set(cameras)) != len(cameras) \
+            or not all(isinstance(c, str) and c for c in cameras):
+        raise refuse(f"metadata cameras={cameras!r} must be {shape[0]} distinct names (image_shape[0])")
+    if not isinstance(meta["images_input"], str) or not meta["images_input"] or meta["images_input"] == meta["input"]:
+        raise refuse(f"metadata images_input={meta['images_input']!r} must name the graph's second input")
+
+
+def image_shape_of(meta: dict) -> tuple[int, int, int, int] | None:
+    """The shape one observation's frames must have, (C, H, W, 3), for a policy that sees; None otherwise."""
+    return None if "image_shape" not in meta else (*meta["image_shape"], 3)
 
 
 def _check_lists(meta: dict, fields: tuple[str, ...], size: int, size_name: str, refuse) -> bool:
@@ -350,8 +380,10 @@ def load_checked(path: str | Path, num_threads: int = 0, signing_key: bytes | No
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the export metadata is not JSON ({err})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 2 or len(outputs[0].shape) != 3:
-        raise ValueError(f"{path}: the graph must map obs [B, O] to one chunk [B, H, A]")
+    sees = isinstance(meta, dict) and "images_input" in meta
+    if len(inputs) != 1 + sees or len(outputs) != 1 or len(inputs[0].shape) != 2 or len(outputs[0].shape) != 3:
+        raise ValueError(f"{path}: the graph must map obs [B, O]{' and images [B, C, H, W, 3]' if sees else ''} to "
+                         "one chunk [B, H, A]")
     obs_dim = _static(inputs[0].shape)[1]
     horizon, action_dim = _static(outputs[0].shape)[1:]
     meta = check_metadata(meta, path, obs_dim, (horizon, action_dim) if None not in (horizon, action_dim) else None)
@@ -361,7 +393,15 @@ def load_checked(path: str | Path, num_threads: int = 0, signing_key: bytes | No
                          f"the graph has {inputs[0].name!r} and {outputs[0].name!r}")
     typical = ((np.asarray(meta["obs_low"]) + np.asarray(meta["obs_high"])) / 2 if "obs_low" in meta
                else np.zeros(meta["obs_dim"]))
-    probe = session.run(None, {inputs[0].name: typical[None].astype(np.float32)})[0]
+    feed = {inputs[0].name: typical[None].astype(np.float32)}
+    if sees:
+        frames = image_shape_of(meta)
+        graph_frames = _static(inputs[1].shape)[1:]
+        if inputs[1].name != meta["images_input"] or graph_frames != list(frames):
+            raise ValueError(f"{path}: metadata says frames {meta['images_input']!r} of shape {list(frames)}, the graph "
+                             f"takes {inputs[1].name!r} of shape {graph_frames}")
+        feed[inputs[1].name] = np.full((1, *frames), 128, np.uint8)
+    probe = session.run(None, feed)[0]
     if probe.shape != (1, meta["horizon"], meta["action_dim"]):
         raise ValueError(f"{path}: metadata says chunks of {meta['horizon']} x {meta['action_dim']}, the "
                          f"graph returns {probe.shape[1:]}")
@@ -450,14 +490,25 @@ class OnnxChunkPolicy:
         self.chunks.clear()
         self.last_command = current
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """The action [A] in [-1, 1] for observation [O]; replans when the executed part of the chunk is used up.
+    def act(self, obs: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        """The action [A] in [-1, 1] for observation [O] (and, for a policy that sees, the cameras' frames: uint8
+        [C, H, W, 3] in the metadata's camera order); replans when the executed part of the chunk is used up.
         Raises ``ValueError`` (nothing commanded this step) for a non-finite observation, one outside the training
-        range (widened by ``obs_range_margin``), or a chunk that is not finite."""
+        range (widened by ``obs_range_margin``), frames of another shape or type, or a chunk that is not finite."""
         obs = np.asarray(obs, np.float32)
         if obs.shape != (self.meta["obs_dim"],) or not np.isfinite(obs).all():
             raise ValueError(f"observation of shape {obs.shape} (finite: {bool(np.isfinite(obs).all())}); the policy "
                              f"takes {self.meta['obs_dim']} finite values: nothing commanded")
+        frames = image_shape_of(self.meta)
+        if frames is None and images is not None:
+            raise ValueError("camera frames given, but the policy takes none (an export of a state task): nothing "
+                             "commanded")
+        if frames is not None:
+            given = None if images is None else (np.shape(images), np.asarray(images).dtype)
+            if given != (frames, np.dtype(np.uint8)):
+                raise ValueError(f"camera frames {'missing' if given is None else f'of shape {given[0]}, {given[1]}'}; "
+                                 f"the policy takes uint8 {frames} from cameras {self.meta['cameras']} in this order: "
+                                 "nothing commanded")
         if self.obs_low is not None:
             outside = np.flatnonzero((obs < self.obs_low) | (obs > self.obs_high))
             if outside.size:
@@ -467,7 +518,10 @@ class OnnxChunkPolicy:
                                  "entries outside): nothing commanded")
         if not self.chunks or self.chunks[0][1] >= self.exec_horizon:
             start = time.perf_counter()
-            chunk = self.session.run([self.meta["output"]], {self.meta["input"]: obs[None]})[0][0]
+            feed = {self.meta["input"]: obs[None]}
+            if frames is not None:
+                feed[self.meta["images_input"]] = np.asarray(images)[None]
+            chunk = self.session.run([self.meta["output"]], feed)[0][0]
             self.inference_seconds.append(time.perf_counter() - start)
             if not np.isfinite(chunk).all():  # not stored: the next step replans
                 raise ValueError(f"the policy returned a non-finite chunk ({int((~np.isfinite(chunk)).sum())} NaN/inf "

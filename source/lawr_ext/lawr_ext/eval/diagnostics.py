@@ -24,6 +24,7 @@ from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality
 from lawr_ext.algorithms.training import masked_mean
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
+from lawr_ext.modules.vision import pack_observation
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
     from lawr_ext.algorithms.base import EnvActionPolicy
@@ -85,8 +86,9 @@ def support_check(policy: EnvActionPolicy, dataset: ChunkDataset, num_samples: i
     batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_samples])
     device = next(policy.parameters()).device
     lawr: LAWRPolicy = policy.policy
-    data_chunks = learner_batch(batch.to(device), policy.action_normalizer, policy.chunk_basis)[keys.ACTIONS]
-    obs_norm = lawr.obs_normalizer(batch[keys.OBS].to(device))
+    mapped = learner_batch(batch.to(device), policy.action_normalizer, policy.chunk_basis)  # frames packed, if any
+    data_chunks = mapped[keys.ACTIONS]
+    obs_norm = lawr.obs_normalizer(mapped[keys.OBS])
     return support_metrics(lawr.decoder, lawr.planner, obs_norm, data_chunks)
 
 
@@ -169,7 +171,8 @@ def policy_precision(policy: EnvActionPolicy, dataset: ChunkDataset, *, num_chun
     batch = dataset.batch(torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks])
     device = next(policy.parameters()).device
     data_chunks = batch[keys.ACTIONS].to(device)  # env actions
-    return chunk_errors(policy(batch[keys.OBS].to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)
+    obs = batch[keys.OBS] if keys.IMAGES not in batch.keys() else pack_observation(batch[keys.OBS], batch[keys.IMAGES])
+    return chunk_errors(policy(obs.to(device)), data_chunks, batch[keys.MASK].to(device), end_effectors)
 
 
 def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,

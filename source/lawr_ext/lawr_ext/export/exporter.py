@@ -1,4 +1,5 @@
-"""A ChunkPolicy as one self-contained file: raw observation [B, O] -> action chunk [B, H, A].
+"""A ChunkPolicy as one self-contained file: raw observation [B, O] -> action chunk [B, H, A]; a policy that sees
+(image tasks) takes its camera frames as a second input, uint8 [B, C, H, W, 3] (``images``), beside the joint state.
 
 The graph is the whole policy (for L-AWR: observation normalizer -> planner -> frozen one-step flow),
 so a robot needs nothing but the file and a runtime. The policy is traced once with ``torch.export`` (a frozen
@@ -34,10 +35,11 @@ from torch.export import ExportedProgram
 
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.deploy import (EXPORT_FORMAT_VERSION, JOINT_FIELDS, METADATA_KEY, OBS_RANGE_FIELDS, check_metadata,
-                             integrity_fields, load_checked)
+                             image_shape_of, integrity_fields, load_checked)
+from lawr_ext.modules.vision import pack_observation
 from lawr_ext.utils.io import atomic_path
 
-INPUT_NAME, OUTPUT_NAME = "obs", "actions"
+INPUT_NAME, OUTPUT_NAME, IMAGES_NAME = "obs", "actions", "images"
 #: Each format's file name in an export folder.
 FILE_NAMES = {"onnx": "policy.onnx", "pt2": "policy.pt2", "aoti": "policy.aoti.pt2"}
 _EXTRA_FILE = f"{METADATA_KEY}.json"  # the metadata's name inside a .pt2
@@ -53,15 +55,18 @@ def format_of(path: str | Path) -> str:
 
 
 def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate_hz: float, config_hash: str,
-                   **action_spec) -> dict:
+                   cameras: list[str] | None = None, image_shape: list[int] | None = None, **action_spec) -> dict:
     """Everything needed to play a chunk on a robot (the layout ``lawr_ext/deploy.py`` documents and checks):
-    shapes and rate, the training observations' range where given (``obs_low``, ``obs_high``), and the task's
-    action spec where it registers one (``joint_names``, ``action_scale``, ``action_offset``, ``joint_lower``,
-    ``joint_upper``, ``max_target_speed``, ``gripper_joints``)."""
+    shapes and rate, for a policy that sees its cameras (names in order) and their frames' shape [C, H, W], the
+    training observations' range where given (``obs_low``, ``obs_high``), and the task's action spec where it
+    registers one (``joint_names``, ``action_scale``, ``action_offset``, ``joint_lower``, ``joint_upper``,
+    ``max_target_speed``, ``gripper_joints``)."""
     metadata = {"format_version": EXPORT_FORMAT_VERSION, "task": task, "policy": policy.name,
                 "horizon": policy.horizon, "action_dim": policy.action_dim, "obs_dim": obs_dim,
                 "control_rate_hz": control_rate_hz, "config_hash": config_hash,
                 "input": INPUT_NAME, "output": OUTPUT_NAME}
+    if image_shape is not None:
+        metadata |= {"images_input": IMAGES_NAME, "cameras": list(cameras), "image_shape": [int(d) for d in image_shape]}
     for name, value in action_spec.items():
         metadata[name] = [float(v) for v in value] if name in JOINT_FIELDS[1:] + OBS_RANGE_FIELDS else value
     return check_metadata(metadata, "export metadata")
@@ -69,6 +74,25 @@ def build_metadata(policy: ChunkPolicy, *, task: str, obs_dim: int, control_rate
 
 def frozen_cpu_copy(policy: ChunkPolicy) -> ChunkPolicy:
     return copy.deepcopy(policy).cpu().eval().requires_grad_(False)
+
+
+class SeeingPolicy(torch.nn.Module):
+    """(joint state [B, S], uint8 frames [B, C, H, W, 3]) -> chunks: what a policy that reads packed observations
+    (``modules/vision.py``) is exported as, so a robot hands over its camera frames as they come."""
+
+    def __init__(self, policy: ChunkPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.policy(pack_observation(obs, images))
+
+
+def example_inputs(metadata: dict, batch: int = 1, fill: float = 0.0) -> tuple[torch.Tensor, ...]:
+    """Inputs of the graph ``metadata`` describes: observations (and frames, for a policy that sees)."""
+    frames = image_shape_of(metadata)
+    obs = torch.full((batch, metadata["obs_dim"]), fill)
+    return (obs,) if frames is None else (obs, torch.full((batch, *frames), int(fill), dtype=torch.uint8))
 
 
 @contextlib.contextmanager
@@ -93,15 +117,19 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {' '.join(cause.split())[:200]}"
 
 
-def trace(policy: ChunkPolicy, obs_dim: int) -> ExportedProgram:
+def trace(policy: ChunkPolicy, obs_dim: int, image_shape: tuple[int, ...] | None = None) -> ExportedProgram:
     """The policy as one ``torch.export`` program of a dynamic batch (its Python control flow fixed, noise drawn
-    inside); a policy torch.export cannot take is a one-line ``ValueError`` naming it."""
-    example = torch.zeros(2, obs_dim)
+    inside); a policy torch.export cannot take is a one-line ``ValueError`` naming it. ``image_shape`` (C, H, W[, 3]):
+    a policy that sees, exported with its frames as a second input (``SeeingPolicy``)."""
+    module, example = frozen_cpu_copy(policy), (torch.zeros(2, obs_dim),)
+    batch = torch.export.Dim("batch")
+    if image_shape is not None:
+        module = SeeingPolicy(module)
+        example += (torch.zeros(2, *image_shape[:3], 3, dtype=torch.uint8),)
     try:
         with _noise_with_a_symbolic_batch(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's notes on its own internals: nothing to act on
-            return torch.export.export(frozen_cpu_copy(policy), (example,),
-                                       dynamic_shapes=({0: torch.export.Dim("batch")},))
+            return torch.export.export(module, example, dynamic_shapes=tuple({0: batch} for _ in example))
     except Exception as err:  # noqa: BLE001 - torch.export raises many types, each with pages of trace
         raise ValueError(f"torch.export cannot export the {policy.name} policy ({_one_line(err)})") from None
 
@@ -109,7 +137,7 @@ def trace(policy: ChunkPolicy, obs_dim: int) -> ExportedProgram:
 def _program(policy_or_program: ChunkPolicy | ExportedProgram, metadata: dict) -> ExportedProgram:
     if isinstance(policy_or_program, ExportedProgram):
         return policy_or_program
-    return trace(policy_or_program, metadata["obs_dim"])
+    return trace(policy_or_program, metadata["obs_dim"], image_shape_of(metadata))
 
 
 def export_onnx(program: ExportedProgram | ChunkPolicy, path: str | Path, metadata: dict, opset: int = 18,
@@ -123,7 +151,8 @@ def export_onnx(program: ExportedProgram | ChunkPolicy, path: str | Path, metada
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            converted = torch.onnx.export(program, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            inputs = [INPUT_NAME] + ([IMAGES_NAME] if "images_input" in metadata else [])
+            converted = torch.onnx.export(program, input_names=inputs, output_names=[OUTPUT_NAME],
                                           opset_version=opset, dynamo=True, verbose=False)
     except Exception as err:  # noqa: BLE001 - as trace
         raise ValueError(f"{path}: torch.onnx.export cannot convert the {metadata.get('policy')} policy "
@@ -180,7 +209,7 @@ def _checked_metadata(text: str | None, path: str | Path, run: Callable[[torch.T
         raise ValueError(f"{path}: no {METADATA_KEY} inside; not a lawr export")
     metadata = check_metadata(json.loads(text), path)
     with torch.no_grad():
-        chunk = run(torch.zeros(1, metadata["obs_dim"]))
+        chunk = run(*example_inputs(metadata))
     return check_metadata(metadata, path, chunk_shape=tuple(chunk.shape[1:]))
 
 
@@ -212,24 +241,33 @@ def load_onnx(path: str | Path, num_threads: int = 0, signing_key: bytes | None 
     return load_checked(path, num_threads, signing_key)
 
 
-def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict]:
-    """(obs [B, O] -> chunks [B, H, A] on the CPU, metadata) of a file written by this module; ``fmt`` one of
-    ``FILE_NAMES`` (None: by the file's name)."""
+def load_exported(path: str | Path, fmt: str | None = None) -> tuple[Callable[..., torch.Tensor], dict]:
+    """(obs [B, O] (, frames [B, C, H, W, 3] uint8, for a policy that sees) -> chunks [B, H, A] on the CPU,
+    metadata) of a file written by this module; ``fmt`` one of ``FILE_NAMES`` (None: by the file's name)."""
     fmt = fmt or format_of(path)
     if fmt == "onnx":
         session, metadata = load_onnx(path)
-        return (lambda obs: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: obs.cpu().numpy()})[0])), metadata
+        names = [INPUT_NAME] + ([metadata["images_input"]] if "images_input" in metadata else [])
+
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
+            feed = {name: value.cpu().numpy() for name, value in zip(names, inputs)}
+            return torch.from_numpy(session.run([OUTPUT_NAME], feed)[0])
+        return run, metadata
     return (load_pt2 if fmt == "pt2" else load_aoti)(path)
 
 
 @torch.no_grad()
-def run_exported(path: str | Path, obs: torch.Tensor, fmt: str | None = None) -> torch.Tensor:
-    """A file written by this module (``fmt``: as ``load_exported``) applied to ``obs`` [B, O] -> chunks [B, H, A]."""
-    return load_exported(path, fmt)[0](obs.cpu())
+def run_exported(path: str | Path, obs: torch.Tensor, fmt: str | None = None,
+                 images: torch.Tensor | None = None) -> torch.Tensor:
+    """A file written by this module (``fmt``: as ``load_exported``) applied to ``obs`` [B, O] (and the frames
+    ``images`` [B, C, H, W, 3] of a policy that sees) -> chunks [B, H, A]."""
+    return load_exported(path, fmt)[0](obs.cpu(), *(() if images is None else (images.cpu(),)))
 
 
 @torch.no_grad()
-def max_abs_diff(policy: ChunkPolicy, path: str | Path, obs: torch.Tensor, fmt: str | None = None) -> float:
-    """max |exported(obs) - eager(obs)| for a file written by this module (``fmt``: as ``load_exported``); NaN
-    where either is not finite."""
-    return (run_exported(path, obs, fmt) - frozen_cpu_copy(policy)(obs.cpu())).abs().max().item()
+def max_abs_diff(policy: ChunkPolicy, path: str | Path, obs: torch.Tensor, fmt: str | None = None,
+                 images: torch.Tensor | None = None) -> float:
+    """max |exported(obs) - eager(obs)| for a file written by this module (``fmt``: as ``load_exported``; ``images``:
+    the frames of a policy that sees); NaN where either is not finite."""
+    eager_obs = obs.cpu() if images is None else pack_observation(obs.cpu(), images.cpu())
+    return (run_exported(path, obs, fmt, images) - frozen_cpu_copy(policy)(eager_obs)).abs().max().item()

@@ -15,8 +15,10 @@ from lawr_ext.configs.export import ExportConfig
 from lawr_ext.data.dataset import load_episodes
 from lawr_ext.data.episodes import DatasetError
 from lawr_ext.data.reading import Reading
+from lawr_ext.deploy import image_shape_of
 from lawr_ext.export.exporter import (FILE_NAMES, build_metadata, export_aoti, export_onnx, export_pt2,
                                       frozen_cpu_copy, run_exported, trace)
+from lawr_ext.modules.vision import pack_observation
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
 from lawr_ext.runners.pipeline import load_policy, run_config, run_dir_of
 from lawr_ext.tasks import get_task
@@ -53,7 +55,10 @@ def run_metadata(run_dir: Path, method: str, policy: ChunkPolicy, dataset: str |
     cfg = run_config(run_dir)
     task = get_task(cfg.task)
     action_spec = task.load("action_spec")() if task.action_spec is not None else {}  # none: shapes only
-    return build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=method,
+    dims = record["dims"]
+    sees = {"cameras": dims.get("cameras") or [f"camera_{i}" for i in range(dims["images"][0])],
+            "image_shape": dims["images"]} if "images" in dims else {}  # a policy that sees: its cameras, in order
+    return build_metadata(policy, task=task.id, obs_dim=record["dims"]["obs_dim"], method=method, **sees,
                           control_rate_hz=task.control_hz, config_hash=record["config_hash"],
                           # the robot executes chunks as the run's evaluation did; past H: whole chunks
                           exec_horizon=min(cfg.eval.exec_horizon, policy.horizon),
@@ -62,29 +67,34 @@ def run_metadata(run_dir: Path, method: str, policy: ChunkPolicy, dataset: str |
                           **observation_range(run_dir, record, dataset), **action_spec)
 
 
-def parity_observations(metadata: dict, batch: int) -> torch.Tensor:
+def parity_observations(metadata: dict, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``batch`` standard-normal observations and ``batch`` drawn uniformly within the training range (where the
-    metadata records it): the graph must match the eager policy on both."""
+    metadata records it), and for a policy that sees as many frames of uniform random pixels (else None): the
+    graph must match the eager policy on both."""
     obs = [torch.randn(batch, metadata["obs_dim"])]
     if "obs_low" in metadata:
         low, high = torch.tensor(metadata["obs_low"]), torch.tensor(metadata["obs_high"])
         obs.append(low + (high - low) * torch.rand(batch, metadata["obs_dim"]))
-    return torch.cat(obs)
+    obs = torch.cat(obs)
+    frames = image_shape_of(metadata)
+    return obs, None if frames is None else torch.randint(0, 256, (len(obs), *frames), dtype=torch.uint8)
 
 
 def parity_check(policy: ChunkPolicy, name: str, fmt: str, path: Path, obs: torch.Tensor, atol: float,
-                 report: Callable[[str], None]) -> Callable[[Path], None]:
+                 report: Callable[[str], None], images: torch.Tensor | None = None) -> Callable[[Path], None]:
     """The check a writer runs on its temporary file before it becomes ``path``: finite chunks of the policy's
-    shape for ``obs`` and, for a policy that draws no noise, within ``atol`` of the eager policy; else a one-line
-    ``ValueError`` (nothing written). ``report`` gets one line of what was checked, naming the policy ``name``."""
+    shape for ``obs`` (and ``images``, for a policy that sees) and, for a policy that draws no noise, within ``atol``
+    of the eager policy; else a one-line ``ValueError`` (nothing written). ``report`` gets one line of what was
+    checked, naming the policy ``name``."""
     policy = frozen_cpu_copy(policy)
+    eager_obs = obs if images is None else pack_observation(obs, images)
     with torch.no_grad():
-        eager = policy(obs)
-        stochastic = not torch.equal(eager, policy(obs))
+        eager = policy(eager_obs)
+        stochastic = not torch.equal(eager, policy(eager_obs))
 
     def check(tmp: Path) -> None:
         try:
-            chunks = run_exported(tmp, obs, fmt)
+            chunks = run_exported(tmp, obs, fmt, images)
         except ValueError as err:  # the loader's own refusal (e.g. the robot side's, for a NaN weight)
             raise ValueError(f"{path}: refused, not written: {str(err).removeprefix(f'{tmp}: ')}") from None
         if chunks.shape != eager.shape or not torch.isfinite(chunks).all():
@@ -131,13 +141,13 @@ def export_policy(run_dir: str | Path, method: str = "lawr", formats: tuple[str,
     metadata = run_metadata(run_dir, method, policy, dataset)
     out = Path(out) if out is not None else run_dir / "export" if method == "lawr" else run_dir / "export" / method
     existing = next(folder for folder in (out, *out.parents) if folder.exists())
-    obs = parity_observations(metadata, cfg.parity_batch)
+    obs, images = parity_observations(metadata, cfg.parity_batch)
     paths: dict[str, Path] = {}
     try:
-        program = trace(policy, metadata["obs_dim"])
+        program = trace(policy, metadata["obs_dim"], image_shape_of(metadata))
         for fmt in formats:
             path, lines = out / FILE_NAMES[fmt], []
-            check = parity_check(policy, method, fmt, path, obs, cfg.parity_atol, lines.append)
+            check = parity_check(policy, method, fmt, path, obs, cfg.parity_atol, lines.append, images)
             if fmt == "onnx":
                 export_onnx(program, path, metadata, cfg.onnx_opset, check=check, signing_key=signing_key)
             elif fmt == "pt2":

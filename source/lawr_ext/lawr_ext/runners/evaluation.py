@@ -25,6 +25,7 @@ import torch
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval import evaluate_policy, support_check, write_report
+from lawr_ext.runners.checkpoint import final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (load_policy, open_dataset, read_summary, recorded_dataset, run_config,
                                        run_dir_of, write_summary)
 from lawr_ext.utils.distributed import World
@@ -62,8 +63,8 @@ def evaluate_run(path: str | Path, methods: Sequence[str], eval_cfg: EvalConfig,
     run_dir = run_dir_of(path)
     if out is not None and len(methods) != 1:
         raise ValueError(f"evaluate_run: out names the folder of one method's report, got {len(methods)} methods")
-    evaluate = evaluate or partial(evaluate_policy, world=world, **(env_overrides or {}))
     policies = {method: load_policy(path, method) for method in methods}  # a foreign checkpoint: refused here
+    evaluate = evaluate or partial(evaluate_policy, world=world, **(camera_overrides(run_dir) | (env_overrides or {})))
     results = {}
     for method, policy in policies.items():
         started = time.perf_counter()
@@ -83,6 +84,17 @@ def evaluate_run(path: str | Path, methods: Sequence[str], eval_cfg: EvalConfig,
     if world.is_writer and out is None:
         _record(run_dir, results, run_config(run_dir).planner.num_steps if step is None else step)
     return results
+
+
+def camera_overrides(run_dir: Path) -> dict:
+    """The env settings that render what an image run's policies were trained on: the same cameras, in the same
+    order, at the same resolution (from its flow's recorded dims); nothing for a state run."""
+    dims = read_checkpoint(final_path(run_dir, "flow"), "flow")["dims"]
+    if "images" not in dims:
+        return {}
+    _, height, width = dims["images"]
+    cameras = {"cameras.names": tuple(dims["cameras"])} if dims.get("cameras") else {}
+    return cameras | {"cameras.height": height, "cameras.width": width}
 
 
 def evaluation_failures(results: dict[str, MethodEvaluation]) -> list[str]:

@@ -50,8 +50,9 @@ def dataset_dims(dataset: ChunkDataset) -> dict:
     dims = {"obs_dim": dataset.obs_dim, "horizon": dataset.horizon, "action_dim": dataset.action_dim,
             "chunks": dataset.num_chunks, "episodes": dataset.episodes.num_episodes,
             "data_sha256": dataset.fingerprint}
-    if dataset.image_shape is not None:  # image data: (cameras, H, W) of its frames; state data records none
-        dims["images"] = list(dataset.image_shape)
+    if dataset.image_shape is not None:  # image data: (cameras, H, W) of its frames and the cameras' names (in
+        dims["images"] = list(dataset.image_shape)  # order, where the data names them); state data records neither
+        dims["cameras"] = dataset.episodes.meta.get("cameras")
     return dims
 
 
