@@ -11,6 +11,8 @@ from lawr_ext.modules.vision import NatureCNN, ObservationEncoder, pack_observat
 from lawr_ext.runners import final_path, load_policy, load_product, read_checkpoint, train
 from lawr_ext.utils.io import parameter_fingerprint
 
+#: the module's trained image run is built once: its tests run on one test worker
+pytestmark = pytest.mark.xdist_group("vision_run")
 STATE_DIM, CAMERAS, SIZE = 32, 2, 32
 VISION = TINY + ["flow.encoder.features=8", "flow.encoder.shift=2", "critic.v_min=-20", "critic.v_max=20"]
 
