@@ -2,9 +2,11 @@
 
     python bench/env_throughput.py                      # 16, 64, 256 envs, warm Warp kernel cache
     python bench/env_throughput.py --cold --sizes 16    # also measure the first-run (cold cache) start-up cost
+    python bench/env_throughput.py --task Bimanual-Chunk-Vision --sizes 8 --image_size 64   # physics + 3 cameras
 
 Each size runs in its own process (Isaac Lab keeps one simulation per process). Actions are random joint targets
-near the home pose with the grippers opening and closing, so the arms really move every step.
+near the home pose with the grippers opening and closing, so the arms really move every step. An image task renders
+its cameras every step (its observation holds their frames); ``--image_size`` and ``--cameras`` set them.
 """
 
 import argparse
@@ -21,7 +23,7 @@ import lawr_ext, torch
 from lawr_ext.tasks import make_env
 from lawr_ext.tasks.bimanual.env_cfg import HOME_ARM_POSE
 task, n, steps, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-env = make_env(task, n, device=device)
+env = make_env(task, n, device=device, **json.loads(sys.argv[5]))
 t1 = time.perf_counter()
 env.reset()
 home = env.action_from_targets(torch.tensor(list(HOME_ARM_POSE.values()), device=env.device).expand(n, 2, 6),
@@ -40,12 +42,12 @@ env.close()
 """
 
 
-def run(task: str, num_envs: int, steps: int, device: str, cache: str | None) -> dict:
+def run(task: str, num_envs: int, steps: int, device: str, cache: str | None, overrides: dict | None = None) -> dict:
     env = dict(os.environ)
     if cache is not None:
         env["WARP_CACHE_PATH"] = cache
-    proc = subprocess.run([sys.executable, "-c", RUN, task, str(num_envs), str(steps), device], capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", RUN, task, str(num_envs), str(steps), device,
+                           json.dumps(overrides or {})], capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark run with {num_envs} envs failed:\n{proc.stderr[-3000:]}")
@@ -59,16 +61,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="timed env steps per size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cold", action="store_true", help="first run each size with an empty Warp kernel cache")
+    parser.add_argument("--image_size", type=int, default=None, help="image tasks: square camera frames of this size")
+    parser.add_argument("--cameras", nargs="+", default=None, help="image tasks: the cameras to render")
     args = parser.parse_args()
+    overrides = {} if args.image_size is None else {"cameras.height": args.image_size, "cameras.width": args.image_size}
+    if args.cameras:
+        overrides["cameras.names"] = args.cameras
 
-    print(f"{args.task} on {args.device}, {args.steps} timed steps")
+    print(f"{args.task} on {args.device}, {args.steps} timed steps" + (f", {overrides}" if overrides else ""))
     print(f"{'envs':>6} {'env-steps/s':>12} {'agent-steps/s':>14} {'start-up s':>11}")
     for n in args.sizes:
         if args.cold:
             with tempfile.TemporaryDirectory() as cache:
-                cold = run(args.task, n, 5, args.device, cache)
+                cold = run(args.task, n, 5, args.device, cache, overrides)
             print(f"{n:>6} {'':>12} {'':>14} {cold['startup_s']:>11.1f}  (cold Warp cache: first-run compile)")
-        r = run(args.task, n, args.steps, args.device, None)
+        r = run(args.task, n, args.steps, args.device, None, overrides)
         print(f"{n:>6} {r['env_steps_per_s']:>12.1f} {r['agent_steps_per_s']:>14.0f} {r['startup_s']:>11.1f}",
               flush=True)
 
