@@ -88,3 +88,12 @@ def test_shards_with_and_without_frames_are_refused_in_one_line(tmp_path):
         del file["data/demo_1/obs/images"]
     with pytest.raises(DatasetError, match=r"demo_1: some episodes have camera frames \(obs/images\) and some do not"):
         load_episodes(out)
+
+
+def test_converting_frames_to_lerobot_is_refused_rather_than_dropping_them(tmp_path):
+    from lawr_ext.data.lerobot import write_lerobot
+
+    episodes = load_episodes(collect_camera_line(tmp_path / "d"))
+    with pytest.raises(DatasetError, match="holds camera frames, which the LeRobot export does not write yet"):
+        write_lerobot(episodes, tmp_path / "out", fps=50.0, task="Line")
+    assert not (tmp_path / "out").exists()

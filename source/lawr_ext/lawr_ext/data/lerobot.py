@@ -95,6 +95,9 @@ def write_lerobot(episodes: Episodes, out: str | os.PathLike, *, fps: float, tas
     out = Path(out)
     if out.exists():
         raise DatasetError(out, "already exists; choose a new directory for the LeRobot dataset")
+    if episodes.images is not None:
+        raise DatasetError(out, "the dataset holds camera frames, which the LeRobot export does not write yet "
+                                "(observation.images.*): converting would drop them")
     if abs(fps - round(fps)) > 1e-9 or round(fps) < 1:
         raise DatasetError(out, f"LeRobot datasets have an integer fps, the task runs at {fps} Hz")
     obs_dim, action_dim = episodes.obs.shape[1], episodes.actions.shape[1]
