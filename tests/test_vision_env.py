@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lawr_ext.tasks import get_task, load_env_cfg, make_env
-from lawr_ext.tasks.bimanual.env_cfg import HOME_ARM_POSE
+from lawr_ext.tasks.bimanual.env import jitter_frames
+from lawr_ext.tasks.bimanual.env_cfg import HOME_ARM_POSE, TOP_CAMERA_POS
 
 NUM_ENVS = 2
 WIDTH, HEIGHT = 32, 24
@@ -41,12 +42,23 @@ def test_image_tasks_observe_joints_only_and_keep_object_state_for_experts_and_r
 
 
 @pytest.mark.sim
-def test_cameras_render_what_moves_at_the_configured_set_and_resolution():
+def test_cameras_render_what_moves_at_the_configured_set_and_resolution_randomized_per_episode():
+    randomization = {"color_gain": 0.3, "brightness": 0.1, "top_position_noise": 0.05}
     env = make_env("Bimanual-Chunk-Vision", NUM_ENVS, seed=0,
-                   **{"cameras.names": CAMERAS, "cameras.width": WIDTH, "cameras.height": HEIGHT})
+                   **{"cameras.names": CAMERAS, "cameras.width": WIDTH, "cameras.height": HEIGHT},
+                   **{f"cameras.randomization.{name}": value for name, value in randomization.items()})
     try:
         assert env.camera_names == CAMERAS
         obs, _ = env.reset()
+        # colour and brightness jitter, drawn per env and camera at the reset, applied to the rendered frames
+        assert ((env.frame_gain - 1).abs() <= 0.3).all() and (env.frame_gain != 1).all()
+        assert ((env.frame_offset.abs() <= 25.5) & (env.frame_offset != 0)).all()
+        assert torch.equal(obs["images"], jitter_frames(env.camera_images(randomized=False), env.frame_gain,
+                                                        env.frame_offset))
+        # the overhead camera moved within the noise, each env its own way
+        moved = env.scene["top_camera"].data.pos_w.torch - env.scene.env_origins - torch.tensor(TOP_CAMERA_POS)
+        assert (moved.abs() <= 0.05 + 1e-6).all() and (moved.abs() > 0).any(dim=1).all()
+        assert not torch.allclose(moved[0], moved[1])
         assert set(obs) == {"policy", "images"}
         assert obs["policy"].shape == (NUM_ENVS, 32) and obs["policy"].dtype == torch.float32
         images = obs["images"]
@@ -73,3 +85,9 @@ def test_unknown_camera_is_refused_in_one_line():
     cfg.cameras.names = ("top", "head")
     with pytest.raises(ValueError, match=r"cameras.names: expected distinct names from .* got \('top', 'head'\)"):
         _configure_cameras(cfg)
+
+
+def test_frame_jitter_scales_shifts_rounds_and_clips():
+    frames = torch.tensor([0, 100, 250], dtype=torch.uint8).view(1, 1, 1, 1, 3)
+    gain, offset = torch.tensor([[[1.0, 1.5, 1.1]]]), torch.tensor([[[10.0]]])
+    assert jitter_frames(frames, gain, offset).flatten().tolist() == [10, 160, 255]

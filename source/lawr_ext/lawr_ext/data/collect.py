@@ -237,7 +237,8 @@ def _camera_metadata(env) -> dict:
     names = tuple(getattr(env, "camera_names", ()))
     if not names:
         return {}
-    return {"cameras": list(names), "image_size": [int(env.cfg.cameras.height), int(env.cfg.cameras.width)]}
+    return {"cameras": list(names), "image_size": [int(env.cfg.cameras.height), int(env.cfg.cameras.width)],
+            "camera_randomization": env.cfg.cameras.randomization.to_dict()}
 
 
 def collect_task(task: str, out_dir: str | os.PathLike, num_envs: int, cfg: CollectConfig, device: str = "cpu", *,

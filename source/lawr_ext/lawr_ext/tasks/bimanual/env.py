@@ -15,7 +15,7 @@ import torch
 from isaaclab.envs import DirectRLEnv
 
 from . import kernels
-from .env_cfg import BLOCK_SIZE, CAMERA_NAMES, PEG_SIZE, SOCKET, TABLE_SIZE, BimanualChunkEnvCfg
+from .env_cfg import BLOCK_SIZE, CAMERA_NAMES, PEG_SIZE, SOCKET, TABLE_SIZE, TOP_CAMERA_POS, BimanualChunkEnvCfg
 from .robot import ALL_JOINT_NAMES, SPEC, arm_limits
 
 
@@ -56,6 +56,11 @@ class BimanualChunkEnv(DirectRLEnv):
         self.mover_arm = torch.full((self.num_envs,), -1, dtype=torch.long, device=self.device)
         self.max_height = torch.zeros(self.num_envs, device=self.device)
         self.reset_generator = torch.Generator(device=self.device)
+        # the cameras' randomization draws from a generator of its own: turning it on moves no object's spawn
+        self.camera_generator = torch.Generator(device=self.device)
+        num_cameras = len(self.camera_names)
+        self.frame_gain = torch.ones(self.num_envs, num_cameras, 3, device=self.device)
+        self.frame_offset = torch.zeros(self.num_envs, num_cameras, 1, device=self.device)
         self.reseed(cfg.seed if cfg.seed is not None else 0)
         r = cfg.reward
         self.reward_params = kernels.RewardParams(r.reach, r.grasp, r.lift, r.transfer, r.success, r.lift_height,
@@ -72,6 +77,7 @@ class BimanualChunkEnv(DirectRLEnv):
     def reseed(self, seed: int) -> None:
         """Seed the reset randomization (object spawn, joint noise): same seed -> same reset states."""
         self.reset_generator.manual_seed(seed)
+        self.camera_generator.manual_seed(seed + 7919)
 
     # ------------------------------------------------------------------ privileged state (env frame)
 
@@ -114,10 +120,32 @@ class BimanualChunkEnv(DirectRLEnv):
         self.servo_targets += torch.maximum(torch.minimum(step, self.max_target_step), -self.max_target_step)
         self.robot.set_joint_position_target_index(target=self.servo_targets)
 
-    def camera_images(self) -> torch.Tensor:
-        """uint8 [N, cameras, H, W, 3]: what each camera of ``camera_names`` sees now (rendered when read)."""
-        return torch.stack([self.scene[f"{name}_camera"].data.output["rgb"].torch[..., :3]
-                            for name in self.camera_names], dim=1)
+    def camera_images(self, randomized: bool = True) -> torch.Tensor:
+        """uint8 [N, cameras, H, W, 3]: what each camera of ``camera_names`` sees now (rendered when read), with this
+        episode's colour and brightness jitter (``cameras.randomization``) unless ``randomized`` is False."""
+        frames = torch.stack([self.scene[f"{name}_camera"].data.output["rgb"].torch[..., :3]
+                              for name in self.camera_names], dim=1)
+        randomization = self.cfg.cameras.randomization
+        if not randomized or (randomization.color_gain == 0 and randomization.brightness == 0):
+            return frames
+        return jitter_frames(frames, self.frame_gain, self.frame_offset)
+
+    def _randomize_cameras(self, env_ids: torch.Tensor) -> None:
+        """Draw the reset envs' camera randomization (``cameras.randomization``) from the camera generator."""
+        randomization, n = self.cfg.cameras.randomization, len(env_ids)
+
+        def symmetric(scale: float, *shape: int) -> torch.Tensor:
+            u = torch.rand(*shape, generator=self.camera_generator, device=self.device)
+            return scale * (2.0 * u - 1.0)
+
+        if randomization.color_gain > 0:
+            self.frame_gain[env_ids] = 1.0 + symmetric(randomization.color_gain, n, *self.frame_gain.shape[1:])
+        if randomization.brightness > 0:
+            self.frame_offset[env_ids] = 255.0 * symmetric(randomization.brightness, n, *self.frame_offset.shape[1:])
+        if randomization.top_position_noise > 0 and "top" in self.camera_names:
+            position = torch.tensor(TOP_CAMERA_POS, device=self.device) + self.scene.env_origins[env_ids]
+            position += symmetric(randomization.top_position_noise, n, 3)
+            self.scene["top_camera"].set_world_poses(positions=position, env_ids=env_ids.tolist())
 
     def _get_observations(self) -> dict:
         parts = [self.robot.data.joint_pos.torch[:, self.joint_ids], self.robot.data.joint_vel.torch[:, self.joint_ids]]
@@ -226,6 +254,8 @@ class BimanualChunkEnv(DirectRLEnv):
         self.held_flags[env_ids] = 0
         self.mover_arm[env_ids] = -1
         self.max_height[env_ids] = 0.0
+        if self.camera_names:
+            self._randomize_cameras(env_ids)
 
 
 def _configure_cameras(cfg: BimanualChunkEnvCfg) -> tuple[str, ...]:
@@ -248,3 +278,10 @@ def _configure_cameras(cfg: BimanualChunkEnvCfg) -> tuple[str, ...]:
         elif camera is not None:
             camera.width, camera.height = cfg.cameras.width, cfg.cameras.height
     return names
+
+
+def jitter_frames(frames: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """uint8 frames [N, C, H, W, 3] scaled per env, camera and channel by ``gain`` [N, C, 3] and shifted by
+    ``offset`` [N, C, 1] (in 0..255 units), rounded and clipped back to uint8."""
+    jittered = frames.float() * gain[:, :, None, None, :] + offset[:, :, None, None, :]
+    return jittered.round().clamp(0, 255).to(torch.uint8)

@@ -126,6 +126,7 @@ class InsertionSceneCfg(InteractiveSceneCfg):
 
 #: The cameras an image task can have, ALOHA's set: an overhead view of the table and one camera on each wrist.
 CAMERA_NAMES = ("top", "left_wrist", "right_wrist")
+TOP_CAMERA_POS = (0.0, 0.0, 0.75)  # in the env frame [m]
 
 
 def _camera_cfg(name: str) -> CameraCfg:
@@ -135,7 +136,7 @@ def _camera_cfg(name: str) -> CameraCfg:
     towards them (the palm and the finger pads fill the bottom of its image, as on ALOHA's wrist cameras). Width and height are set from ``CamerasCfg`` when the env is made."""
     if name == "top":
         prim_path, follows = "{ENV_REGEX_NS}/TopCamera", False
-        offset = CameraCfg.OffsetCfg(pos=(0.0, 0.0, 0.75), rot=(0.0, 0.0, 0.0, 1.0), convention="opengl")
+        offset = CameraCfg.OffsetCfg(pos=TOP_CAMERA_POS, rot=(0.0, 0.0, 0.0, 1.0), convention="opengl")
         focal_length = 16.0  # ~66 deg field of view: 0.98 m of the table, both grippers' reach
     else:
         tilt = math.radians(35.0)  # a rotation about the link's y axis turns the view (+x) towards -z
@@ -151,12 +152,23 @@ def _camera_cfg(name: str) -> CameraCfg:
 
 
 @configclass
+class CameraRandomizationCfg:
+    """Domain randomization of what the cameras see, drawn per env at each reset (all off by default): what a policy
+    trained in simulation needs to meet real cameras. Colour and lighting are jittered on the rendered frames."""
+
+    color_gain: float = 0.0  # each camera's R, G and B scaled by U(1 - g, 1 + g): white balance and light colour
+    brightness: float = 0.0  # and shifted by U(-b, b) x 255, the same for R, G and B: exposure and light level
+    top_position_noise: float = 0.0  # the overhead camera moved by U(-n, n) along each axis [m]
+
+
+@configclass
 class CamerasCfg:
-    """The cameras of an image task: which (in the order the policy sees them), and at what resolution."""
+    """The cameras of an image task: which (in the order the policy sees them), at what resolution, randomized how."""
 
     names: tuple[str, ...] = CAMERA_NAMES  # a subset of CAMERA_NAMES, in observation order
     width: int = 64  # [px]
     height: int = 64  # [px]
+    randomization: CameraRandomizationCfg = CameraRandomizationCfg()
 
 
 @configclass
