@@ -3,6 +3,7 @@
     python bench/latency.py                                        # CPU: eager, .pt2, onnxruntime; batch 1
     python bench/latency.py --device cuda --batch_sizes 1 4096     # GPU: eager, CUDA graph, torch.compile
     python bench/latency.py --runtimes eager pt2 aoti --batch_sizes 1 256 --json latency.json
+    python bench/latency.py --image_size 64                        # Bimanual-Chunk-Vision: 3 cameras, encoder included
 
 Both policies are built at the project's default sizes with the same network (``FlowConfig``: the
 diffusion denoiser IS the flow's architecture), with random weights: latency does not depend on
@@ -21,6 +22,11 @@ the ONNX export of it > 12 min. The three exported runtimes time L-AWR only, unl
 them.
     cuda_graph    the whole call captured once per batch size and replayed (CUDA): no launch overhead
     compile       torch.compile of each policy's networks (planner and flow / denoiser), the glue eager
+
+With ``--image_size N`` (``--cameras C``, default 3) both policies are the image tasks': joint state (32) plus C
+N x N camera frames through the vision encoder (``modules/vision.py``, default features), timed on the packed
+observation (state and frames as one flat input, the form the policies take; the exported two-input graph packs
+them first, a copy of the frames).
 
 Each figure is the median of repeated calls after one warm-up call, all measured in this one run,
 round-robin (background load hits both policies alike). One K = 50 diffusion call at batch 256 takes
@@ -50,22 +56,28 @@ from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.planner import PlannerConfig
 from lawr_ext.modules.normalizer import fit_normalizers
+from lawr_ext.modules.vision import ObservationEncoder
 
 #: Bimanual-Chunk's observation size, chunk horizon and action size (tests/test_gpu_check.py checks them
 #: against the env cfg; the bench does not import the simulator, so it runs on a host without it).
 BIMANUAL_DIMS = (45, 50, 14)
+VISION_STATE_DIM = 32  # the image tasks' joint positions and velocities
 RUNTIMES = {"cpu": ("eager", "pt2", "onnxruntime"), "cuda": ("eager", "cuda_graph", "compile")}
 POLICIES = ("L-AWR", "diffusion")
 
 
 def build_policies(obs_dim: int, horizon: int, action_dim: int, diffusion_steps: int,
-                   flow_cfg: FlowConfig | None = None, planner_cfg: PlannerConfig | None = None
-                   ) -> dict[str, ChunkPolicy]:
+                   flow_cfg: FlowConfig | None = None, planner_cfg: PlannerConfig | None = None,
+                   image_shape: tuple[int, int, int] | None = None) -> dict[str, ChunkPolicy]:
     """L-AWR (normalizer -> planner -> frozen one-step flow) and a diffusion policy of the same network, each
-    mapped back to env actions as load_policy hands them to evaluation and export (``EnvActionPolicy``)."""
+    mapped back to env actions as load_policy hands them to evaluation and export (``EnvActionPolicy``); with
+    ``image_shape`` (cameras, H, W) both read state + frames through the vision encoder."""
     flow_cfg, planner_cfg = flow_cfg or FlowConfig(), planner_cfg or PlannerConfig()
     normalizer, action_normalizer = fit_normalizers(torch.randn(1024, obs_dim), torch.rand(1024, action_dim) * 2 - 1,
                                                     "min_max")
+    if image_shape is not None:
+        normalizer = ObservationEncoder(normalizer, obs_dim, image_shape, flow_cfg.encoder.features).eval()
+        obs_dim = normalizer.output_dim  # what the networks read
     decoder = build_flow_decoder(flow_cfg, obs_dim, horizon, action_dim).requires_grad_(False).eval()
     lawr = LAWRPolicy(normalizer, LatentPlanner(planner_cfg, obs_dim, horizon, action_dim), decoder)
     diffusion_cfg = DiffusionConfig(network=ChunkNetConfig.of(flow_cfg), sample_steps=diffusion_steps)
@@ -182,7 +194,7 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
             dims: tuple[int, int, int] = BIMANUAL_DIMS, diffusion_steps: int = 50, repeats: int = 7,
             repeats_large: int = 2, threads: int = 1, flow_cfg: FlowConfig | None = None,
             planner_cfg: PlannerConfig | None = None, export_diffusion: tuple[str, ...] = (),
-            on_result: Callable[[dict], None] | None = None) -> dict:
+            on_result: Callable[[dict], None] | None = None, image_shape: tuple[int, int, int] | None = None) -> dict:
     """{"config": ..., "runtimes": {runtime: {"seconds", "batches": {batch: {"L-AWR_ms", "diffusion_ms", "ratio"}},
     "errors": {...}}}}; ratio = diffusion / L-AWR, both in that runtime, and only where both were timed.
 
@@ -192,9 +204,13 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
     kind = "cuda" if device.startswith("cuda") else "cpu"
     runtimes = tuple(runtimes or RUNTIMES[kind])
     torch.manual_seed(0)
-    policies = {k: p.to(device) for k, p in build_policies(*dims, diffusion_steps, flow_cfg, planner_cfg).items()}
+    policies = {k: p.to(device) for k, p in build_policies(*dims, diffusion_steps, flow_cfg, planner_cfg,
+                                                           image_shape).items()}
     flow_cfg = flow_cfg or FlowConfig()
+    # the flat input the policies take: the observation, or state and frames packed (modules/vision.py)
+    input_dim = dims[0] if image_shape is None else policies["L-AWR"].policy.obs_normalizer.input_dim
     result = {"config": {"device": device, "obs_dim": dims[0], "horizon": dims[1], "action_dim": dims[2],
+                         "images": list(image_shape) if image_shape is not None else None,
                          "network": f"{flow_cfg.arch} width {flow_cfg.width} depth {flow_cfg.depth}",
                          "diffusion_steps": diffusion_steps, "threads": threads, "repeats": repeats,
                          "repeats_large": repeats_large, "statistic": "median ms per chunk batch"},
@@ -202,7 +218,7 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         for runtime in runtimes:
             started = time.perf_counter()
-            setup = Setup(Path(tmp), threads, dims[0], tuple(export_diffusion))
+            setup = Setup(Path(tmp), threads, input_dim, tuple(export_diffusion))
             outcome: dict = {"batches": {}, "errors": {}}
             makers = {}
             for name, policy in policies.items():
@@ -212,7 +228,7 @@ def measure(device: str = "cpu", batch_sizes: tuple[int, ...] = (1,), runtimes: 
                     outcome["errors"][name] = one_line(err)
             try:
                 for batch in batch_sizes:
-                    obs = torch.randn(batch, dims[0], device=device)
+                    obs = torch.randn(batch, input_dim, device=device)
                     fns = {k: make(obs) for k, make in makers.items()}
                     interleaved_medians(fns, 1, device)  # warm-up: compilation, first kernels, allocations
                     seconds = interleaved_medians(fns, repeats if batch == 1 else repeats_large, device)
@@ -234,7 +250,8 @@ def one_line(err: BaseException) -> str:
 
 def print_table(result: dict) -> None:
     cfg = result["config"]
-    print(f"obs {cfg['obs_dim']}, chunk {cfg['horizon']}x{cfg['action_dim']}, {cfg['network']}, "
+    frames = f" + frames {cfg['images']}" if cfg.get("images") else ""
+    print(f"obs {cfg['obs_dim']}{frames}, chunk {cfg['horizon']}x{cfg['action_dim']}, {cfg['network']}, "
           f"K={cfg['diffusion_steps']}, {cfg['device']}, {cfg['threads']} thread(s); {cfg['statistic']}")
     print(f"{'runtime':<12} {'batch':>6} {'L-AWR ms':>11} {'diffusion ms':>13} {'diffusion / L-AWR':>18}")
     for runtime, outcome in result["runtimes"].items():
@@ -259,13 +276,18 @@ def main() -> None:
     parser.add_argument("--export_diffusion", nargs="+", default=[], choices=EXPORTED_RUNTIMES,
                         help="export the diffusion policy for these runtimes too (K unrolled steps: minutes each, "
                              "> 12 min for onnxruntime on a small CPU)")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="the image tasks' policies: state + camera frames of this size through the encoder")
+    parser.add_argument("--cameras", type=int, default=3, help="with --image_size: how many cameras")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    image_shape = None if args.image_size is None else (args.cameras, args.image_size, args.image_size)
     torch.set_num_threads(args.threads)
     batch_sizes = args.batch_sizes or ([1, 4096] if args.device.startswith("cuda") else [1])
     result = measure(args.device, tuple(batch_sizes), args.runtimes, diffusion_steps=args.diffusion_steps,
                      repeats=args.repeats, repeats_large=args.repeats_large, threads=args.threads,
-                     export_diffusion=tuple(args.export_diffusion))
+                     export_diffusion=tuple(args.export_diffusion), image_shape=image_shape,
+                     dims=BIMANUAL_DIMS if image_shape is None else (VISION_STATE_DIM, *BIMANUAL_DIMS[1:]))
     print_table(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -188,3 +188,22 @@ def test_evaluation_diagnostics_read_the_frames_of_the_dataset(image_run, image_
     # the evaluation env renders the cameras the run trained on, in its order and at its resolution
     assert camera_overrides(image_run) == {"cameras.names": ("top", "left_wrist"), "cameras.height": SIZE,
                                            "cameras.width": SIZE}
+
+
+def test_latency_bench_times_the_image_policies_with_their_encoder():
+    import sys
+
+    from lawr_ext import REPO_ROOT
+    from lawr_ext.configs.flow import FlowConfig
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import latency
+
+    flow = FlowConfig(arch="mlp", width=32, depth=1, time_embed_dim=8)
+    result = latency.measure(batch_sizes=(1,), runtimes=("eager",), dims=(STATE_DIM, HORIZON, ACTION_DIM),
+                             diffusion_steps=2, repeats=1, flow_cfg=flow, image_shape=(CAMERAS, SIZE, SIZE))
+    assert result["config"]["images"] == [CAMERAS, SIZE, SIZE]
+    assert result["runtimes"]["eager"]["batches"]["1"]["L-AWR_ms"] > 0
+    policies = latency.build_policies(STATE_DIM, HORIZON, ACTION_DIM, 2, flow, image_shape=(CAMERAS, SIZE, SIZE))
+    assert isinstance(policies["L-AWR"].policy.obs_normalizer, ObservationEncoder)
+    assert policies["diffusion"](observation()).shape == (5, HORIZON, ACTION_DIM)
