@@ -4,6 +4,7 @@
     python scripts/collect.py --task Bimanual-Chunk --num_envs 16 --num_episodes 200 --quality_mix 1 0 0
     python scripts/collect.py --task Bimanual-Chunk-Insertion --num_envs 256 --num_episodes 4096 --device cuda:0
     python scripts/collect.py --task Bimanual-Chunk-Vision --num_envs 8 --num_episodes 64 --image_size 64 64
+    python scripts/collect.py --task Bimanual-Chunk-Vision --num_envs 8 --num_episodes 64 --randomize 0.2 0.1 0.03
 
 Writes a directory of HDF5 shards in Isaac Lab's layout (see docs/data.md), by
 default runs/datasets/<task>-seed<S>. Rerunning the same command skips what is on disk; a larger
@@ -61,6 +62,10 @@ def parse_args() -> argparse.Namespace:
                              "right_wrist)")
     parser.add_argument("--image_size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                         help="image tasks: the cameras' resolution in pixels (default: the task's, 64 64)")
+    parser.add_argument("--randomize", type=float, nargs=3, default=None,
+                        metavar=("COLOR_GAIN", "BRIGHTNESS", "TOP_POSITION_NOISE"),
+                        help="image tasks: domain randomization per episode (env cfg cameras.randomization): colour "
+                             "gain U(1 +- g), brightness U(+-b) x 255, overhead camera position U(+-n) m; default off")
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
     return parser.parse_args()
@@ -75,6 +80,9 @@ def main() -> None:
         env_overrides["cameras.names"] = tuple(args.cameras)
     if args.image_size is not None:
         env_overrides["cameras.height"], env_overrides["cameras.width"] = args.image_size
+    if args.randomize is not None:
+        for name, value in zip(("color_gain", "brightness", "top_position_noise"), args.randomize):
+            env_overrides[f"cameras.randomization.{name}"] = value
     world = init_world(args.device)  # torchrun: this process is one rank; otherwise a world of one
     device = rank_device(args.device, world)  # one GPU per rank
     require_device(device)
