@@ -97,3 +97,21 @@ def test_converting_frames_to_lerobot_is_refused_rather_than_dropping_them(tmp_p
     with pytest.raises(DatasetError, match="holds camera frames, which the LeRobot export does not write yet"):
         write_lerobot(episodes, tmp_path / "out", fps=50.0, task="Line")
     assert not (tmp_path / "out").exists()
+
+
+def test_frames_given_to_a_state_policy_are_refused_in_one_line(tmp_path):
+    import numpy as np
+    from conftest import EXPORT_DIMS, small_lawr_policy
+
+    from lawr_ext.deploy import OnnxChunkPolicy
+    from lawr_ext.export import build_metadata, export_onnx
+
+    policy = small_lawr_policy()
+    metadata = build_metadata(policy, task="toy", obs_dim=EXPORT_DIMS[0], control_rate_hz=50.0, config_hash="0" * 16)
+    path = export_onnx(policy, tmp_path / "policy.onnx", metadata)
+    robot = OnnxChunkPolicy(str(path), log=lambda line: None)
+    obs = np.zeros(EXPORT_DIMS[0], np.float32)
+    assert robot.act(obs).shape == (EXPORT_DIMS[2],)
+    with pytest.raises(ValueError, match=r"^camera frames given, but the policy takes none \(an export of a state "
+                                         r"task\): nothing commanded$"):
+        robot.act(obs, np.zeros((1, 8, 8, 3), np.uint8))
