@@ -3,7 +3,7 @@ both, the critic may train its own copy, the planner reads the frozen features, 
 
 import pytest
 import torch
-from conftest import ACTION_DIM, HORIZON, TINY, LineEnv, LineExpert
+from conftest import ACTION_DIM, HORIZON, TINY, LineEnv, LineExpert, assert_same_state
 
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data.collect import CollectConfig, collect
@@ -207,3 +207,32 @@ def test_latency_bench_times_the_image_policies_with_their_encoder():
     policies = latency.build_policies(STATE_DIM, HORIZON, ACTION_DIM, 2, flow, image_shape=(CAMERAS, SIZE, SIZE))
     assert isinstance(policies["L-AWR"].policy.obs_normalizer, ObservationEncoder)
     assert policies["diffusion"](observation()).shape == (5, HORIZON, ACTION_DIM)
+
+
+def test_phase_one_on_frames_resumes_to_the_same_encoder_and_flow(image_dataset, tmp_path, monkeypatch):
+    """Stopped after its first checkpoint (step 4 of 8), Phase 1 resumes to exactly the uninterrupted run's
+    encoder, its EMA, the flow and the optimizer state (the random shifts draw from the RNG the checkpoint keeps)."""
+    from lawr_ext.algorithms.flow import MeanFlow
+    from lawr_ext.runners import checkpoint_path
+
+    cfg = load_train_config("Bimanual-Chunk-Vision", VISION)
+    train(cfg, image_dataset, tmp_path / "straight", stages=("flow",))
+    update, calls = MeanFlow.update, []
+
+    def stopping(self, batch):
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("stopped")
+        return update(self, batch)
+
+    monkeypatch.setattr(MeanFlow, "update", stopping)
+    with pytest.raises(RuntimeError, match="stopped"):
+        train(cfg, image_dataset, tmp_path / "resumed", stages=("flow",))
+    monkeypatch.setattr(MeanFlow, "update", update)
+    assert read_checkpoint(checkpoint_path(tmp_path / "resumed", "flow"))["step"] == 4
+    train(cfg, image_dataset, tmp_path / "resumed", stages=("flow",))
+    for path, state in ((checkpoint_path, "learner"), (final_path, "model")):
+        got, want = (read_checkpoint(path(tmp_path / run, "flow")) for run in ("resumed", "straight"))
+        assert_same_state(got[state], want[state], path.__name__)
+    model = read_checkpoint(final_path(tmp_path / "straight", "flow"))["model"]
+    assert any(k.startswith("obs_normalizer.cnn.") for k in model)  # the encoder is part of what resumed
