@@ -1,5 +1,6 @@
 """Shared test setup and the helpers more than one test file uses (a tiny run, toy envs, policies)."""
 
+import dataclasses
 import os
 import socket
 import time
@@ -74,6 +75,24 @@ def pytest_collection_modifyitems(config, items):
         members.setdefault(root(key), set()).add(key)
     for item, keys in needs.items():
         item.add_marker(pytest.mark.xdist_group("+".join(sorted(members[root(next(iter(keys)))]))))
+    if getattr(config.option, "loadgroup", False):  # a worker of --dist loadgroup
+        for item in items:
+            names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")}
+            if names:
+                _tag_group(item, "_".join(sorted(names)))
+
+
+def _tag_group(item, group: str) -> None:
+    """Put the group into the item's nodeid (``...@group``), which is what loadgroup schedules by: pytest-xdist
+    3.8 does it by setting ``item._nodeid``, which pytest 9 no longer reads (its nodeid is ``item._id``), so
+    without this every group's tests would be scattered over both workers."""
+    node_id = getattr(item, "_id", None)
+    if node_id is None or str(node_id).endswith(f"@{group}"):
+        return
+    tagged = dataclasses.replace(node_id)
+    object.__setattr__(tagged, "_str_cache", f"{node_id}@{group}")
+    item._id = tagged
 
 
 # ---------------------------------------------------------------- a tiny run on a synthetic plain dataset
