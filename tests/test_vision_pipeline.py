@@ -2,8 +2,6 @@
 10-step episodes) -> training of the three phases on state + frames -> evaluation that renders the same cameras ->
 export with frames as an input -> the robot side playing it on a rendered frame."""
 
-import time
-
 import lawr_ext  # noqa: F401  (sets the Warp kernel cache before warp loads)
 import numpy as np
 import pytest
@@ -25,7 +23,6 @@ ENV = {"episode_length_s": STEPS / 50, "chunk_horizon": 4, "cameras.height": SIZ
 
 
 def test_collect_train_evaluate_export_and_deploy_from_images(tmp_path):
-    started = time.perf_counter()
     data = collect_task(TASK, tmp_path / "data", 2, CollectConfig(num_episodes=2, progress=False), **ENV)
     episodes = load_episodes(data)
     assert episodes.images.shape == (2 * STEPS, 3, SIZE, SIZE, 3) and episodes.obs.shape[1] == 32
@@ -47,4 +44,3 @@ def test_collect_train_evaluate_export_and_deploy_from_images(tmp_path):
     assert robot.meta["image_shape"] == [3, SIZE, SIZE]
     action = robot.act(episodes.obs[0].numpy(), episodes.images[0].numpy())
     assert action.shape == (14,) and np.isfinite(action).all()
-    assert time.perf_counter() - started < 120.0
