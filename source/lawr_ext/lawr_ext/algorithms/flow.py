@@ -230,9 +230,10 @@ class MeanFlow(Learner):
     def update_ema(self) -> None:
         # Warm-up (1 + n) / (10 + n): the EMA tracks early weights closely instead of averaging in the random init.
         n = int(self.ema.num_updates)
-        self.ema.update(self.decoder, min(self.cfg.ema_decay, (1 + n) / (10 + n)))
-        if self.encoder_ema is not None:
-            self.encoder_ema.update(self.obs_normalizer, min(self.cfg.ema_decay, (1 + n) / (10 + n)))
+        decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))
+        self.ema.update(self.decoder, decay)
+        if self.encoder_ema is not None:  # the vision encoder's EMA on the decoder's schedule
+            self.encoder_ema.update(self.obs_normalizer, decay)
 
     def frozen_decoder(self) -> FlowDecoder:
         """A detached copy of the EMA weights, frozen (the action manifold's hard constraint): nothing later may

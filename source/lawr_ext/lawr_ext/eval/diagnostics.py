@@ -194,8 +194,7 @@ def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,
     Needs the dataset's strategy labels (``Episodes.strategy``).
     """
     episodes = dataset.episodes
-    starts = torch.cat([torch.zeros(1, dtype=torch.long), episodes.lengths.cumsum(0)[:-1]])
-    ids = torch.nonzero(torch.isin(dataset.chunk_first_row.cpu(), starts)).squeeze(1)
+    ids = torch.nonzero(torch.isin(dataset.chunk_first_row.cpu(), episodes.starts)).squeeze(1)
     strategy = episodes.strategy[dataset.chunk_episode[ids].cpu()]
     ids, strategy = ids[strategy >= 0], strategy[strategy >= 0]
     labels = strategy.unique()
