@@ -152,6 +152,14 @@ def test_one_step_sampling_is_the_one_step_map_and_multi_step_runs():
         assert torch.equal(sampled, decoder.decode(z, obs_norm))
     four_step = decoder.sample(obs_norm, 4, generator=torch.Generator().manual_seed(3))
     assert four_step.shape == (5, H, A) and not torch.allclose(four_step, sampled)
+    # the multi-step map a planner steers through is the sampler's, and differentiable in z
+    z.requires_grad_(True)
+    decoded = decoder.decode(z, obs_norm, 4)
+    assert torch.allclose(decoded.detach(), four_step)
+    decoded.square().sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        decoder.decode(z, obs_norm, 0)
 
 
 def test_padded_steps_do_not_enter_the_loss():

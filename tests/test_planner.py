@@ -145,6 +145,22 @@ def test_uniform_weights_do_not_pick_the_better_mode(frozen_phases):
     assert on_better < 0.65
 
 
+def test_planner_through_a_two_jump_decoder_picks_the_better_mode_and_acts_through_it(frozen_phases):
+    """planner.decode_steps=2: trained and acting through two mean-flow jumps of the same frozen flow."""
+    data, normalizer, decoder, critic = frozen_phases
+    learner, _ = train_planner(frozen_phases, temperature=0.1, decode_steps=2)
+    on_better, between, _ = better_mode_fraction(learner)
+    assert on_better > 0.9 and between < 0.05
+    obs = held_out_states()[:64]
+    with torch.no_grad():
+        obs_norm = normalizer(obs)
+        two_jumps = decoder.decode(learner.planner(obs_norm), obs_norm, 2)
+        assert torch.equal(learner.policy()(obs), two_jumps)
+        assert not torch.allclose(two_jumps, decoder.decode(learner.planner(obs_norm), obs_norm))
+    with pytest.raises(ValueError, match="decode_steps must be >= 1"):
+        PlannerConfig(decode_steps=0)
+
+
 def test_planner_refuses_a_trainable_flow(frozen_phases):
     data, normalizer, decoder, critic = frozen_phases
     trainable = MeanFlow(FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8), O, H, A, normalizer).decoder

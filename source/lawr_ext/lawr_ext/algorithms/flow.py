@@ -65,9 +65,20 @@ class FlowDecoder(nn.Module):
         """u(z_t, t, r) [B, H, A] in fp32."""
         return average_velocity_from_x(z_t, self(z_t, t, r, obs_norm), t, self.time_eps)
 
-    def decode(self, z: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
-        """The one-step map T(z; s), where z_0 = z_1 - u = x_hat exactly (see ``one_step``)."""
-        return one_step(self.net, z, obs_norm)
+    def decode(self, z: torch.Tensor, obs_norm: torch.Tensor, num_steps: int = 1) -> torch.Tensor:
+        """The deterministic map T(z; s) from noise z to a chunk, differentiable in z: one network pass
+        (``one_step``: z_0 = z_1 - u = x_hat exactly) or ``num_steps`` equal mean-flow jumps 1 -> 0."""
+        if num_steps == 1:
+            return one_step(self.net, z, obs_norm)
+        if num_steps < 1:
+            raise ValueError(f"FlowDecoder.decode: num_steps must be >= 1, got {num_steps}")
+        times = torch.linspace(1.0, 0.0, num_steps + 1, device=obs_norm.device)
+        for t, r in zip(times[:-1], times[1:]):
+            t_batch, r_batch = t.expand(z.shape[0]), r.expand(z.shape[0])
+            x_hat = self(z, t_batch, r_batch, obs_norm).to(z.dtype)
+            # z_r = z_t - (t - r) u with u = (z_t - x_hat) / t, written so that the last jump (r = 0) is x_hat exactly.
+            z = (r / t) * z + (1 - r / t) * x_hat
+        return z
 
     @torch.no_grad()
     def sample(self, obs_norm: torch.Tensor, num_steps: int = 1,
@@ -76,18 +87,10 @@ class FlowDecoder(nn.Module):
 
         ``noise`` gives z instead of drawing it (FQL distils pairs that must share the same z).
         """
-        if num_steps < 1:
-            raise ValueError(f"FlowDecoder.sample: num_steps must be >= 1, got {num_steps}")
         z = noise if noise is not None else torch.randn(
             obs_norm.shape[0], self.horizon, self.action_dim, device=obs_norm.device, dtype=obs_norm.dtype,
             generator=generator)
-        times = torch.linspace(1.0, 0.0, num_steps + 1, device=obs_norm.device)
-        for t, r in zip(times[:-1], times[1:]):
-            t_batch, r_batch = t.expand(z.shape[0]), r.expand(z.shape[0])
-            x_hat = self(z, t_batch, r_batch, obs_norm).to(z.dtype)
-            # z_r = z_t - (t - r) u with u = (z_t - x_hat) / t, written so that the last jump (r = 0) is x_hat exactly.
-            z = (r / t) * z + (1 - r / t) * x_hat
-        return z
+        return self.decode(z, obs_norm, num_steps)
 
 
 def build_chunk_net(cfg: ChunkNetConfig, obs_dim: int, horizon: int, action_dim: int) -> nn.Module:

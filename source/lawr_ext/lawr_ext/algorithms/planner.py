@@ -1,7 +1,8 @@
 """Phase 3 of L-AWR: a deterministic latent planner trained by advantage-weighted regression through the frozen flow.
 
     z = pi_phi(s)                      latent chunk [B, H, A], in the prior's typical ball or on its shell
-    a_hat = T_theta(z; s)              Phase 1's one-step map (frozen: requires_grad False, eval mode)
+    a_hat = T_theta(z; s)              Phase 1's one-step map (frozen: requires_grad False, eval mode), or
+                                       ``decode_steps`` mean-flow jumps of it
     loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
     w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
   (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow;
@@ -113,7 +114,7 @@ class LatentAWR(Learner):
         obs_norm = self.obs_normalizer(batch[keys.OBS])
         z_raw = self.planner.raw_latent(obs_norm)
         z = self.planner.squash(z_raw)
-        chunk = self.decoder.decode(z, obs_norm)
+        chunk = self.decoder.decode(z, obs_norm, cfg.decode_steps)
 
         # Squared distance per step, averaged over each chunk's real steps (padding has no target).
         step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
@@ -153,19 +154,22 @@ class LatentAWR(Learner):
             }
 
     def policy(self) -> LAWRPolicy:
-        return LAWRPolicy(self.obs_normalizer, self.planner, self.decoder)
+        return LAWRPolicy(self.obs_normalizer, self.planner, self.decoder, self.cfg.decode_steps)
 
 
 class LAWRPolicy(ChunkPolicy):
-    """The L-AWR policy: raw obs -> frozen normaliser -> planner -> frozen one-step flow -> chunk. Deterministic."""
+    """The L-AWR policy: raw obs -> frozen normaliser -> planner -> frozen flow's map T(z; s) -> chunk.
+    Deterministic; ``decode_steps`` is the planner's (``PlannerConfig.decode_steps``)."""
 
-    def __init__(self, obs_normalizer: nn.Module, planner: LatentPlanner, decoder: FlowDecoder):
+    def __init__(self, obs_normalizer: nn.Module, planner: LatentPlanner, decoder: FlowDecoder,
+                 decode_steps: int = 1):
         super().__init__()
         self.obs_normalizer = obs_normalizer
         self.planner = planner
         self.decoder = decoder
+        self.decode_steps = decode_steps
         self.horizon, self.action_dim = planner.horizon, planner.action_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         obs_norm = self.obs_normalizer(obs)
-        return self.decoder.decode(self.planner(obs_norm), obs_norm)
+        return self.decoder.decode(self.planner(obs_norm), obs_norm, self.decode_steps)

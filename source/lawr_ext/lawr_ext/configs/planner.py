@@ -58,6 +58,9 @@ class PlannerConfig(LatentActorConfig):
     # w = min(exp(A / temperature), max_weight), optionally A / std(A) first (shared with the Gaussian AWR
     # baseline, so that the two differ only in the actor).
     weights: AWRWeightConfig = field(default_factory=AWRWeightConfig)
+    # mean-flow jumps of the frozen decoder T(z; s) the planner steers and acts through: 1 is the paper's one-step
+    # map; more jumps give sharper, more committed chunks at that many flow passes per chunk (docs/results.md)
+    decode_steps: int = 1
     learning_rate: float = 3e-4
     max_grad_norm: float = 1.0      # global grad-norm clip of the planner
     batch_size: int = 256           # chunks per gradient step
@@ -66,7 +69,7 @@ class PlannerConfig(LatentActorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        for attr in ("batch_size", "num_steps"):
+        for attr in ("batch_size", "num_steps", "decode_steps"):
             if getattr(self, attr) < 1:
                 raise ValueError(f"{name}.{attr} must be >= 1, got {getattr(self, attr)}")
         for attr in ("awr_weight", "q_weight"):
