@@ -187,6 +187,24 @@ def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, meth
         assert policy(obs).std() > 1e-3  # not a constant graph
 
 
+def test_a_planner_acting_through_several_flow_jumps_exports_to_graphs_that_match_it(tmp_path):
+    """planner.decode_steps > 1 unrolls its jumps into the graph: the export reproduces the multi-jump policy, not
+    the one-step map."""
+    torch.manual_seed(0)
+    policy = small_lawr_policy(decode_steps=3)
+    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros, whatever the number of jumps
+        for p in policy.parameters():
+            p.copy_(0.1 * torch.randn_like(p))
+    metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
+    obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
+    for fmt, export in (("onnx", export_onnx), ("pt2", export_pt2)):
+        path = export(policy, tmp_path / f"lawr3.{fmt}", metadata)
+        assert max_abs_diff(policy, path, obs, fmt) <= 1e-4, fmt
+    with torch.no_grad():
+        one_jump = policy.decoder.decode(policy.planner(policy.obs_normalizer(obs)), policy.obs_normalizer(obs), 1)
+        assert (policy(obs) - one_jump).abs().max() > 1e-3  # the graph is not the one-step map
+
+
 #: The methods whose policy draws noise, and settings that keep their graphs small (diffusion unrolls its K steps).
 STOCHASTIC_METHODS = {"flow_bc": {}, "fql": {}, "ofql": {}, "best_of_n": {}, "qc": {},
                       "diffusion": {"sample_steps": 2, "num_train_timesteps": 10}}
