@@ -74,7 +74,7 @@ def latent_awr(cfg: PlannerConfig, inputs: StageInputs) -> LatentAWR:
 
 
 def lawr_policy(cfg: PlannerConfig, inputs: StageInputs) -> LAWRPolicy:
-    """Phase 3's product: normalizer -> planner -> frozen one-step decoder. Acting needs no critic."""
+    """Phase 3's product: normalizer -> planner -> frozen decoder (``decode_steps`` jumps). Acting needs no critic."""
     behavior = inputs["flow"]
     return LAWRPolicy(behavior.obs_normalizer, LatentPlanner(cfg, *inputs.dims), behavior.decoder, cfg.decode_steps)
 
