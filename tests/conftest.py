@@ -320,8 +320,9 @@ def fitted_obs_normalizer(obs: torch.Tensor):
 
 def small_lawr_policy(decode_steps: int = 1):
     """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow
-    (``decode_steps`` mean-flow jumps of it). Its normalizer is fitted on observations far from N(0, 1) (per-dimension offsets and scales, as joint angles
-    and positions are): mean linspace(-3, 5), std logspace(-2, 1)."""
+    (``decode_steps`` mean-flow jumps of it). Its normalizer is fitted on observations far from N(0, 1)
+    (per-dimension offsets and scales, as joint angles and positions are): mean linspace(-3, 5), std
+    logspace(-2, 1)."""
     from lawr_ext.algorithms.critic import DistributionalCritic
     from lawr_ext.algorithms.flow import build_flow_decoder
     from lawr_ext.algorithms.planner import LatentAWR
@@ -334,10 +335,19 @@ def small_lawr_policy(decode_steps: int = 1):
                                        + torch.logspace(-2, 1, obs_dim) * torch.randn(512, obs_dim))
     decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), *EXPORT_DIMS)
     critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), *EXPORT_DIMS, normalizer)
-    learner = LatentAWR(PlannerConfig(hidden_dim=32, num_blocks=1, decode_steps=decode_steps), *EXPORT_DIMS,
-                        decoder.requires_grad_(False),
+    planner_cfg = PlannerConfig(hidden_dim=32, num_blocks=1, decode_steps=decode_steps)
+    learner = LatentAWR(planner_cfg, *EXPORT_DIMS, decoder.requires_grad_(False),
                         critic.requires_grad_(False).advantage, normalizer)
     return learner.policy().eval()
+
+
+def randomize_weights_(module: torch.nn.Module, scale: float) -> torch.nn.Module:
+    """Every weight drawn from N(0, scale^2), so a check is not about trained weights; the flow's adaLN-Zero init
+    would otherwise output zeros, whatever the planner or the number of jumps."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn_like(p))
+    return module
 
 
 #: A joint-level action spec of EXPORT_DIMS' action dim: target = 0.1 i + 0.5 a, within +-0.5, at most 1 unit/s.
@@ -361,10 +371,7 @@ def exported_policy(tmp_path_factory):
     from lawr_ext.export import build_metadata, export_onnx, export_pt2, trace
 
     torch.manual_seed(0)
-    policy = small_lawr_policy()
-    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros: give every weight a random value
-        for p in policy.parameters():
-            p.copy_(0.1 * torch.randn_like(p))  # chunks of order 1, like actions in [-1, 1]
+    policy = randomize_weights_(small_lawr_policy(), 0.1)  # chunks of order 1, like actions in [-1, 1]
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=EXPORT_DIMS[0], control_rate_hz=50.0,
                               config_hash="0123456789abcdef", **EXPORT_ACTION_SPEC)
     out = tmp_path_factory.mktemp("export")

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import EXPORT_DIMS, assert_refused, file_hashes, run_script, small_lawr_policy
+from conftest import EXPORT_DIMS, assert_refused, file_hashes, randomize_weights_, run_script, small_lawr_policy
 
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import build_flow_decoder
@@ -167,11 +167,7 @@ def baseline_policy(method: str, **settings):
     stage = METHODS[method]
     cfg = matched_config(stage.name, flow_cfg, CriticConfig(hidden_dim=16, num_layers=1),
                          PlannerConfig(hidden_dim=32, num_blocks=1), **settings)
-    policy = EnvActionPolicy(stage.product(cfg, inputs), actions).eval()
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.copy_(0.3 * torch.randn_like(p))
-    return policy
+    return randomize_weights_(EnvActionPolicy(stage.product(cfg, inputs), actions).eval(), 0.3)
 
 
 @pytest.mark.parametrize("method", ["gaussian_awr", "lps", "dsrl_na", "act"])
@@ -191,17 +187,15 @@ def test_a_planner_acting_through_several_flow_jumps_exports_to_graphs_that_matc
     """planner.decode_steps > 1 unrolls its jumps into the graph: the export reproduces the multi-jump policy, not
     the one-step map."""
     torch.manual_seed(0)
-    policy = small_lawr_policy(decode_steps=3)
-    with torch.no_grad():  # the flow's adaLN-Zero init outputs zeros, whatever the number of jumps
-        for p in policy.parameters():
-            p.copy_(0.1 * torch.randn_like(p))
+    policy = randomize_weights_(small_lawr_policy(decode_steps=3), 0.1)
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
     obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
     for fmt, export in (("onnx", export_onnx), ("pt2", export_pt2)):
         path = export(policy, tmp_path / f"lawr3.{fmt}", metadata)
         assert max_abs_diff(policy, path, obs, fmt) <= 1e-4, fmt
     with torch.no_grad():
-        one_jump = policy.decoder.decode(policy.planner(policy.obs_normalizer(obs)), policy.obs_normalizer(obs), 1)
+        obs_norm = policy.obs_normalizer(obs)
+        one_jump = policy.decoder.decode(policy.planner(obs_norm), obs_norm, 1)
         assert (policy(obs) - one_jump).abs().max() > 1e-3  # the graph is not the one-step map
 
 
