@@ -28,6 +28,10 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     variants        Phase 3 variants (--variants NAME=OVERRIDE,...; default: the paper's ball, the sqrt(d) sphere,
                     the sphere with a Q term, the sphere trained 3x longer) trained on --run's frozen flow and
                     critic (copied, not retrained), each evaluated as L-AWR
+    wallclock       finished runs (--curve_runs RUN ...) placed by training wall-clock: each method's success (its
+                    RUN/eval/<method>/eval.json, from scripts/evaluate.py or the training run) against the seconds of
+                    the phases it needs (their checkpoints' train_seconds); no training, no rollouts. Plot:
+                    OUT/wallclock.png
 
 Several diagnose processes may share one OUT (e.g. the learning curve on one core, the rest on the other): each
 result is merged into OUT/diagnose.json under a file lock.
@@ -65,7 +69,7 @@ from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
 PARTS = ("replay", "basis_error", "precision", "modes", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling",
-         "variants")
+         "variants", "wallclock")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -101,6 +105,8 @@ def parse_args() -> argparse.Namespace:
                         help="Phase 3 variants for the 'variants' part")
     parser.add_argument("--representations", nargs="+", default=list(DEFAULT_REPRESENTATIONS),
                         metavar="NAME=OVERRIDE,...", help="Phase 1 settings compared by the 'precision_curve' part")
+    parser.add_argument("--curve_runs", nargs="+", default=[], metavar="RUN",
+                        help="finished run directories the 'wallclock' part places by training seconds")
     parser.add_argument("overrides", nargs="*", help="hydra overrides applied to every training")
     return parser.parse_args()
 
@@ -125,11 +131,11 @@ class Diagnosis:
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def cached(self, part: str, key: str, compute):
-        """``results[part][key]``, computed (and saved) if missing."""
+    def cached(self, part: str, key: str, compute, refresh: bool = False):
+        """``results[part][key]``, computed (and saved) if missing, or always with ``refresh`` (cheap reads)."""
         import fcntl
 
-        if key not in self.results.get(part, {}):
+        if refresh or key not in self.results.get(part, {}):
             started = time.perf_counter()
             value = compute()
             print(f"[diagnose] {part}/{key}: {json.dumps(value)[:300]} ({time.perf_counter() - started:.0f} s)",
@@ -305,11 +311,41 @@ class Diagnosis:
             self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides,
                                                                        **self.evaluate(variant_dir, "lawr")})
 
+    def wallclock(self) -> None:
+        """Each --curve_runs run's evaluated methods, at the training seconds of the phases each one needs."""
+        for run in map(Path, self.args.curve_runs):
+            trained_on = Path(run_config(run).data.path).resolve()
+            if trained_on != Path(self.args.dataset).resolve():
+                raise SystemExit(f"[diagnose] wallclock: {run} was trained on {trained_on}, not on --dataset "
+                                 f"{self.args.dataset}: one curve compares runs on one dataset")
+            evaluated = sorted(p.parent.name for p in (run / "eval").glob("*/eval.json"))
+            if not evaluated:
+                raise SystemExit(f"[diagnose] wallclock: {run} has no eval/<method>/eval.json: evaluate it first "
+                                 f"(scripts/evaluate.py --checkpoint {run})")
+            for method in evaluated:
+                self.cached("wallclock", f"{run.name}/{method}", lambda: run_wallclock(run, method), refresh=True)
+
     def scaling(self) -> None:
         for mode in ("none", "min_max"):
             run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
             for method in self.args.methods:
                 self.cached("scaling", f"{mode}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
+
+
+def run_wallclock(run_dir: Path, method: str) -> dict:
+    """``method``'s evaluation in ``run_dir`` and the training seconds of every phase it is built from."""
+    stages = registry.with_needs((registry.METHODS[method].name,))
+    seconds = {}
+    for stage in (name for name in stages if registry.STAGES[name].learner is not None):  # not trained: 0 s
+        path = run_dir / stage / "checkpoint.pt"
+        if not path.is_file():
+            raise SystemExit(f"[diagnose] wallclock: {path} is missing: its training seconds are unknown")
+        seconds[stage] = float(read_checkpoint(path)["train_seconds"])
+    report = json.loads((run_dir / "eval" / method / "eval.json").read_text())
+    s, cfg = report["summary"], run_config(run_dir)
+    return {"train_seconds": sum(seconds.values()), "phase_seconds": seconds, "flow_steps": cfg.flow.num_steps,
+            "planner_steps": cfg.planner.num_steps, "decode_steps": cfg.planner.decode_steps,
+            **{k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean")}}
 
 
 def _end_effectors(task: str):
@@ -379,6 +415,14 @@ def write_markdown(results: dict, out: Path) -> None:
         for key, p in results["precision_curve"].items():
             lines.append(f"| {key.split('/')[0]} | {p['steps']} | {p['train_seconds']:.0f} | {p['sample_1step']:.1f} "
                          f"| {p['best_of_16']:.1f} | {p['optimized_sphere']:.1f} | {p['parameters']} |")
+        lines.append("")
+    if "wallclock" in results:
+        lines += ["## Success against training wall-clock (the phases each method needs)", "",
+                  "| run / method | flow steps | planner steps × flow jumps | train s | success [95% CI] | return |",
+                  "|---|---|---|---|---|---|"]
+        for key, r in sorted(results["wallclock"].items(), key=lambda kv: kv[1]["train_seconds"]):
+            planner = "—" if "planner" not in r["phase_seconds"] else f"{r['planner_steps']} × {r['decode_steps']}"
+            lines.append(f"| {key} | {r['flow_steps']} | {planner} | {r['train_seconds']:.0f} | {rate(r)} |")
         lines.append("")
     for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
                         ("learning_curve", "Learning curve (every phase trained for the given steps)"),
@@ -464,6 +508,16 @@ def plot(results: dict, out: Path) -> None:
     draw(series("exec_horizon", exec_key), "exec_horizon (steps per chunk before replanning)",
          out / "exec_horizon.png", log_x=True)
 
+    def wallclock_key(key: str):
+        r = results["wallclock"][key]
+        method = key.split("/")[-1]
+        if "planner" in r["phase_seconds"]:  # L-AWR-like: its planner's setting names the curve
+            method += f" (planner {r['planner_steps']} steps, {r['decode_steps']} flow jump(s))"
+        return method, r["train_seconds"]
+
+    draw(series("wallclock", wallclock_key), "training wall-clock of the phases it needs [s]",
+         out / "wallclock.png", log_x=False)
+
 
 def main() -> None:
     args = parse_args()
@@ -492,6 +546,8 @@ def main() -> None:
         diagnosis.easiest()
     if "scaling" in args.parts:
         diagnosis.scaling()
+    if "wallclock" in args.parts:
+        diagnosis.wallclock()
     write_markdown(diagnosis.results, diagnosis.out)
     plot(diagnosis.results, diagnosis.out)
     print((diagnosis.out / "diagnose.md").read_text())

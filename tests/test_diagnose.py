@@ -165,3 +165,46 @@ def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averag
     assert committed["sample_1step"]["committed"] == 1.0 and committed["sample_1step"]["distinct"] > 1.5
     assert averaged["sample_1step"]["committed"] == 0.0 and averaged["sample_1step"]["distinct"] == 1.0
     assert averaged["sample_1step"]["distance_m"] == pytest.approx(0.3) and averaged["origin"]["committed"] == 0.0
+
+
+def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):
+    import pytest
+    import torch
+
+    from lawr_ext.configs.train import load_train_config
+    from lawr_ext.runners.checkpoint import FORMAT_VERSION
+    from lawr_ext.runners.pipeline import write_run_config
+
+    dataset = tmp_path / "data"
+    run = tmp_path / "runs" / "r20k"
+    write_run_config(run, load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "flow.num_steps=20000",
+                                                                          "planner.num_steps=8000"]), dataset)
+    for phase, seconds in (("flow", 900.0), ("critic", 60.0), ("planner", 400.0)):
+        (run / phase).mkdir(parents=True)
+        torch.save({"format_version": FORMAT_VERSION, "stage": phase, "step": 1, "train_seconds": seconds},
+                   run / phase / "checkpoint.pt")
+    for method, successes in (("lawr", 64), ("flow_bc", 59)):
+        (run / "eval" / method).mkdir(parents=True)
+        (run / "eval" / method / "eval.json").write_text(json.dumps({"summary": _rate(successes, 128)}))
+
+    args = _args(tmp_path / "out")
+    args.dataset, args.curve_runs = str(dataset), [str(run)]
+    diagnosis = diagnose.Diagnosis(args)
+    diagnosis.wallclock()
+    lawr, flow_bc = diagnosis.results["wallclock"]["r20k/lawr"], diagnosis.results["wallclock"]["r20k/flow_bc"]
+    assert lawr["train_seconds"] == 1360.0 and lawr["successes"] == 64 and lawr["planner_steps"] == 8000
+    assert lawr["decode_steps"] == 4 and lawr["flow_steps"] == 20000  # the Insertion preset's planner
+    assert flow_bc["train_seconds"] == 900.0 and flow_bc["phase_seconds"] == {"flow": 900.0}  # flow BC trains nothing
+
+    (run / "eval" / "lawr" / "eval.json").write_text(json.dumps({"summary": _rate(70, 128)}))  # re-evaluated
+    diagnosis.wallclock()
+    assert diagnosis.results["wallclock"]["r20k/lawr"]["successes"] == 70  # read afresh, not cached
+    diagnose.write_markdown(diagnosis.results, tmp_path / "out")
+    report = (tmp_path / "out" / "diagnose.md").read_text()
+    assert "| r20k/flow_bc | 20000 | — | 900 | 59/128" in report and "| r20k/lawr | 20000 | 8000 × 4 | 1360 | 70/128" in report
+    diagnose.plot(diagnosis.results, tmp_path / "out")
+    assert (tmp_path / "out" / "wallclock.png").stat().st_size > 0
+
+    args.dataset = str(tmp_path / "other")  # a run on another dataset is refused in one line
+    with pytest.raises(SystemExit, match="was trained on"):
+        diagnose.Diagnosis(args).wallclock()
