@@ -27,7 +27,7 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     scaling         the pipeline with and without the dataset-fitted action normalizer (data.action_normalization)
     variants        Phase 3 variants (--variants NAME=OVERRIDE,...; default: the paper's ball, the sqrt(d) sphere,
                     the sphere with a Q term, the sphere trained 3x longer) trained on --run's frozen flow and
-                    critic (copied, not retrained), each evaluated as L-AWR
+                    critic (copied, not retrained), each evaluated as L-AWR (its report in OUT/runs/<variant>/eval)
     wallclock       finished runs (--curve_runs RUN ...) placed by training wall-clock: each method's success (its
                     RUN/eval/<method>/eval.json, from scripts/evaluate.py or the training run) against the seconds of
                     the phases it needs (their checkpoints' train_seconds); no training, no rollouts. Plot:
@@ -59,7 +59,7 @@ from lawr_ext.algorithms import registry
 from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
-from lawr_ext.eval import evaluate_policy
+from lawr_ext.eval import evaluate_policy, write_report
 from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision
 from lawr_ext.runners.checkpoint import final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
@@ -165,9 +165,13 @@ class Diagnosis:
             run_stage(cfg, stage, dataset, run_dir)
         return run_dir
 
-    def evaluate(self, run_dir: Path, method: str, **eval_fields) -> dict:
-        """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``."""
-        s = evaluate_policy(load_policy(run_dir, method), replace(self.eval_cfg, **eval_fields))["summary"]
+    def evaluate(self, run_dir: Path, method: str, report_dir: Path | None = None, **eval_fields) -> dict:
+        """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``; the whole report (per
+        strategy, timing) is also written to ``report_dir`` if given."""
+        report = evaluate_policy(load_policy(run_dir, method), replace(self.eval_cfg, **eval_fields))
+        if report_dir is not None:
+            write_report(report, report_dir)
+        s = report["summary"]
         return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
                                   "objects_dropped", "physics_failures")}
 
@@ -301,15 +305,17 @@ class Diagnosis:
             variant_dir = self.out / "runs" / f"{run_dir.name}__{name}"
             for phase in ("flow", "critic"):  # the frozen products are shared, only Phase 3 is trained
                 (variant_dir / phase).mkdir(parents=True, exist_ok=True)
-                if not (variant_dir / phase / "final.pt").is_file():
-                    shutil.copy(run_dir / phase / "final.pt", variant_dir / phase / "final.pt")
+                # final.pt is the product; checkpoint.pt keeps its training record (seconds, for 'wallclock')
+                for name in ("final.pt", "checkpoint.pt"):
+                    if not (variant_dir / phase / name).is_file() and (run_dir / phase / name).is_file():
+                        shutil.copy(run_dir / phase / name, variant_dir / phase / name)
             base = run_config(run_dir)
             steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
             cfg = self.config(steps + [o for o in overrides.split(",") if o])
             write_run_config(variant_dir, cfg, self.args.dataset)
             run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
-            self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides,
-                                                                       **self.evaluate(variant_dir, "lawr")})
+            self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides, **self.evaluate(
+                variant_dir, "lawr", report_dir=variant_dir / "eval" / "lawr")})  # an evaluated run, as 'wallclock' reads
 
     def wallclock(self) -> None:
         """Each --curve_runs run's evaluated methods, at the training seconds of the phases each one needs."""
