@@ -306,9 +306,9 @@ class Diagnosis:
             for phase in ("flow", "critic"):  # the frozen products are shared, only Phase 3 is trained
                 (variant_dir / phase).mkdir(parents=True, exist_ok=True)
                 # final.pt is the product; checkpoint.pt keeps its training record (seconds, for 'wallclock')
-                for name in ("final.pt", "checkpoint.pt"):
-                    if not (variant_dir / phase / name).is_file() and (run_dir / phase / name).is_file():
-                        shutil.copy(run_dir / phase / name, variant_dir / phase / name)
+                for file in ("final.pt", "checkpoint.pt"):
+                    if not (variant_dir / phase / file).is_file() and (run_dir / phase / file).is_file():
+                        shutil.copy(run_dir / phase / file, variant_dir / phase / file)
             base = run_config(run_dir)
             steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
             cfg = self.config(steps + [o for o in overrides.split(",") if o])

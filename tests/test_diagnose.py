@@ -208,3 +208,37 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
     args.dataset = str(tmp_path / "other")  # a run on another dataset is refused in one line
     with pytest.raises(SystemExit, match="was trained on"):
         diagnose.Diagnosis(args).wallclock()
+
+
+def test_variants_become_evaluated_runs_keyed_by_their_names(tmp_path, monkeypatch):
+    """Each variant copies the frozen phases with their training records, trains Phase 3 only, and keeps its
+    evaluation report, so 'wallclock' can place it; its cache key is the variant's name."""
+    from lawr_ext.configs.train import load_train_config
+    from lawr_ext.runners.pipeline import write_run_config
+
+    dataset = tmp_path / "data"
+    run = tmp_path / "runs" / "r30k"
+    write_run_config(run, load_train_config("Bimanual-Chunk", ["profile=cpu", "flow.num_steps=30000"]), dataset)
+    for phase in ("flow", "critic"):
+        (run / phase).mkdir(parents=True)
+        for file in ("final.pt", "checkpoint.pt"):
+            (run / phase / file).write_bytes(f"{phase}/{file}".encode())
+    trained = []
+    monkeypatch.setattr(diagnose, "open_dataset", lambda cfg, path: None)
+    monkeypatch.setattr(diagnose, "run_stage", lambda cfg, stage, data, run_dir: trained.append(
+        (stage, run_dir.name, cfg.flow.num_steps, cfg.planner.weights.temperature)))
+    monkeypatch.setattr(diagnose, "load_policy", lambda run_dir, method: None)
+    summary = {**_rate(3, 4), "return_std": 1.0, "length_mean": 300.0, "length_std": 10.0, "physics_failures": 0,
+               "objects_dropped": 0, "per_strategy": {"0": _rate(3, 4)}}
+    monkeypatch.setattr(diagnose, "evaluate_policy", lambda policy, cfg: {"task": "Bimanual-Chunk", "summary": summary})
+
+    args = _args(tmp_path / "out")
+    args.dataset, args.variants = str(dataset), ["t1=planner.weights.temperature=1.0"]
+    diagnosis = diagnose.Diagnosis(args)
+    diagnosis.variants(run)
+    variant = tmp_path / "out" / "runs" / "r30k__t1"
+    assert trained == [("planner", "r30k__t1", 30000, 1.0)]  # the run's own flow steps, the variant's override
+    assert [key.split("@")[0] for key in diagnosis.results["variants"]] == ["r30k/t1"]
+    assert (variant / "flow" / "checkpoint.pt").read_bytes() == b"flow/checkpoint.pt"
+    assert (variant / "critic" / "final.pt").read_bytes() == b"critic/final.pt"
+    assert json.loads((variant / "eval" / "lawr" / "eval.json").read_text())["summary"]["per_strategy"]["0"]["successes"] == 3
