@@ -351,6 +351,7 @@ def run_wallclock(run_dir: Path, method: str) -> dict:
     s, cfg = report["summary"], run_config(run_dir)
     return {"train_seconds": sum(seconds.values()), "phase_seconds": seconds, "flow_steps": cfg.flow.num_steps,
             "planner_steps": cfg.planner.num_steps, "decode_steps": cfg.planner.decode_steps,
+            "temperature": cfg.planner.weights.temperature,
             **{k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean")}}
 
 
@@ -424,10 +425,11 @@ def write_markdown(results: dict, out: Path) -> None:
         lines.append("")
     if "wallclock" in results:
         lines += ["## Success against training wall-clock (the phases each method needs)", "",
-                  "| run / method | flow steps | planner steps × flow jumps | train s | success [95% CI] | return |",
-                  "|---|---|---|---|---|---|"]
+                  "| run / method | flow steps | planner steps × flow jumps, temperature | train s | success [95% CI] | "
+                  "return |", "|---|---|---|---|---|---|"]
         for key, r in sorted(results["wallclock"].items(), key=lambda kv: kv[1]["train_seconds"]):
-            planner = "—" if "planner" not in r["phase_seconds"] else f"{r['planner_steps']} × {r['decode_steps']}"
+            planner = "—" if "planner" not in r["phase_seconds"] else \
+                f"{r['planner_steps']} × {r['decode_steps']}, {r['temperature']:g}"
             lines.append(f"| {key} | {r['flow_steps']} | {planner} | {r['train_seconds']:.0f} | {rate(r)} |")
         lines.append("")
     for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
@@ -518,7 +520,8 @@ def plot(results: dict, out: Path) -> None:
         r = results["wallclock"][key]
         method = key.split("/")[-1]
         if "planner" in r["phase_seconds"]:  # L-AWR-like: its planner's setting names the curve
-            method += f" (planner {r['planner_steps']} steps, {r['decode_steps']} flow jump(s))"
+            method += (f" (planner {r['planner_steps']} steps, {r['decode_steps']} flow jump(s), "
+                       f"temperature {r['temperature']:g})")
         return method, r["train_seconds"]
 
     draw(series("wallclock", wallclock_key), "training wall-clock of the phases it needs [s]",
