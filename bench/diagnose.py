@@ -464,10 +464,11 @@ def plot(results: dict, out: Path) -> None:
                 curves.setdefault(parsed[0], []).append((parsed[1], r))
         return {name: sorted(points, key=lambda p: p[0]) for name, points in curves.items()}
 
-    def draw(curves, xlabel: str, path: Path, log_x: bool) -> None:
+    def draw(curves, xlabel: str, path: Path, log_x: bool, legend_below: bool = False) -> None:
         if not curves:
             return
-        fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
+        legend_inches = (0.22 * len(curves) + 0.2) * legend_below
+        fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(10, 4 + legend_inches))
         for name, points in curves.items():
             x = [p[0] for p in points]
             rates = [p[1]["success_rate"] for p in points]
@@ -481,8 +482,13 @@ def plot(results: dict, out: Path) -> None:
             if log_x:
                 ax.set_xscale("log")
             ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
+            if not legend_below:
+                ax.legend()
+        if legend_below:  # long curve names: one legend under both panels
+            fig.legend(*ax_s.get_legend_handles_labels(), loc="lower center", ncol=1, fontsize="small")
+            fig.tight_layout(rect=(0, legend_inches / (4 + legend_inches), 1, 1))
+        else:
+            fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
 
@@ -525,7 +531,7 @@ def plot(results: dict, out: Path) -> None:
         return method, r["train_seconds"]
 
     draw(series("wallclock", wallclock_key), "training wall-clock of the phases it needs [s]",
-         out / "wallclock.png", log_x=False)
+         out / "wallclock.png", log_x=False, legend_below=True)
 
 
 def main() -> None:
