@@ -205,16 +205,3 @@ def test_published_recipe_switches_the_baselines_to_their_papers_settings():
     assert published.baselines.act.use_vae and published.baselines.act.kl_weight == 10.0
     assert published.baselines.qc.num_samples == 32 and published.baselines.dsrl_na.box_magnitude == 1.5
     assert published.flow == ours.flow and published.planner == ours.planner  # L-AWR itself is untouched
-
-
-def test_the_insertion_preset_wins_over_the_size_profile_and_loses_to_the_command_line():
-    """Insertion's planner temperature was measured on that task: the shared profiles' 0.5 must not undo it, a
-    command-line override must; the hand-over keeps the profile's value, and nothing else the profiles set moves."""
-    for profile in ("cpu", "smoke"):
-        insertion = load_train_config("Bimanual-Chunk-Insertion", [f"profile={profile}"])
-        handover = load_train_config("Bimanual-Chunk", [f"profile={profile}"])
-        assert insertion.planner.weights.temperature == 1.0 and handover.planner.weights.temperature == 0.5
-        assert insertion.planner.decode_steps == 4 and insertion.flow.num_steps == handover.flow.num_steps
-        assert insertion.data.action_normalization == "mean_std" and insertion.eval.num_episodes == handover.eval.num_episodes
-    overridden = load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "planner.weights.temperature=0.5"])
-    assert overridden.planner.weights.temperature == 0.5

@@ -193,7 +193,7 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
     diagnosis.wallclock()
     lawr, flow_bc = diagnosis.results["wallclock"]["r20k/lawr"], diagnosis.results["wallclock"]["r20k/flow_bc"]
     assert lawr["train_seconds"] == 1360.0 and lawr["successes"] == 64 and lawr["planner_steps"] == 8000
-    assert (lawr["decode_steps"], lawr["temperature"], lawr["flow_steps"]) == (4, 1.0, 20000)  # Insertion's preset
+    assert (lawr["decode_steps"], lawr["temperature"], lawr["flow_steps"]) == (4, 0.5, 20000)  # Insertion at cpu
     assert flow_bc["train_seconds"] == 900.0 and flow_bc["phase_seconds"] == {"flow": 900.0}  # flow BC trains nothing
 
     (run / "eval" / "lawr" / "eval.json").write_text(json.dumps({"summary": _rate(70, 128)}))  # re-evaluated
@@ -201,7 +201,7 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
     assert diagnosis.results["wallclock"]["r20k/lawr"]["successes"] == 70  # read afresh, not cached
     diagnose.write_markdown(diagnosis.results, tmp_path / "out")
     report = (tmp_path / "out" / "diagnose.md").read_text()
-    assert "| r20k/flow_bc | 20000 | — | 900 | 59/128" in report and "| r20k/lawr | 20000 | 8000 × 4, 1 | 1360 | 70/128" in report
+    assert "| r20k/flow_bc | 20000 | — | 900 | 59/128" in report and "| r20k/lawr | 20000 | 8000 × 4, 0.5 | 1360 | 70/128" in report
     diagnose.plot(diagnosis.results, tmp_path / "out")
     assert (tmp_path / "out" / "wallclock.png").stat().st_size > 0
 
