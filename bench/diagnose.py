@@ -61,7 +61,7 @@ from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
 from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision
-from lawr_ext.runners.checkpoint import final_path, read_checkpoint
+from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
 from lawr_ext.runners.trainer import dataset_dims
@@ -320,7 +320,8 @@ class Diagnosis:
     def wallclock(self) -> None:
         """Each --curve_runs run's evaluated methods, at the training seconds of the phases each one needs."""
         for run in map(Path, self.args.curve_runs):
-            trained_on = Path(run_config(run).data.path).resolve()
+            cfg = run_config(run)
+            trained_on = Path(cfg.data.path).resolve()
             if trained_on != Path(self.args.dataset).resolve():
                 raise SystemExit(f"[diagnose] wallclock: {run} was trained on {trained_on}, not on --dataset "
                                  f"{self.args.dataset}: one curve compares runs on one dataset")
@@ -329,7 +330,7 @@ class Diagnosis:
                 raise SystemExit(f"[diagnose] wallclock: {run} has no eval/<method>/eval.json: evaluate it first "
                                  f"(scripts/evaluate.py --checkpoint {run})")
             for method in evaluated:
-                self.cached("wallclock", f"{run.name}/{method}", lambda: run_wallclock(run, method), refresh=True)
+                self.cached("wallclock", f"{run.name}/{method}", lambda: run_wallclock(run, method, cfg), refresh=True)
 
     def scaling(self) -> None:
         for mode in ("none", "min_max"):
@@ -338,17 +339,13 @@ class Diagnosis:
                 self.cached("scaling", f"{mode}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
 
 
-def run_wallclock(run_dir: Path, method: str) -> dict:
-    """``method``'s evaluation in ``run_dir`` and the training seconds of every phase it is built from."""
+def run_wallclock(run_dir: Path, method: str, cfg: TrainConfig) -> dict:
+    """``method``'s evaluation in ``run_dir`` (trained with ``cfg``) and the training seconds of every phase it is
+    built from (a missing checkpoint stops with read_checkpoint's one line)."""
     stages = registry.with_needs((registry.METHODS[method].name,))
-    seconds = {}
-    for stage in (name for name in stages if registry.STAGES[name].learner is not None):  # not trained: 0 s
-        path = run_dir / stage / "checkpoint.pt"
-        if not path.is_file():
-            raise SystemExit(f"[diagnose] wallclock: {path} is missing: its training seconds are unknown")
-        seconds[stage] = float(read_checkpoint(path)["train_seconds"])
-    report = json.loads((run_dir / "eval" / method / "eval.json").read_text())
-    s, cfg = report["summary"], run_config(run_dir)
+    seconds = {stage: float(read_checkpoint(checkpoint_path(run_dir, stage))["train_seconds"])
+               for stage in stages if registry.STAGES[stage].learner is not None}  # not trained: 0 s
+    s = json.loads((run_dir / "eval" / method / "eval.json").read_text())["summary"]
     return {"train_seconds": sum(seconds.values()), "phase_seconds": seconds, "flow_steps": cfg.flow.num_steps,
             "planner_steps": cfg.planner.num_steps, "decode_steps": cfg.planner.decode_steps,
             "temperature": cfg.planner.weights.temperature,
