@@ -66,3 +66,24 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
         two, one = (read_checkpoint(final_path(r, phase))["model"] for r in (run, reference))
         for name in one:
             torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{phase} {name}: {m}")
+
+
+EXIT_WORKER = """
+import torch
+from lawr_ext.utils.distributed import init_world
+world = init_world("cpu")
+for _ in range(50):
+    world.gather(torch.randn(1000).sum().item())
+"""
+
+
+def test_ranks_that_finish_exit_cleanly_without_tearing_the_group_down_themselves(tmp_path):
+    # Left to interpreter finalization, gloo's threads aborted about one such exit in three (SIGABRT).
+    worker = tmp_path / "worker.py"
+    worker.write_text(EXIT_WORKER)
+    for _ in range(8):
+        env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+        ranks = [subprocess.Popen([sys.executable, str(worker)], env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
+                                  stderr=subprocess.PIPE, text=True) for r in range(2)]
+        for proc in ranks:
+            assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]

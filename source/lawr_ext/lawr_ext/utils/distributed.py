@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -43,7 +44,15 @@ def init_world(device: str) -> World:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        # Left to interpreter finalization, gloo's worker threads can abort the process (SIGABRT, "terminate called
+        # without an active exception") after a run that succeeded: tear the group down while Python is alive.
+        atexit.register(_destroy_process_group)
     return World(dist.get_rank(), dist.get_world_size())
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_device(device: str, world: World) -> str:
