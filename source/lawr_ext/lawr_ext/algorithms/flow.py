@@ -185,11 +185,19 @@ class MeanFlow(Learner):
     def mean_flow_target(decoder: FlowDecoder, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
                          obs_norm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """u_tgt = v - (t - r) du/dt, no grad. Runs on the bare (unwrapped) decoder: a forward-mode pass that
-        must not touch DDP's gradient hooks."""
+        must not touch DDP's gradient hooks. Rows with r = t have u_tgt = v, so only the others pay for the JVP
+        (which costs about a forward and backward pass of its own)."""
         with torch.no_grad():
-            _, du_dt = torch.func.jvp(lambda z, tt, rr: decoder.average_velocity(z, tt, rr, obs_norm),
-                                      (z_t, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
-            return v.to(du_dt.dtype) - (t - r).to(du_dt.dtype)[:, None, None] * du_dt
+            target = v.clone()
+            rows = (t > r).nonzero().squeeze(1)
+            if rows.numel():
+                obs_rows = obs_norm[rows]
+                _, du_dt = torch.func.jvp(lambda z, tt, rr: decoder.average_velocity(z, tt, rr, obs_rows),
+                                          (z_t[rows], t[rows], r[rows]),
+                                          (v[rows], torch.ones_like(t[rows]), torch.zeros_like(r[rows])))
+                gap = (t[rows] - r[rows]).to(du_dt.dtype)[:, None, None]
+                target[rows] = (v[rows].to(du_dt.dtype) - gap * du_dt).to(target.dtype)
+            return target
 
     def loss(self, batch: TensorDict) -> tuple[torch.Tensor, dict[str, float]]:
         """The Mean Flow loss of one batch (and its metrics)."""
