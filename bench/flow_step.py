@@ -33,6 +33,7 @@ from lawr_ext.data import keys
 from lawr_ext.modules.normalizer import fit_normalizers
 from lawr_ext.runners.pipeline import chunk_basis
 from lawr_ext.tasks.registry import get_task
+from lawr_ext.utils.cli import run_main
 
 
 class FullBatchJVP(MeanFlow):
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "[flow_step]")
