@@ -309,13 +309,21 @@ class Diagnosis:
                 for file in ("final.pt", "checkpoint.pt"):
                     if not (variant_dir / phase / file).is_file() and (run_dir / phase / file).is_file():
                         shutil.copy(run_dir / phase / file, variant_dir / phase / file)
-            base = run_config(run_dir)
-            steps = [f"{phase}.num_steps={getattr(base, phase).num_steps}" for phase in registry.PHASE_NAMES]
-            cfg = self.config(steps + [o for o in overrides.split(",") if o])
+            cfg = self.variant_config(run_config(run_dir), [o for o in overrides.split(",") if o], spec)
             write_run_config(variant_dir, cfg, self.args.dataset)
             run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
             self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides, **self.evaluate(
                 variant_dir, "lawr", report_dir=variant_dir / "eval" / "lawr")})  # an evaluated run, as 'wallclock' reads
+
+    def variant_config(self, base: TrainConfig, overrides: list[str], spec: str) -> TrainConfig:
+        """The run's config of record with Phase 3 recomposed: its data, flow and critic stay the run's (they are
+        frozen products), the planner is the preset's with the run's step count and the variant's overrides."""
+        frozen = [o for o in overrides if o.split(".")[0].lstrip("+~") in ("data", "flow", "critic")]
+        if frozen:
+            raise SystemExit(f"[diagnose] variant {spec!r}: a variant retrains Phase 3 only on the run's frozen flow "
+                             f"and critic; {', '.join(frozen)} would change those (train a new run instead)")
+        cfg = self.config([f"planner.num_steps={base.planner.num_steps}"] + overrides)
+        return replace(cfg, data=base.data, flow=base.flow, critic=base.critic)
 
     def wallclock(self) -> None:
         """Each --curve_runs run's evaluated methods, at the training seconds of the phases each one needs."""
