@@ -120,7 +120,6 @@ def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averag
     commits (and draws both across its noise), one that returns their mean sits half the separation away."""
     from types import SimpleNamespace
 
-    import pytest
     import torch
     from tensordict import TensorDict
     from torch import nn
@@ -170,7 +169,6 @@ def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averag
 
 
 def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):
-    import pytest
     import torch
 
     from lawr_ext.configs.train import load_train_config
