@@ -191,12 +191,12 @@ class MeanFlow(Learner):
             target = v.clone()
             rows = (t > r).nonzero().squeeze(1)
             if rows.numel():
-                obs_rows = obs_norm[rows]
+                obs_rows, t_rows, r_rows, v_rows = obs_norm[rows], t[rows], r[rows], v[rows]
                 _, du_dt = torch.func.jvp(lambda z, tt, rr: decoder.average_velocity(z, tt, rr, obs_rows),
-                                          (z_t[rows], t[rows], r[rows]),
-                                          (v[rows], torch.ones_like(t[rows]), torch.zeros_like(r[rows])))
-                gap = (t[rows] - r[rows]).to(du_dt.dtype)[:, None, None]
-                target[rows] = (v[rows].to(du_dt.dtype) - gap * du_dt).to(target.dtype)
+                                          (z_t[rows], t_rows, r_rows),
+                                          (v_rows, torch.ones_like(t_rows), torch.zeros_like(r_rows)))
+                gap = (t_rows - r_rows).to(du_dt.dtype)[:, None, None]
+                target[rows] = (v_rows.to(du_dt.dtype) - gap * du_dt).to(target.dtype)
             return target
 
     def loss(self, batch: TensorDict) -> tuple[torch.Tensor, dict[str, float]]:
