@@ -45,7 +45,7 @@ def test_every_shipped_profile_and_recipe_composes_onto_a_preset():
     from importlib.resources import files
 
     overlays = files("lawr_ext.configs")
-    for group, names in (("profile", {"cpu", "gpu", "ogbench_cpu", "smoke", "tiny"}), ("recipe", {"published"})):
+    for group, names in (("profile", {"cpu", "default", "gpu", "ogbench_cpu", "smoke", "tiny"}), ("recipe", {"published"})):
         assert {f.name.removesuffix(".yaml") for f in overlays.joinpath(group).iterdir()} == names
         for name in names:  # an overlay keeps the task's own values
             assert load_train_config("Bimanual-Chunk", [f"{group}={name}"]).critic.v_max == 1000.0
@@ -90,6 +90,20 @@ def test_profile_overlay_then_command_line_wins():
     assert smoke.flow.arch == "mlp" and smoke.data.collect_num_envs == 64 and smoke.critic.v_max == 1000.0  # task value kept
     assert smoke.data.chunk_basis == "dct" and smoke.flow.lr_schedule == "cosine"
     assert load_train_config("Bimanual-Chunk", ["profile=smoke", "flow.num_steps=7"]).flow.num_steps == 7
+
+
+def test_image_presets_layer_their_overlay_on_the_profile_and_the_command_line_still_wins():
+    for task in ("Bimanual-Chunk-Vision", "Bimanual-Chunk-Insertion-Vision"):
+        cpu = load_train_config(task, ["profile=cpu"])
+        assert cpu.planner.num_steps == 6000 and cpu.data.chunk_basis == "dct" and cpu.data.chunk_coeffs == 10
+        assert cpu.flow.num_steps == 10_000 and cpu.planner.decode_steps == 4  # the profile's and the preset's own
+        assert load_train_config(task, ["profile=cpu", "planner.num_steps=2000"]).planner.num_steps == 2000
+        for profile in ("tiny", "smoke"):  # no overlay for these: the profile's sizes as for the state tasks
+            assert (load_train_config(task, [f"profile={profile}"]).planner.num_steps
+                    == load_train_config("Bimanual-Chunk", [f"profile={profile}"]).planner.num_steps)
+        assert load_train_config(task).planner.num_steps == load_train_config("Bimanual-Chunk").planner.num_steps
+    assert load_train_config("Bimanual-Chunk", ["profile=cpu"]).planner.num_steps == 2000  # state tasks untouched
+    assert load_train_config("Bimanual-Chunk", ["profile=cpu"]).data.chunk_basis != "dct"
 
 
 @pytest.mark.parametrize("override, field", [
@@ -167,12 +181,13 @@ def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     compose = ("import lawr_ext.configs.train as t, lawr_ext.tasks.bimanual.action_spec as a; "
                "cfg = t.load_train_config('Bimanual-Chunk-Insertion', ['profile=smoke', 'recipe=published']); "
                "print(t.get_task(cfg.task).lawr_cfg_file(), a.ROBOT_LIMITS_FILE.is_file(), cfg.task, cfg.flow.arch, "
-               "cfg.critic.v_max, cfg.baselines.fql.alpha)")
+               "cfg.critic.v_max, cfg.baselines.fql.alpha, "
+               "t.load_train_config('Bimanual-Chunk-Vision', ['profile=cpu']).planner.num_steps)")
     done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     preset = installed / "lawr_ext" / "tasks" / "bimanual" / "agents" / "lawr_bimanual_chunk_insertion.yaml"
-    assert done.stdout.split() == [str(preset), "True", "Bimanual-Chunk-Insertion", "mlp", "1000.0", "300.0"]
+    assert done.stdout.split() == [str(preset), "True", "Bimanual-Chunk-Insertion", "mlp", "1000.0", "300.0", "6000"]
 
 
 def test_baselines_match_the_capacity_and_budget_of_the_phase_they_stand_in_for():
