@@ -45,7 +45,8 @@ def test_every_shipped_profile_and_recipe_composes_onto_a_preset():
     from importlib.resources import files
 
     overlays = files("lawr_ext.configs")
-    for group, names in (("profile", {"cpu", "default", "gpu", "ogbench_cpu", "smoke", "tiny"}), ("recipe", {"published"})):
+    profiles = {"cpu", "default", "gpu", "ogbench_cpu", "smoke", "tiny"}
+    for group, names in (("profile", profiles), ("recipe", {"published"})):
         assert {f.name.removesuffix(".yaml") for f in overlays.joinpath(group).iterdir()} == names
         for name in names:  # an overlay keeps the task's own values
             assert load_train_config("Bimanual-Chunk", [f"{group}={name}"]).critic.v_max == 1000.0
