@@ -164,8 +164,8 @@ def test_a_dct_run_trains_every_phase_on_coefficients_and_exports_full_chunks(tm
 
 
 def test_settings_added_later_keep_earlier_checkpoint_hashes_at_their_old_behaviour():
-    """data.chunk_basis=steps and flow.lr_schedule=constant train as before these settings existed, so they stay out
-    of the config hash (runs saved earlier still load and resume); any other value is part of it."""
+    """data.chunk_basis=steps and flow/planner.lr_schedule=constant train as before these settings existed, so they
+    stay out of the config hash (runs saved earlier still load and resume); any other value is part of it."""
     from lawr_ext.algorithms.registry import hashed_config
     from lawr_ext.utils.io import config_hash
 
@@ -173,9 +173,10 @@ def test_settings_added_later_keep_earlier_checkpoint_hashes_at_their_old_behavi
         return hashed_config(load_train_config("Bimanual-Chunk", ["profile=cpu", *overrides]), "planner")
 
     default = hashed()
-    assert "chunk_basis" not in default["data"] and "lr_schedule" not in default["flow"]
+    assert "chunk_basis" not in default["data"]
+    assert "lr_schedule" not in default["flow"] and "lr_schedule" not in default["planner"]
     assert config_hash(hashed("data.chunk_coeffs=12")) == config_hash(default)  # ignored for "steps"
-    for change in ("data.chunk_basis=dct", "flow.lr_schedule=cosine"):
+    for change in ("data.chunk_basis=dct", "flow.lr_schedule=cosine", "planner.lr_schedule=cosine"):
         assert config_hash(hashed(change)) != config_hash(default), change
     assert hashed("data.chunk_basis=dct")["data"]["chunk_coeffs"] == 10
 

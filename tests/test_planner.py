@@ -19,6 +19,7 @@ from conftest import fitted_obs_normalizer
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
 from lawr_ext.algorithms.planner import LatentAWR
+from lawr_ext.algorithms.training import adam_steps
 from lawr_ext.algorithms.registry import BASELINES, matched_config
 from lawr_ext.algorithms.stage import StageInputs
 from lawr_ext.configs.awr import AWRWeightConfig
@@ -159,6 +160,26 @@ def test_planner_through_a_two_jump_decoder_picks_the_better_mode_and_acts_throu
         assert not torch.allclose(two_jumps, decoder.decode(learner.planner(obs_norm), obs_norm))
     with pytest.raises(ValueError, match="decode_steps must be >= 1"):
         PlannerConfig(decode_steps=0)
+
+
+def test_cosine_schedule_decays_the_planner_rate_to_zero_and_still_picks_the_better_mode(frozen_phases):
+    """planner.lr_schedule=cosine (IQL's actor schedule): the rate follows the half cosine over num_steps, counted
+    by Adam's own steps (which a checkpoint carries), and the planner still lands on the better mode."""
+    import math
+
+    learner, _ = train_planner(frozen_phases, temperature=0.1, steps=400, num_steps=400, lr_schedule="cosine")
+    optimizer = learner.optimizers["planner"]
+    assert adam_steps(optimizer) == 400
+    # the rate set before the last step: step 399 of 400
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 399 / 400)))
+    on_better, between, _ = better_mode_fraction(learner)
+    assert on_better > 0.9 and between < 0.05
+    data, normalizer, decoder, critic = frozen_phases
+    restored = LatentAWR(learner.cfg, O, H, A, decoder, critic.advantage, normalizer)
+    restored.optimizers["planner"].load_state_dict(optimizer.state_dict())
+    assert adam_steps(restored.optimizers["planner"]) == 400  # a resumed run continues the schedule
+    with pytest.raises(ValueError, match="lr_schedule"):
+        PlannerConfig(lr_schedule="linear")
 
 
 def test_planner_refuses_a_trainable_flow(frozen_phases):

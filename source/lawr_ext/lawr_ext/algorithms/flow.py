@@ -16,14 +16,13 @@ planner (Phase 3) backpropagates through it into z while the flow's weights stay
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze, learner_batch
-from lawr_ext.algorithms.training import EMA, masked_sum, optimizer_step
+from lawr_ext.algorithms.training import EMA, cosine_learning_rate, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
@@ -228,9 +227,8 @@ class MeanFlow(Learner):
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         if self.cfg.lr_schedule == "cosine":  # the EMA's update count is the step count, and resumes with it
-            progress = min(int(self.ema.num_updates) / self.cfg.num_steps, 1.0)
-            for group in self.optimizers["flow"].param_groups:
-                group["lr"] = self.cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+            cosine_learning_rate(self.optimizers["flow"], self.cfg.learning_rate, int(self.ema.num_updates),
+                                 self.cfg.num_steps)
         loss, info = self.loss(batch)
         grad_norm = optimizer_step(self.optimizers["flow"], loss, self.optimizers["flow"].param_groups[0]["params"],
                                    self.cfg.max_grad_norm, "MeanFlow")

@@ -26,7 +26,8 @@ from torch import nn
 from lawr_ext.algorithms.awr import AdvantageFn, awr_weights, effective_sample_fraction
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.flow import FlowDecoder
-from lawr_ext.algorithms.training import masked_mean, optimizer_step, q_ascent_loss
+from lawr_ext.algorithms.training import (adam_steps, cosine_learning_rate, masked_mean, optimizer_step,
+                                         q_ascent_loss)
 from lawr_ext.configs.planner import LatentActorConfig, PlannerConfig
 from lawr_ext.data import keys
 from lawr_ext.modules.mlp import ResidualMLP
@@ -135,6 +136,9 @@ class LatentAWR(Learner):
             q_loss = q_ascent_loss(q)
             info["planner/q_mean"] = q.mean().item()
         loss = cfg.awr_weight * awr_loss + cfg.q_weight * q_loss
+        if cfg.lr_schedule == "cosine":  # Adam's step count resumes with the checkpoint
+            cosine_learning_rate(self.optimizers["planner"], cfg.learning_rate,
+                                 adam_steps(self.optimizers["planner"]), cfg.num_steps)
         grad_norm = optimizer_step(self.optimizers["planner"], loss, self.planner.parameters(), cfg.max_grad_norm,
                                    "LatentAWR", awr=awr_loss, q=q_loss)
 

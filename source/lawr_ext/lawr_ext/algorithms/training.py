@@ -21,6 +21,7 @@ chunks reduces through ``masked_sum`` / ``masked_mean``. Which reduction each lo
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 
 import torch
@@ -61,6 +62,22 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, paramet
     grad_norm = nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     return grad_norm
+
+
+def cosine_learning_rate(optimizer: torch.optim.Optimizer, base_rate: float, step: int, num_steps: int) -> None:
+    """Set every group's learning rate to ``base_rate`` decayed along a half cosine to 0 at ``num_steps``.
+
+    A fixed budget that ends on small steps settles the weights instead of leaving the last noisy step's.
+    """
+    progress = min(step / num_steps, 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = base_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def adam_steps(optimizer: torch.optim.Optimizer) -> int:
+    """Steps an Adam(W) optimizer has taken (its per-parameter "step" state, which checkpoints carry)."""
+    state = next(iter(optimizer.state.values()), None)
+    return 0 if state is None else int(state["step"])
 
 
 def q_ascent_loss(q: torch.Tensor, normalize: bool = True) -> torch.Tensor:

@@ -62,6 +62,10 @@ class PlannerConfig(LatentActorConfig):
     # map; more jumps give sharper, more committed chunks at that many flow passes per chunk (docs/results.md)
     decode_steps: int = 1
     learning_rate: float = 3e-4
+    # "constant" (the paper's), or "cosine": from learning_rate down to 0 over num_steps, as IQL's AWR actor. The
+    # weights of one batch can be concentrated on a few chunks (effective sample fraction down to 0.05), so each
+    # constant-rate step moves the planner by one batch's noise, up to the last one.
+    lr_schedule: str = "constant"
     max_grad_norm: float = 1.0      # global grad-norm clip of the planner
     batch_size: int = 256           # chunks per gradient step
     num_steps: int = 100_000        # gradient steps of Phase 3
@@ -77,6 +81,8 @@ class PlannerConfig(LatentActorConfig):
                 raise ValueError(f"{name}.{attr} must be >= 0, got {getattr(self, attr)}")
         if self.awr_weight == 0 and self.q_weight == 0:
             raise ValueError(f"{name}: awr_weight and q_weight are both 0, so nothing would train the planner")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"{name}.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
         for attr in ("learning_rate", "max_grad_norm"):
             if not getattr(self, attr) > 0:
                 raise ValueError(f"{name}.{attr} must be > 0, got {getattr(self, attr)}")
