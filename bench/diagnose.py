@@ -355,9 +355,14 @@ def run_wallclock(run_dir: Path, method: str, cfg: TrainConfig) -> dict:
                for stage in stages if registry.STAGES[stage].learner is not None}  # not trained: 0 s
     s = json.loads((run_dir / "eval" / method / "eval.json").read_text())["summary"]
     return {"train_seconds": sum(seconds.values()), "phase_seconds": seconds, "flow_steps": cfg.flow.num_steps,
-            "planner_steps": cfg.planner.num_steps, "decode_steps": cfg.planner.decode_steps,
-            "temperature": cfg.planner.weights.temperature,
+            "flow_batch": cfg.flow.batch_size, "planner_steps": cfg.planner.num_steps,
+            "decode_steps": cfg.planner.decode_steps, "temperature": cfg.planner.weights.temperature,
+            "planner_lr": cfg.planner.learning_rate, "planner_schedule": cfg.planner.lr_schedule,
             **{k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean")}}
+
+
+def _planner_rate(r: dict) -> str:
+    return f"lr {r['planner_lr']:g}" + (" cosine" if r["planner_schedule"] == "cosine" else "")
 
 
 def _end_effectors(task: str):
@@ -430,12 +435,13 @@ def write_markdown(results: dict, out: Path) -> None:
         lines.append("")
     if "wallclock" in results:
         lines += ["## Success against training wall-clock (the phases each method needs)", "",
-                  "| run / method | flow steps | planner steps × flow jumps, temperature | train s | success [95% CI] | "
-                  "return |", "|---|---|---|---|---|---|"]
+                  "| run / method | flow steps × batch | planner steps × flow jumps, temperature, learning rate | "
+                  "train s | success [95% CI] | return |", "|---|---|---|---|---|---|"]
         for key, r in sorted(results["wallclock"].items(), key=lambda kv: kv[1]["train_seconds"]):
             planner = "—" if "planner" not in r["phase_seconds"] else \
-                f"{r['planner_steps']} × {r['decode_steps']}, {r['temperature']:g}"
-            lines.append(f"| {key} | {r['flow_steps']} | {planner} | {r['train_seconds']:.0f} | {rate(r)} |")
+                f"{r['planner_steps']} × {r['decode_steps']}, {r['temperature']:g}, {_planner_rate(r)}"
+            lines.append(f"| {key} | {r['flow_steps']} × {r['flow_batch']} | {planner} | {r['train_seconds']:.0f} | "
+                         f"{rate(r)} |")
         lines.append("")
     for part, title in (("exec_horizon", "Execution: steps of each chunk executed before replanning"),
                         ("learning_curve", "Learning curve (every phase trained for the given steps)"),
@@ -529,10 +535,10 @@ def plot(results: dict, out: Path) -> None:
 
     def wallclock_key(key: str):
         r = results["wallclock"][key]
-        method = key.split("/")[-1]
+        method = f"{key.split('/')[-1]}, flow batch {r['flow_batch']}"
         if "planner" in r["phase_seconds"]:  # L-AWR-like: its planner's setting names the curve
-            method += (f" (planner {r['planner_steps']} steps, {r['decode_steps']} flow jump(s), "
-                       f"temperature {r['temperature']:g})")
+            method += (f", planner {r['planner_steps']} steps × {r['decode_steps']} flow jump(s), "
+                       f"temperature {r['temperature']:g}, {_planner_rate(r)}")
         return method, r["train_seconds"]
 
     draw(series("wallclock", wallclock_key), "training wall-clock of the phases it needs [s]",

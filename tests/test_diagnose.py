@@ -177,8 +177,8 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
 
     dataset = tmp_path / "data"
     run = tmp_path / "runs" / "r20k"
-    write_run_config(run, load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "flow.num_steps=20000",
-                                                                          "planner.num_steps=8000"]), dataset)
+    write_run_config(run, load_train_config("Bimanual-Chunk-Insertion", [
+        "profile=cpu", "flow.num_steps=20000", "flow.batch_size=128", "planner.learning_rate=3e-4"]), dataset)
     for phase, seconds in (("flow", 900.0), ("critic", 60.0), ("planner", 400.0)):
         (run / phase).mkdir(parents=True)
         torch.save({"format_version": FORMAT_VERSION, "stage": phase, "step": 1, "train_seconds": seconds},
@@ -194,6 +194,7 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
     lawr, flow_bc = diagnosis.results["wallclock"]["r20k/lawr"], diagnosis.results["wallclock"]["r20k/flow_bc"]
     assert lawr["train_seconds"] == 1360.0 and lawr["successes"] == 64 and lawr["planner_steps"] == 8000
     assert (lawr["decode_steps"], lawr["temperature"], lawr["flow_steps"]) == (4, 0.5, 20000)  # Insertion at cpu
+    assert (lawr["flow_batch"], lawr["planner_lr"], lawr["planner_schedule"]) == (128, 3e-4, "cosine")
     assert flow_bc["train_seconds"] == 900.0 and flow_bc["phase_seconds"] == {"flow": 900.0}  # flow BC trains nothing
 
     (run / "eval" / "lawr" / "eval.json").write_text(json.dumps({"summary": _rate(70, 128)}))  # re-evaluated
@@ -201,7 +202,8 @@ def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_
     assert diagnosis.results["wallclock"]["r20k/lawr"]["successes"] == 70  # read afresh, not cached
     diagnose.write_markdown(diagnosis.results, tmp_path / "out")
     report = (tmp_path / "out" / "diagnose.md").read_text()
-    assert "| r20k/flow_bc | 20000 | — | 900 | 59/128" in report and "| r20k/lawr | 20000 | 8000 × 4, 0.5 | 1360 | 70/128" in report
+    assert "| r20k/flow_bc | 20000 × 128 | — | 900 | 59/128" in report
+    assert "| r20k/lawr | 20000 × 128 | 8000 × 4, 0.5, lr 0.0003 cosine | 1360 | 70/128" in report
     diagnose.plot(diagnosis.results, tmp_path / "out")
     assert (tmp_path / "out" / "wallclock.png").stat().st_size > 0
 
