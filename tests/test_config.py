@@ -107,6 +107,20 @@ def test_image_presets_layer_their_overlay_on_the_profile_and_the_command_line_s
     assert load_train_config("Bimanual-Chunk", ["profile=cpu"]).data.chunk_basis != "dct"
 
 
+def test_insertion_preset_layers_its_cpu_overlay_and_leaves_the_other_profiles_and_tasks_alone():
+    cpu = load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu"])
+    assert (cpu.flow.batch_size, cpu.flow.num_steps) == (256, 28_000)
+    assert (cpu.planner.num_steps, cpu.planner.learning_rate, cpu.planner.lr_schedule) == (8000, 1e-3, "cosine")
+    assert cpu.planner.decode_steps == 4 and cpu.critic.num_steps == 3000  # the preset's and the profile's own
+    assert load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "flow.batch_size=128"]).flow.batch_size == 128
+    for profile in ("tiny", "smoke"):
+        smoke = load_train_config("Bimanual-Chunk-Insertion", [f"profile={profile}"])
+        assert smoke.planner.lr_schedule == "constant"
+        assert smoke.flow.batch_size == load_train_config("Bimanual-Chunk", [f"profile={profile}"]).flow.batch_size
+    for task in ("Bimanual-Chunk", "Bimanual-Chunk-Insertion-Vision"):
+        assert load_train_config(task, ["profile=cpu"]).planner.lr_schedule == "constant"
+
+
 @pytest.mark.parametrize("override, field", [
     ("data.horizon=0", "DataConfig.horizon"),
     ("data.horizon=-5", "DataConfig.horizon"),
@@ -183,12 +197,14 @@ def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
                "cfg = t.load_train_config('Bimanual-Chunk-Insertion', ['profile=smoke', 'recipe=published']); "
                "print(t.get_task(cfg.task).lawr_cfg_file(), a.ROBOT_LIMITS_FILE.is_file(), cfg.task, cfg.flow.arch, "
                "cfg.critic.v_max, cfg.baselines.fql.alpha, "
-               "t.load_train_config('Bimanual-Chunk-Vision', ['profile=cpu']).planner.num_steps)")
+               "t.load_train_config('Bimanual-Chunk-Vision', ['profile=cpu']).planner.num_steps, "
+               "t.load_train_config('Bimanual-Chunk-Insertion', ['profile=cpu']).flow.batch_size)")
     done = subprocess.run([sys.executable, "-c", compose], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     preset = installed / "lawr_ext" / "tasks" / "bimanual" / "agents" / "lawr_bimanual_chunk_insertion.yaml"
-    assert done.stdout.split() == [str(preset), "True", "Bimanual-Chunk-Insertion", "mlp", "1000.0", "300.0", "6000"]
+    assert done.stdout.split() == [str(preset), "True", "Bimanual-Chunk-Insertion", "mlp", "1000.0", "300.0", "6000",
+                                 "256"]
 
 
 def test_baselines_match_the_capacity_and_budget_of_the_phase_they_stand_in_for():
