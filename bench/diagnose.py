@@ -10,6 +10,8 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     precision       how close the frozen flow of --run comes to the dataset's chunks (one draw, 4-step draw, best of
                     16, a latent optimized on the sqrt(d) sphere, T(0)) and how close each trained policy does, in
                     env action units and end-effector millimetres (eval/diagnostics.py)
+    weights         which chunks --run's Phase 3 regression leans on: the planner's AWR weights of the data's chunks
+                    (frozen critic) grouped by expert quality and episode success (no training, seconds)
     modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
                     (the data's first chunks are multimodal there) or averages them: each draw's end-effector motion
                     against the strategies' centroids (eval/diagnostics.py mode_commitment; seconds)
@@ -60,7 +62,7 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
-from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision
+from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision, weight_shares
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -68,8 +70,8 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "basis_error", "precision", "modes", "exec_horizon", "learning_curve", "precision_curve", "easiest", "scaling",
-         "variants", "wallclock")
+PARTS = ("replay", "basis_error", "precision", "modes", "weights", "exec_horizon", "learning_curve", "precision_curve",
+         "easiest", "scaling", "variants", "wallclock")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -203,6 +205,12 @@ class Diagnosis:
             if stage.learner is not None and final_path(run_dir, stage.name).is_file():
                 self.cached("precision", f"{run_dir.name}/{method}",
                             lambda: policy_precision(load_policy(run_dir, method), dataset, end_effectors=end_effectors))
+
+    def weights(self, run_dir: Path) -> None:
+        cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
+        behavior, critic = load_product(run_dir, "flow", cfg, dims), load_product(run_dir, "critic", cfg, dims)
+        self.cached("weights", run_dir.name, lambda: weight_shares(
+            behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights), refresh=True)
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
@@ -416,6 +424,14 @@ def write_markdown(results: dict, out: Path) -> None:
                     lines.append(f"| {key} | {kind} | {1000 * m['distance_m']:.0f} | {m['committed']:.2f} | "
                                  f"{m['distinct']:.2f} |")
         lines.append("")
+    if "weights" in results:
+        lines += ["## What Phase 3's weights lean on (AWR weights of the data's chunks, by expert quality and success)",
+                  "", "| run | group | chunks | weight share | mean advantage |", "|---|---|---|---|---|"]
+        for key, value in results["weights"].items():
+            for group, g in value["groups"].items():
+                lines.append(f"| {key} | {group} | {g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
+                             f"{g['advantage_mean']:.1f} |")
+        lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",
                   "| basis | grasp points, mean [mm] | grasp points, worst step [mm] | mean abs action error per dim |",
@@ -558,12 +574,15 @@ def main() -> None:
             diagnosis.precision(run_dir)
         if "modes" in args.parts:
             diagnosis.modes(run_dir)
+        if "weights" in args.parts:
+            diagnosis.weights(run_dir)
         if "exec_horizon" in args.parts:
             diagnosis.exec_horizon(run_dir)
         if "variants" in args.parts:
             diagnosis.variants(run_dir)
-    elif {"precision", "modes", "exec_horizon", "variants"} & set(args.parts):
-        print("[diagnose] precision / modes / exec_horizon / variants skipped: give --run (or include learning_curve)")
+    elif {"precision", "modes", "weights", "exec_horizon", "variants"} & set(args.parts):
+        print("[diagnose] precision / modes / weights / exec_horizon / variants skipped: give --run (or include "
+              "learning_curve)")
     if "basis_error" in args.parts:
         diagnosis.basis_error()
     if "precision_curve" in args.parts:

@@ -168,6 +168,50 @@ def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averag
     assert averaged["sample_1step"]["distance_m"] == pytest.approx(0.3) and averaged["origin"]["committed"] == 0.0
 
 
+def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success():
+    """exp(A) weights of 8 chunks, hand-computed: a group's share of the summed weight beside its share of chunks."""
+    import math
+    from types import SimpleNamespace
+
+    import torch
+    from tensordict import TensorDict
+
+    from lawr_ext.configs.awr import AWRWeightConfig
+    from lawr_ext.data import keys
+    from lawr_ext.eval.diagnostics import weight_shares
+
+    quality = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
+    success = torch.tensor([1, 1, 1, 0, 1, 0, 0, 0], dtype=torch.bool)
+    advantage = torch.tensor([0.0, 0.0, math.log(2), 0.0, math.log(4), 0.0, 0.0, 0.0])  # weights 1 1 2 1 4 1 1 1
+    dataset = SimpleNamespace(num_chunks=8, batch=lambda ids: TensorDict(
+        {keys.QUALITY: quality[ids], keys.SUCCESS: success[ids], "a": advantage[ids]}, batch_size=[len(ids)]))
+    behavior = SimpleNamespace(learner_batch=lambda batch: batch)
+    result = weight_shares(behavior, lambda batch: batch["a"], dataset, AWRWeightConfig(temperature=1.0),
+                           batch_size=3)
+    groups = result["groups"]
+    assert result["chunks"] == 8 and set(groups) == {"quality 0 success 1", "quality 1 success 1",
+                                                      "quality 1 success 0", "quality 2 success 1",
+                                                      "quality 2 success 0"}
+    expected = {"quality 0 success 1": (2 / 8, 2 / 12), "quality 1 success 1": (1 / 8, 2 / 12),
+                "quality 1 success 0": (1 / 8, 1 / 12), "quality 2 success 1": (1 / 8, 4 / 12),
+                "quality 2 success 0": (3 / 8, 3 / 12)}
+    for name, (fraction, share) in expected.items():
+        assert groups[name]["chunk_fraction"] == pytest.approx(fraction)
+        assert groups[name]["weight_share"] == pytest.approx(share)
+    assert groups["quality 2 success 1"]["advantage_mean"] == pytest.approx(math.log(4))
+    report = {"dataset": "d", "weights": {"run": result}}
+    assert "| run | quality 2 success 1 | 0.125 | 0.333 | 1.4 |" in diagnose_markdown(report)
+
+
+def diagnose_markdown(results: dict) -> str:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as out:
+        diagnose.write_markdown(results, Path(out))
+        return (Path(out) / "diagnose.md").read_text()
+
+
 def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):
     import torch
 

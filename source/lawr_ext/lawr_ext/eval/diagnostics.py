@@ -8,6 +8,8 @@ planner's chunks stay on the data. Read-only: nothing here trains or changes a m
                                            come to the dataset's chunks, in env action units and in metres
     mode_commitment                        whether the flow's draws at an episode's first state pick one of the
                                            demonstrated strategies or land between them (mode averaging)
+    weight_shares                          which experts' chunks the planner's advantage weights favour (quality
+                                           label x episode success)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
 from lawr_ext.algorithms.base import learner_batch
 # re-exported: the flow's sample quality sits in algorithms/, where Phase 1 reports it after training
 from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality, sliced_wasserstein  # noqa: F401
@@ -27,6 +30,7 @@ from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.vision import pack_observation
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
+    from lawr_ext.configs.awr import AWRWeightConfig
     from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
@@ -232,3 +236,35 @@ def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,
         origin = behavior.decoder.decode(torch.zeros_like(batch[keys.ACTIONS]), obs_norm)
         result["origin"] = measure(motion(behavior.env_chunks(origin)), 1)
     return result
+
+
+@torch.no_grad()
+def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: ChunkDataset,
+                  weights: AWRWeightConfig, *, num_chunks: int = 8192, batch_size: int = 1024, seed: int = 0) -> dict:
+    """Which chunks Phase 3's regression leans on: the AWR weights w(A) of up to ``num_chunks`` random dataset
+    chunks (advantages from the frozen critic; with ``weights.standardize`` divided by the std over all of them,
+    where the planner divides by each batch's), grouped by the episode's expert quality label and success.
+
+    Per group ("quality <q> success <0|1>"): its fraction of the chunks, its share of the summed weight and its
+    mean advantage. A group whose weight share exceeds its chunk fraction pulls the planner toward its chunks.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks]
+    parts = {"advantage": [], "quality": [], "success": []}
+    for chunk_ids in ids.split(batch_size):
+        batch = behavior.learner_batch(dataset.batch(chunk_ids))
+        parts["advantage"].append(advantage_fn(batch).cpu())
+        parts["quality"].append(batch[keys.QUALITY].cpu())
+        parts["success"].append(batch[keys.SUCCESS].cpu().long())
+    advantage, quality, success = (torch.cat(parts[k]) for k in ("advantage", "quality", "success"))
+    weight = awr_weights(advantage, weights)
+    groups = {}
+    for q in quality.unique().tolist():
+        for ok in (1, 0):
+            member = (quality == q) & (success == ok)
+            if member.any():
+                groups[f"quality {q} success {ok}"] = {
+                    "chunk_fraction": member.float().mean().item(),
+                    "weight_share": (weight[member].sum() / weight.sum()).item(),
+                    "advantage_mean": advantage[member].mean().item()}
+    return {"chunks": len(ids), "groups": groups}
