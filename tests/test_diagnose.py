@@ -168,7 +168,7 @@ def test_mode_commitment_tells_a_flow_that_picks_a_strategy_from_one_that_averag
     assert averaged["sample_1step"]["distance_m"] == pytest.approx(0.3) and averaged["origin"]["committed"] == 0.0
 
 
-def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success():
+def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(tmp_path):
     """exp(A) weights of 8 chunks, hand-computed: a group's share of the summed weight beside its share of chunks."""
     import math
     from types import SimpleNamespace
@@ -199,17 +199,8 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
         assert groups[name]["chunk_fraction"] == pytest.approx(fraction)
         assert groups[name]["weight_share"] == pytest.approx(share)
     assert groups["quality 2 success 1"]["advantage_mean"] == pytest.approx(math.log(4))
-    report = {"dataset": "d", "weights": {"run": result}}
-    assert "| run | quality 2 success 1 | 0.125 | 0.333 | 1.4 |" in diagnose_markdown(report)
-
-
-def diagnose_markdown(results: dict) -> str:
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as out:
-        diagnose.write_markdown(results, Path(out))
-        return (Path(out) / "diagnose.md").read_text()
+    diagnose.write_markdown({"dataset": "d", "weights": {"run": result}}, tmp_path)
+    assert "| run | quality 2 success 1 | 0.125 | 0.333 | 1.4 |" in (tmp_path / "diagnose.md").read_text()
 
 
 def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):

@@ -19,9 +19,9 @@ from conftest import fitted_obs_normalizer
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
 from lawr_ext.algorithms.planner import LatentAWR
-from lawr_ext.algorithms.training import adam_steps
 from lawr_ext.algorithms.registry import BASELINES, matched_config
 from lawr_ext.algorithms.stage import StageInputs
+from lawr_ext.algorithms.training import adam_steps
 from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.critic import CriticConfig
 from lawr_ext.configs.flow import FlowConfig

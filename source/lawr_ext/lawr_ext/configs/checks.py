@@ -1,4 +1,4 @@
-"""Checks more than one config needs: finite numbers and device strings."""
+"""Checks more than one config needs: finite numbers, device strings and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ def check_device(device: str, where: str) -> None:
         torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"{where}: {device!r} is not a device (expected cpu, cuda or cuda:N)") from None
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_lr_schedule(schedule: str, where: str) -> None:
+    """One of ``LR_SCHEDULES`` (the flow's and the planner's; ``algorithms/training.py: cosine_learning_rate``)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"{where}: expected 'constant' or 'cosine', got {schedule!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lawr_ext.configs.checks import check_lr_schedule
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.vision import EncoderConfig
 
@@ -47,8 +48,7 @@ class FlowConfig(ChunkNetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"FlowConfig.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
+        check_lr_schedule(self.lr_schedule, "FlowConfig.lr_schedule")
         if self.loss_space not in ("u", "x"):
             raise ValueError(f"FlowConfig.loss_space: expected 'u' or 'x', got {self.loss_space!r}")
         if not 0.0 <= self.ratio_r_equals_t <= 1.0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lawr_ext.configs.awr import AWRWeightConfig
+from lawr_ext.configs.checks import check_lr_schedule
 
 
 LATENT_SETS = ("ball", "sphere", "box")
@@ -81,8 +82,7 @@ class PlannerConfig(LatentActorConfig):
                 raise ValueError(f"{name}.{attr} must be >= 0, got {getattr(self, attr)}")
         if self.awr_weight == 0 and self.q_weight == 0:
             raise ValueError(f"{name}: awr_weight and q_weight are both 0, so nothing would train the planner")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"{name}.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
+        check_lr_schedule(self.lr_schedule, f"{name}.lr_schedule")
         for attr in ("learning_rate", "max_grad_norm"):
             if not getattr(self, attr) > 0:
                 raise ValueError(f"{name}.{attr} must be > 0, got {getattr(self, attr)}")

@@ -30,10 +30,10 @@ from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.vision import pack_observation
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
-    from lawr_ext.configs.awr import AWRWeightConfig
     from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
+    from lawr_ext.configs.awr import AWRWeightConfig
 
 
 def _nearest_neighbour_distance(query: torch.Tensor, reference: torch.Tensor, exclude_same_index: bool,
