@@ -72,6 +72,8 @@ from lawr_ext.utils.io import atomic_write_text
 
 PARTS = ("replay", "basis_error", "precision", "modes", "weights", "exec_horizon", "learning_curve", "precision_curve",
          "easiest", "scaling", "variants", "wallclock")
+# the parts that read one trained run (--run, or the learning curve's), in the order they run: Diagnosis methods
+RUN_PARTS = ("precision", "modes", "weights", "exec_horizon", "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -570,19 +572,11 @@ def main() -> None:
     curve_run = diagnosis.learning_curve() if "learning_curve" in args.parts else None
     run_dir = Path(args.run) if args.run else curve_run
     if run_dir is not None:
-        if "precision" in args.parts:
-            diagnosis.precision(run_dir)
-        if "modes" in args.parts:
-            diagnosis.modes(run_dir)
-        if "weights" in args.parts:
-            diagnosis.weights(run_dir)
-        if "exec_horizon" in args.parts:
-            diagnosis.exec_horizon(run_dir)
-        if "variants" in args.parts:
-            diagnosis.variants(run_dir)
-    elif {"precision", "modes", "weights", "exec_horizon", "variants"} & set(args.parts):
-        print("[diagnose] precision / modes / weights / exec_horizon / variants skipped: give --run (or include "
-              "learning_curve)")
+        for part in RUN_PARTS:
+            if part in args.parts:
+                getattr(diagnosis, part)(run_dir)
+    elif set(RUN_PARTS) & set(args.parts):
+        print(f"[diagnose] {' / '.join(RUN_PARTS)} skipped: give --run (or include learning_curve)")
     if "basis_error" in args.parts:
         diagnosis.basis_error()
     if "precision_curve" in args.parts:

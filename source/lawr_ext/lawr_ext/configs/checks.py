@@ -34,4 +34,4 @@ LR_SCHEDULES = ("constant", "cosine")
 def check_lr_schedule(schedule: str, where: str) -> None:
     """One of ``LR_SCHEDULES`` (the flow's and the planner's; ``algorithms/training.py: cosine_learning_rate``)."""
     if schedule not in LR_SCHEDULES:
-        raise ValueError(f"{where}: expected 'constant' or 'cosine', got {schedule!r}")
+        raise ValueError(f"{where}: expected {' or '.join(map(repr, LR_SCHEDULES))}, got {schedule!r}")
