@@ -12,6 +12,11 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
                     env action units and end-effector millimetres (eval/diagnostics.py)
     weights         which chunks --run's Phase 3 regression leans on: the planner's AWR weights of the data's chunks
                     (frozen critic) grouped by expert quality and episode success (no training, seconds)
+    ranking         whether --run's critic tells the data's chunks that succeed from those that fail, and whether any
+                    learner could: held-out AUC of the episode's success from probes fitted on half the episodes
+                    (state alone; state and chunk) beside the critic's V, Q and Q - V, per window of the episode's
+                    steps, for all episodes and within each expert quality (eval/diagnostics.py success_ranking;
+                    about a minute)
     modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
                     (the data's first chunks are multimodal there) or averages them: each draw's end-effector motion
                     against the strategies' centroids (eval/diagnostics.py mode_commitment; seconds)
@@ -62,7 +67,8 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
-from lawr_ext.eval.diagnostics import flow_precision, mode_commitment, policy_precision, weight_shares
+from lawr_ext.eval.diagnostics import (flow_precision, mode_commitment, policy_precision, success_ranking,
+                                       weight_shares)
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -70,10 +76,10 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "basis_error", "precision", "modes", "weights", "exec_horizon", "learning_curve", "precision_curve",
-         "easiest", "scaling", "variants", "wallclock")
+PARTS = ("replay", "basis_error", "precision", "modes", "weights", "ranking", "exec_horizon", "learning_curve",
+         "precision_curve", "easiest", "scaling", "variants", "wallclock")
 # the parts that read one trained run (--run, or the learning curve's), in the order they run: Diagnosis methods
-RUN_PARTS = ("precision", "modes", "weights", "exec_horizon", "variants")
+RUN_PARTS = ("precision", "modes", "weights", "ranking", "exec_horizon", "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -213,6 +219,12 @@ class Diagnosis:
         behavior, critic = load_product(run_dir, "flow", cfg, dims), load_product(run_dir, "critic", cfg, dims)
         self.cached("weights", run_dir.name, lambda: weight_shares(
             behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights), refresh=True)
+
+    def ranking(self, run_dir: Path) -> None:
+        cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
+        behavior, critic = load_product(run_dir, "flow", cfg, dims), load_product(run_dir, "critic", cfg, dims)
+        self.cached("ranking", run_dir.name, lambda: success_ranking(
+            behavior, critic, open_dataset(cfg, self.args.dataset)))
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
@@ -433,6 +445,18 @@ def write_markdown(results: dict, out: Path) -> None:
             for group, g in value["groups"].items():
                 lines.append(f"| {key} | {group} | {g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
                              f"{g['advantage_mean']:.1f} |")
+        lines.append("")
+    if "ranking" in results:
+        lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", "",
+                  "| run | steps | group | chunks | success | probe: state | probe: state + chunk | critic V | "
+                  "critic Q | critic Q - V |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for key, value in results["ranking"].items():
+            for window in value["windows"]:
+                for group, g in window["groups"].items():
+                    aucs = " | ".join("—" if g[name] is None else f"{g[name]:.2f}" for name in
+                                      ("probe_state", "probe_state_chunk", "critic_v", "critic_q", "critic_advantage"))
+                    lines.append(f"| {key} | {window['steps'][0]}-{window['steps'][1]} | {group} | {g['chunks']} | "
+                                 f"{g['success_rate']:.2f} | {aucs} |")
         lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",

@@ -286,3 +286,74 @@ def test_variants_become_evaluated_runs_keyed_by_their_names(tmp_path, monkeypat
     args.variants = ["b64=flow.batch_size=64"]  # a variant retrains Phase 3 only: a frozen phase's setting is refused
     with pytest.raises(SystemExit, match="Phase 3 only"):
         diagnose.Diagnosis(args).variants(run)
+
+
+def test_auc_counts_ties_half_and_needs_both_classes():
+    import torch
+
+    from lawr_ext.eval.diagnostics import auc
+
+    assert auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert auc(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([0, 1, 1])) == pytest.approx(0.75)  # one tie: half
+    assert auc(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([1, 0, 0])) == pytest.approx(1.0)
+    assert auc(torch.tensor([1.0, 2.0]), torch.tensor([1, 1])) is None
+
+
+def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tmp_path):
+    """Episodes of 8 steps whose outcome is set by the chunk's first action from step 4 on (+1 succeeds, -1 fails)
+    and unseen before it; the states are noise. The state-and-chunk probe and a critic whose Q reads that action
+    rank the late chunks; the state probe and a constant V do not."""
+    from types import SimpleNamespace
+
+    import torch
+    from tensordict import TensorDict
+    from torch import nn
+
+    from lawr_ext.data import keys
+    from lawr_ext.eval.diagnostics import success_ranking
+
+    horizon, episodes, length = 2, 64, 8
+    generator = torch.Generator().manual_seed(0)
+    success = torch.rand(episodes, generator=generator) < 0.5
+    quality = torch.arange(episodes) % 2
+    obs = torch.randn(episodes * length, 3, generator=generator)
+    noise = torch.randn(episodes * length, horizon, 2, generator=generator)
+
+    def batch(ids):
+        episode, step = ids // length, ids % length
+        actions = noise[ids].clone()
+        decided = step >= 4
+        actions[decided, :, 0] = (2.0 * success[episode].float() - 1.0)[decided, None]
+        return TensorDict({keys.OBS: obs[ids], keys.ACTIONS: actions, keys.SUCCESS: success[episode].float(),
+                           keys.QUALITY: quality[episode]}, batch_size=[len(ids)])
+
+    dataset = SimpleNamespace(
+        episodes=SimpleNamespace(num_episodes=episodes, starts=torch.arange(episodes) * length,
+                                 lengths=torch.full((episodes,), length)),
+        chunk_first_row=torch.arange(episodes * length), chunk_episode=torch.arange(episodes * length) // length,
+        batch=batch)
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))
+            self.obs_normalizer = lambda x: x
+
+        def value(self, obs_norm):
+            return torch.zeros(len(obs_norm))
+
+        def q_value(self, obs_norm, actions, target=False):
+            return actions[:, :, 0].mean(1)
+
+    result = success_ranking(SimpleNamespace(learner_batch=lambda b: b), Critic(), dataset, num_windows=2,
+                             probe_steps=400, hidden=32)
+    assert result["train_episodes"] + result["held_out_episodes"] == episodes
+    early, late = (w["groups"]["all"] for w in result["windows"])
+    assert [w["steps"] for w in result["windows"]] == [[0, 4], [4, 8]]
+    assert late["probe_state_chunk"] > 0.95 and late["critic_q"] == pytest.approx(1.0)
+    assert late["critic_advantage"] == pytest.approx(1.0) and late["critic_v"] == pytest.approx(0.5)
+    assert abs(early["critic_q"] - 0.5) < 0.2 and abs(early["probe_state_chunk"] - 0.5) < 0.25
+    assert abs(late["probe_state"] - 0.5) < 0.25
+    assert set(result["windows"][1]["groups"]) == {"all", "quality 0", "quality 1"}
+    diagnose.write_markdown({"dataset": "d", "ranking": {"run": result}}, tmp_path)
+    assert "| run | 4-8 | all |" in (tmp_path / "diagnose.md").read_text()

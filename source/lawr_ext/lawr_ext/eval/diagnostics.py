@@ -1,5 +1,6 @@
 """Diagnostics of trained models, measured on dataset chunks: how good the flow's samples are, and whether the
-planner's chunks stay on the data. Read-only: nothing here trains or changes a model.
+planner's chunks stay on the data. Read-only: nothing here changes a trained model (success_ranking fits two small
+probes of its own and discards them).
 
     sample_quality / flow_sample_quality   sliced-Wasserstein distance of k-step flow samples to data (the O(1) claim;
                                            defined in algorithms/flow_quality.py, which Phase 1 reports with)
@@ -10,6 +11,8 @@ planner's chunks stay on the data. Read-only: nothing here trains or changes a m
                                            demonstrated strategies or land between them (mode averaging)
     weight_shares                          which experts' chunks the planner's advantage weights favour (quality
                                            label x episode success)
+    success_ranking                        whether the critic, and probes fitted on half the episodes, tell the
+                                           data's chunks that succeed from those that fail (held-out AUC per window)
 """
 
 from __future__ import annotations
@@ -268,3 +271,117 @@ def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: C
                     "weight_share": (weight[member].sum() / weight.sum()).item(),
                     "advantage_mean": advantage[member].mean().item()}
     return {"chunks": len(ids), "groups": groups}
+
+
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney, ties count half); None
+    where only one class is present."""
+    labels = labels.bool()
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    order = scores.double().argsort()
+    sorted_scores = scores.double()[order]
+    ranks = torch.empty_like(sorted_scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    # tied scores share their mean rank
+    unique, inverse, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
+    if len(unique) < len(scores):
+        first = torch.cumsum(counts, 0) - counts + 1
+        mean_rank = (first + first + counts - 1).double() / 2
+        ranks[order] = mean_rank[inverse]
+    return ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)).item()
+
+
+def success_ranking(behavior: BehaviorModel, critic: torch.nn.Module, dataset: ChunkDataset, *,
+                    num_windows: int = 5, probe_steps: int = 4000, batch_size: int = 256, hidden: int = 256,
+                    max_chunks: int = 16384, seed: int = 0) -> dict:
+    """Does the frozen critic know which of the data's chunks lead to success, and could any learner on this data?
+
+    The episodes are split in two halves (seeded). Two success probes, the easier learners, are fitted on one
+    half with the episode's outcome as the label (binary cross-entropy; the critic's network shape): one sees the
+    state alone, one the state and the chunk (in the learner's chunk space). On chunks of the other half, per
+    window of the episode's steps (where the chunk starts), the AUC of success of:
+
+        probe_state        how well the state alone predicts the outcome
+        probe_state_chunk  how well state and chunk do: above probe_state, the chunk itself tells the episodes
+                           apart (what acting by a ranking of chunks at one state needs)
+        critic_v, critic_q, critic_advantage
+                           the critic's V(s), min-Q(s, a) and Q - V (trained on all episodes: in-sample)
+
+    for all episodes and within each expert quality label that has both outcomes there (-1: unlabelled). AUC 0.5 is
+    chance. Nothing here changes the critic or the flow: the probes are fitted here and discarded.
+    """
+    from lawr_ext.modules.mlp import mlp
+
+    generator = torch.Generator().manual_seed(seed)
+    device = next(critic.parameters()).device
+    episodes = dataset.episodes
+    held_out_episode = torch.randperm(episodes.num_episodes, generator=generator) < episodes.num_episodes // 2
+    chunk_episode = dataset.chunk_episode.cpu()
+    chunk_step = dataset.chunk_first_row.cpu() - episodes.starts[chunk_episode]
+    held_out = held_out_episode[chunk_episode]
+    train_ids = torch.nonzero(~held_out).squeeze(1)
+    test_ids = torch.nonzero(held_out).squeeze(1)
+    test_ids = test_ids[torch.randperm(len(test_ids), generator=generator)[:max_chunks]]
+    if len(train_ids) == 0 or len(test_ids) == 0:
+        raise ValueError("success_ranking: needs at least two episodes")
+
+    @torch.no_grad()
+    def features(chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = behavior.learner_batch(dataset.batch(chunk_ids).to(device))
+        return critic.obs_normalizer(batch[keys.OBS]), batch[keys.ACTIONS].flatten(1), batch
+
+    obs_norm, chunk, _ = features(train_ids[:1])
+    probes = {"probe_state": mlp(obs_norm.shape[1], hidden, 1).to(device),
+              "probe_state_chunk": mlp(obs_norm.shape[1] + chunk.shape[1], hidden, 1).to(device)}
+    optimizer = torch.optim.Adam([p for probe in probes.values() for p in probe.parameters()], lr=3e-4)
+    with torch.enable_grad():
+        for _ in range(probe_steps):
+            obs_norm, chunk, batch = features(train_ids[torch.randint(len(train_ids), (batch_size,),
+                                                                      generator=generator)])
+            label = batch[keys.SUCCESS].float()
+            loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(probe(x).squeeze(-1), label)
+                       for probe, x in ((probes["probe_state"], obs_norm),
+                                        (probes["probe_state_chunk"], torch.cat([obs_norm, chunk], -1))))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    scores: dict[str, list[torch.Tensor]] = {name: [] for name in (*probes, "critic_v", "critic_q",
+                                                                     "critic_advantage")}
+    success, quality = [], []
+    with torch.no_grad():
+        for ids in test_ids.split(1024):
+            obs_norm, chunk, batch = features(ids)
+            v = critic.value(obs_norm)
+            q = critic.q_value(obs_norm, batch[keys.ACTIONS], target=True)
+            for name, value in (("probe_state", probes["probe_state"](obs_norm).squeeze(-1)),
+                                ("probe_state_chunk", probes["probe_state_chunk"](
+                                    torch.cat([obs_norm, chunk], -1)).squeeze(-1)),
+                                ("critic_v", v), ("critic_q", q), ("critic_advantage", q - v)):
+                scores[name].append(value.cpu())
+            success.append(batch[keys.SUCCESS].cpu())
+            quality.append(batch[keys.QUALITY].cpu())
+    scores = {name: torch.cat(parts) for name, parts in scores.items()}
+    success, quality = torch.cat(success).bool(), torch.cat(quality)
+    step = chunk_step[test_ids]
+    edges = torch.linspace(0, int(episodes.lengths.max()), num_windows + 1).round().long()
+
+    def row(member: torch.Tensor) -> dict:
+        return {"chunks": int(member.sum()), "success_rate": success[member].float().mean().item(),
+                **{name: auc(values[member], success[member]) for name, values in scores.items()}}
+
+    windows = []
+    for begin, end in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        inside = (step >= begin) & (step < end)
+        if not inside.any():
+            continue
+        groups = {"all": row(inside)}
+        for label in quality[inside].unique().tolist():
+            member = inside & (quality == label)
+            if success[member].any() and not success[member].all():
+                groups[f"quality {label}"] = row(member)
+        windows.append({"steps": [begin, end], "groups": groups})
+    return {"train_episodes": int((~held_out_episode).sum()), "held_out_episodes": int(held_out_episode.sum()),
+            "probe_steps": probe_steps, "windows": windows}
