@@ -14,9 +14,10 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
                     (frozen critic) grouped by expert quality and episode success (no training, seconds)
     ranking         whether --run's critic tells the data's chunks that succeed from those that fail, and whether any
                     learner could: held-out AUC of the episode's success from probes fitted on half the episodes
-                    (state alone; state and chunk) beside the critic's V, Q and Q - V, per window of the episode's
-                    steps, for all episodes and within each expert quality (eval/diagnostics.py success_ranking;
-                    about a minute)
+                    (state alone; state and chunk) beside the V, Q and Q - V of --run's critic and of a critic of
+                    the same settings trained on the probes' half, per window of the episode's steps
+                    (--ranking_windows), for all episodes and within each expert quality (eval/diagnostics.py
+                    success_ranking; a few minutes)
     modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
                     (the data's first chunks are multimodal there) or averages them: each draw's end-effector motion
                     against the strategies' centroids (eval/diagnostics.py mode_commitment; seconds)
@@ -67,8 +68,8 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
-from lawr_ext.eval.diagnostics import (flow_precision, mode_commitment, policy_precision, success_ranking,
-                                       weight_shares)
+from lawr_ext.eval.diagnostics import (flow_precision, held_out_episodes, mode_commitment, policy_precision,
+                                       success_ranking, weight_shares)
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -108,6 +109,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--temporal_ensemble", action=argparse.BooleanOptionalAction, default=None,
                         help="ACT's temporal ensembling in every part but exec_horizon (default: the preset's); "
                              "part of each cache key too (...@exec1_ensemble)")
+    parser.add_argument("--ranking_windows", type=int, default=10,
+                        help="windows of the episode's steps the 'ranking' part reports separately")
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
@@ -221,10 +224,20 @@ class Diagnosis:
             behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights), refresh=True)
 
     def ranking(self, run_dir: Path) -> None:
+        """--run's critic (trained on every episode) and one of the same settings trained on the probes' half only
+        (OUT/runs/ranking_half; its flow, which only supplies the normalizers and the chunk basis, is cut to 200
+        steps), scored on the held-out half beside the probes."""
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
-        behavior, critic = load_product(run_dir, "flow", cfg, dims), load_product(run_dir, "critic", cfg, dims)
+        dataset = open_dataset(cfg, self.args.dataset)
+        held_out = held_out_episodes(dataset.episodes.num_episodes)
+        behavior = load_product(run_dir, "flow", cfg, dims)
+        critics = {"critic": (behavior, load_product(run_dir, "critic", cfg, dims))}
+        half = self.train("ranking_half", ["flow.num_steps=200"], ("critic",), keep=~held_out)
+        half_cfg = run_config(half)
+        critics["half_critic"] = (load_product(half, "flow", half_cfg, dims),
+                                  load_product(half, "critic", half_cfg, dims))
         self.cached("ranking", run_dir.name, lambda: success_ranking(
-            behavior, critic, open_dataset(cfg, self.args.dataset)))
+            behavior, critics, dataset, num_windows=self.args.ranking_windows))
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
@@ -447,17 +460,19 @@ def write_markdown(results: dict, out: Path) -> None:
                              f"{g['advantage_mean']:.1f} |")
         lines.append("")
     if "ranking" in results:
-        lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", "",
-                  "| run | steps | group | chunks | success | probe: state | probe: state + chunk | critic V | "
-                  "critic Q | critic Q - V |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", ""]
         for key, value in results["ranking"].items():
+            names = value["scores"]
+            lines += [f"{key}: probes fitted on {value['train_episodes']} episodes, scored on "
+                      f"{value['held_out_episodes']}; critic: --run's (every episode), half_critic: the probes' half",
+                      "", "| run | steps | group | chunks | success | " + " | ".join(names) + " |",
+                      "|---|---|---|---|---|" + "---|" * len(names)]
             for window in value["windows"]:
                 for group, g in window["groups"].items():
-                    aucs = " | ".join("—" if g[name] is None else f"{g[name]:.2f}" for name in
-                                      ("probe_state", "probe_state_chunk", "critic_v", "critic_q", "critic_advantage"))
+                    aucs = " | ".join("—" if g[name] is None else f"{g[name]:.2f}" for name in names)
                     lines.append(f"| {key} | {window['steps'][0]}-{window['steps'][1]} | {group} | {g['chunks']} | "
                                  f"{g['success_rate']:.2f} | {aucs} |")
-        lines.append("")
+            lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",
                   "| basis | grasp points, mean [mm] | grasp points, worst step [mm] | mean abs action error per dim |",

@@ -310,7 +310,7 @@ def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tm
     from torch import nn
 
     from lawr_ext.data import keys
-    from lawr_ext.eval.diagnostics import success_ranking
+    from lawr_ext.eval.diagnostics import held_out_episodes, success_ranking
 
     horizon, episodes, length = 2, 64, 8
     generator = torch.Generator().manual_seed(0)
@@ -345,9 +345,19 @@ def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tm
         def q_value(self, obs_norm, actions, target=False):
             return actions[:, :, 0].mean(1)
 
-    result = success_ranking(SimpleNamespace(learner_batch=lambda b: b), Critic(), dataset, num_windows=2,
-                             probe_steps=400, hidden=32)
-    assert result["train_episodes"] + result["held_out_episodes"] == episodes
+    class Behavior(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))
+            self.obs_normalizer = lambda x: x
+            self.learner_batch = lambda b: b
+
+    behavior = Behavior()
+    result = success_ranking(behavior, {"critic": (behavior, Critic())}, dataset, num_windows=2, probe_steps=400,
+                             hidden=32)
+    assert result["train_episodes"] == result["held_out_episodes"] == int(held_out_episodes(episodes).sum()) == 32
+    assert torch.equal(held_out_episodes(episodes), held_out_episodes(episodes))
+    assert result["scores"] == ["probe_state", "probe_state_chunk", "critic_v", "critic_q", "critic_advantage"]
     early, late = (w["groups"]["all"] for w in result["windows"])
     assert [w["steps"] for w in result["windows"]] == [[0, 4], [4, 8]]
     assert late["probe_state_chunk"] > 0.95 and late["critic_q"] == pytest.approx(1.0)

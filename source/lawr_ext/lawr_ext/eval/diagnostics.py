@@ -293,31 +293,39 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
     return ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)).item()
 
 
-def success_ranking(behavior: BehaviorModel, critic: torch.nn.Module, dataset: ChunkDataset, *,
-                    num_windows: int = 5, probe_steps: int = 4000, batch_size: int = 256, hidden: int = 256,
-                    max_chunks: int = 16384, seed: int = 0) -> dict:
-    """Does the frozen critic know which of the data's chunks lead to success, and could any learner on this data?
+def held_out_episodes(num_episodes: int, seed: int = 0) -> torch.Tensor:
+    """The seeded half of the episodes that success_ranking scores on (bool [E]); the rest fit its probes and may
+    train a critic to compare at equal footing."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_episodes, generator=generator) < num_episodes // 2
 
-    The episodes are split in two halves (seeded). Two success probes, the easier learners, are fitted on one
-    half with the episode's outcome as the label (binary cross-entropy; the critic's network shape): one sees the
-    state alone, one the state and the chunk (in the learner's chunk space). On chunks of the other half, per
-    window of the episode's steps (where the chunk starts), the AUC of success of:
+
+def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDataset, *, num_windows: int = 10,
+                    probe_steps: int = 4000, batch_size: int = 256, hidden: int = 256, max_chunks: int = 16384,
+                    seed: int = 0) -> dict:
+    """Does a critic know which of the data's chunks lead to success, and could any learner on this data?
+
+    The episodes are split in two halves (``held_out_episodes``). Two success probes, the easier learners, are
+    fitted on the other half with the episode's outcome as the label (binary cross-entropy; the critic's network
+    shape): one sees the state alone, one the state and the chunk (in ``behavior``'s chunk space). On chunks of the
+    held-out half, per window of the episode's steps (where the chunk starts), the AUC of success of:
 
         probe_state        how well the state alone predicts the outcome
         probe_state_chunk  how well state and chunk do: above probe_state, the chunk itself tells the episodes
                            apart (what acting by a ranking of chunks at one state needs)
-        critic_v, critic_q, critic_advantage
-                           the critic's V(s), min-Q(s, a) and Q - V (trained on all episodes: in-sample)
+        <name>_v, <name>_q, <name>_advantage
+                           each critic's V(s), min-Q(s, a) and Q - V; ``critics`` maps a name to (its behaviour
+                           model, whose chunk space it reads, and the critic). A critic trained on every episode
+                           has seen the held-out outcomes; one trained on the probes' half has not.
 
     for all episodes and within each expert quality label that has both outcomes there (-1: unlabelled). AUC 0.5 is
-    chance. Nothing here changes the critic or the flow: the probes are fitted here and discarded.
+    chance. Nothing here changes a critic or a flow: the probes are fitted here and discarded.
     """
     from lawr_ext.modules.mlp import mlp
 
     generator = torch.Generator().manual_seed(seed)
-    device = next(critic.parameters()).device
     episodes = dataset.episodes
-    held_out_episode = torch.randperm(episodes.num_episodes, generator=generator) < episodes.num_episodes // 2
+    held_out_episode = held_out_episodes(episodes.num_episodes, seed)
     chunk_episode = dataset.chunk_episode.cpu()
     chunk_step = dataset.chunk_first_row.cpu() - episodes.starts[chunk_episode]
     held_out = held_out_episode[chunk_episode]
@@ -326,11 +334,12 @@ def success_ranking(behavior: BehaviorModel, critic: torch.nn.Module, dataset: C
     test_ids = test_ids[torch.randperm(len(test_ids), generator=generator)[:max_chunks]]
     if len(train_ids) == 0 or len(test_ids) == 0:
         raise ValueError("success_ranking: needs at least two episodes")
+    device = next(behavior.parameters()).device
 
     @torch.no_grad()
     def features(chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = behavior.learner_batch(dataset.batch(chunk_ids).to(device))
-        return critic.obs_normalizer(batch[keys.OBS]), batch[keys.ACTIONS].flatten(1), batch
+        return behavior.obs_normalizer(batch[keys.OBS]), batch[keys.ACTIONS].flatten(1), batch
 
     obs_norm, chunk, _ = features(train_ids[:1])
     probes = {"probe_state": mlp(obs_norm.shape[1], hidden, 1).to(device),
@@ -348,19 +357,21 @@ def success_ranking(behavior: BehaviorModel, critic: torch.nn.Module, dataset: C
             loss.backward()
             optimizer.step()
 
-    scores: dict[str, list[torch.Tensor]] = {name: [] for name in (*probes, "critic_v", "critic_q",
-                                                                     "critic_advantage")}
+    scores: dict[str, list[torch.Tensor]] = {name: [] for name in probes}
     success, quality = [], []
     with torch.no_grad():
         for ids in test_ids.split(1024):
             obs_norm, chunk, batch = features(ids)
-            v = critic.value(obs_norm)
-            q = critic.q_value(obs_norm, batch[keys.ACTIONS], target=True)
-            for name, value in (("probe_state", probes["probe_state"](obs_norm).squeeze(-1)),
-                                ("probe_state_chunk", probes["probe_state_chunk"](
-                                    torch.cat([obs_norm, chunk], -1)).squeeze(-1)),
-                                ("critic_v", v), ("critic_q", q), ("critic_advantage", q - v)):
-                scores[name].append(value.cpu())
+            scores["probe_state"].append(probes["probe_state"](obs_norm).squeeze(-1).cpu())
+            scores["probe_state_chunk"].append(probes["probe_state_chunk"](torch.cat([obs_norm, chunk], -1))
+                                               .squeeze(-1).cpu())
+            for name, (critic_behavior, critic) in critics.items():
+                critic_batch = critic_behavior.learner_batch(dataset.batch(ids).to(device))
+                critic_obs = critic.obs_normalizer(critic_batch[keys.OBS])
+                v = critic.value(critic_obs)
+                q = critic.q_value(critic_obs, critic_batch[keys.ACTIONS], target=True)
+                for kind, value in (("v", v), ("q", q), ("advantage", q - v)):
+                    scores.setdefault(f"{name}_{kind}", []).append(value.cpu())
             success.append(batch[keys.SUCCESS].cpu())
             quality.append(batch[keys.QUALITY].cpu())
     scores = {name: torch.cat(parts) for name, parts in scores.items()}
@@ -384,4 +395,4 @@ def success_ranking(behavior: BehaviorModel, critic: torch.nn.Module, dataset: C
                 groups[f"quality {label}"] = row(member)
         windows.append({"steps": [begin, end], "groups": groups})
     return {"train_episodes": int((~held_out_episode).sum()), "held_out_episodes": int(held_out_episode.sum()),
-            "probe_steps": probe_steps, "windows": windows}
+            "probe_steps": probe_steps, "scores": list(scores), "windows": windows}
