@@ -111,6 +111,8 @@ def parse_args() -> argparse.Namespace:
                              "part of each cache key too (...@exec1_ensemble)")
     parser.add_argument("--ranking_windows", type=int, default=10,
                         help="windows of the episode's steps the 'ranking' part reports separately")
+    parser.add_argument("--ranking_probe_steps", type=int, default=4000,
+                        help="gradient steps of the 'ranking' part's two success probes")
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
@@ -233,11 +235,12 @@ class Diagnosis:
         behavior = load_product(run_dir, "flow", cfg, dims)
         critics = {"critic": (behavior, load_product(run_dir, "critic", cfg, dims))}
         half = self.train("ranking_half", ["flow.num_steps=200"], ("critic",), keep=~held_out)
-        half_cfg = run_config(half)
-        critics["half_critic"] = (load_product(half, "flow", half_cfg, dims),
-                                  load_product(half, "critic", half_cfg, dims))
+        half_cfg, half_dims = run_config(half), read_checkpoint(final_path(half, "flow"))["dims"]  # its own data
+        critics["half_critic"] = (load_product(half, "flow", half_cfg, half_dims),
+                                  load_product(half, "critic", half_cfg, half_dims))
         self.cached("ranking", run_dir.name, lambda: success_ranking(
-            behavior, critics, dataset, num_windows=self.args.ranking_windows))
+            behavior, critics, dataset, num_windows=self.args.ranking_windows,
+            probe_steps=self.args.ranking_probe_steps))
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]

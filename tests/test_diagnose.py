@@ -367,3 +367,29 @@ def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tm
     assert set(result["windows"][1]["groups"]) == {"all", "quality 0", "quality 1"}
     diagnose.write_markdown({"dataset": "d", "ranking": {"run": result}}, tmp_path)
     assert "| run | 4-8 | all |" in (tmp_path / "diagnose.md").read_text()
+
+
+def test_ranking_scores_the_runs_critic_and_one_trained_on_the_probes_half_only(tmp_path):
+    """The part trains a critic of the run's settings on the episodes the probes fit (not the held-out ones) and
+    reports both critics beside the probes; on data whose chunks decide the outcome the chunk probe ranks them."""
+    from conftest import TINY, synthetic_dataset
+
+    from lawr_ext.eval.diagnostics import held_out_episodes
+    from lawr_ext.runners.checkpoint import final_path, read_checkpoint
+
+    args = _args(tmp_path / "out")
+    args.dataset = str(synthetic_dataset(tmp_path / "data.npz", num_episodes=32, length=12))
+    args.profile, args.overrides, args.ranking_windows, args.ranking_probe_steps = "tiny", TINY, 2, 300
+    diagnosis = diagnose.Diagnosis(args)
+    run = diagnosis.train("full", [], ("critic",))
+    diagnosis.ranking(run)
+    result = diagnosis.results["ranking"]["full"]
+    assert result["scores"] == ["probe_state", "probe_state_chunk", "critic_v", "critic_q", "critic_advantage",
+                                "half_critic_v", "half_critic_q", "half_critic_advantage"]
+    half_record = read_checkpoint(final_path(diagnosis.out / "runs" / "ranking_half", "critic"))
+    full_record = read_checkpoint(final_path(run, "critic"))
+    assert full_record["dims"]["episodes"] == 32
+    assert half_record["dims"]["episodes"] == 32 - int(held_out_episodes(32).sum()) == result["train_episodes"]
+    assert all(g["probe_state_chunk"] > 0.9 for w in result["windows"] for g in [w["groups"]["all"]])
+    diagnose.write_markdown(diagnosis.results, diagnosis.out)
+    assert "| half_critic_advantage |" in (diagnosis.out / "diagnose.md").read_text()
