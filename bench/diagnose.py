@@ -15,7 +15,7 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     ranking         whether --run's critic tells the data's chunks that succeed from those that fail, and whether any
                     learner could: held-out AUC of the episode's success from probes fitted on half the episodes
                     (state alone; state and chunk) beside the V, Q and Q - V of --run's critic and of a critic of
-                    the same settings trained on the probes' half, per window of the episode's steps
+                    the preset's settings (and the overrides) trained on the probes' half, per window of the steps
                     (--ranking_windows), for all episodes and within each expert quality (eval/diagnostics.py
                     success_ranking; a few minutes)
     modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
@@ -226,9 +226,9 @@ class Diagnosis:
             behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights), refresh=True)
 
     def ranking(self, run_dir: Path) -> None:
-        """--run's critic (trained on every episode) and one of the same settings trained on the probes' half only
-        (OUT/runs/ranking_half; its flow, which only supplies the normalizers and the chunk basis, is cut to 200
-        steps), scored on the held-out half beside the probes."""
+        """--run's critic (trained on every episode) and one of the preset's settings and the overrides, trained on
+        the probes' half only (OUT/runs/ranking_half; its flow, which only supplies the normalizers and the chunk
+        basis, is cut to 200 steps), scored on the held-out half beside the probes."""
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
         dataset = open_dataset(cfg, self.args.dataset)
         held_out = held_out_episodes(dataset.episodes.num_episodes)

@@ -370,7 +370,7 @@ def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tm
 
 
 def test_ranking_scores_the_runs_critic_and_one_trained_on_the_probes_half_only(tmp_path):
-    """The part trains a critic of the run's settings on the episodes the probes fit (not the held-out ones) and
+    """The part trains a critic of the preset's settings on the episodes the probes fit (not the held-out ones) and
     reports both critics beside the probes; on data whose chunks decide the outcome the chunk probe ranks them."""
     from conftest import TINY, synthetic_dataset
 
