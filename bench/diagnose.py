@@ -239,7 +239,7 @@ class Diagnosis:
         critics["half_critic"] = (load_product(half, "flow", half_cfg, half_dims),
                                   load_product(half, "critic", half_cfg, half_dims))
         self.cached("ranking", run_dir.name, lambda: success_ranking(
-            behavior, critics, dataset, num_windows=self.args.ranking_windows,
+            behavior, critics, dataset, held_out=held_out, num_windows=self.args.ranking_windows,
             probe_steps=self.args.ranking_probe_steps))
 
     def modes(self, run_dir: Path) -> None:

@@ -33,6 +33,8 @@ from lawr_ext.data.dataset import ChunkDataset
 from lawr_ext.modules.vision import pack_observation
 
 if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothing else
+    from tensordict import TensorDict
+
     from lawr_ext.algorithms.base import EnvActionPolicy
     from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
@@ -274,23 +276,16 @@ def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: C
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney, ties count half); None
-    where only one class is present."""
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney U over the positives' ranks, ties
+    at their mean rank); None where only one class is present."""
+    from scipy.stats import rankdata
+
     labels = labels.bool()
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return None
-    order = scores.double().argsort()
-    sorted_scores = scores.double()[order]
-    ranks = torch.empty_like(sorted_scores)
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    # tied scores share their mean rank
-    unique, inverse, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
-    if len(unique) < len(scores):
-        first = torch.cumsum(counts, 0) - counts + 1
-        mean_rank = (first + first + counts - 1).double() / 2
-        ranks[order] = mean_rank[inverse]
-    return ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)).item()
+    ranks = rankdata(scores.double().numpy())
+    return float((ranks[labels.numpy()].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def held_out_episodes(num_episodes: int, seed: int = 0) -> torch.Tensor:
@@ -300,12 +295,13 @@ def held_out_episodes(num_episodes: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(num_episodes, generator=generator) < num_episodes // 2
 
 
-def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDataset, *, num_windows: int = 10,
-                    probe_steps: int = 4000, batch_size: int = 256, hidden: int = 256, max_chunks: int = 16384,
-                    seed: int = 0) -> dict:
+def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDataset, *,
+                    held_out: torch.Tensor | None = None, num_windows: int = 10, probe_steps: int = 4000,
+                    batch_size: int = 256, hidden: int = 256, max_chunks: int = 16384, seed: int = 0) -> dict:
     """Does a critic know which of the data's chunks lead to success, and could any learner on this data?
 
-    The episodes are split in two halves (``held_out_episodes``). Two success probes, the easier learners, are
+    The episodes are split in two: ``held_out`` (bool [E]; default ``held_out_episodes``, the split a critic
+    trained for comparison must leave out) and the rest. Two success probes, the easier learners, are
     fitted on the other half with the episode's outcome as the label (binary cross-entropy; the critic's network
     shape): one sees the state alone, one the state and the chunk (in ``behavior``'s chunk space). On chunks of the
     held-out half, per window of the episode's steps (where the chunk starts), the AUC of success of:
@@ -325,7 +321,7 @@ def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDatase
 
     generator = torch.Generator().manual_seed(seed)
     episodes = dataset.episodes
-    held_out_episode = held_out_episodes(episodes.num_episodes, seed)
+    held_out_episode = held_out_episodes(episodes.num_episodes, seed) if held_out is None else held_out.cpu()
     chunk_episode = dataset.chunk_episode.cpu()
     chunk_step = dataset.chunk_first_row.cpu() - episodes.starts[chunk_episode]
     held_out = held_out_episode[chunk_episode]
@@ -337,18 +333,18 @@ def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDatase
     device = next(behavior.parameters()).device
 
     @torch.no_grad()
-    def features(chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch = behavior.learner_batch(dataset.batch(chunk_ids).to(device))
+    def features(raw: TensorDict) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
+        batch = behavior.learner_batch(raw)
         return behavior.obs_normalizer(batch[keys.OBS]), batch[keys.ACTIONS].flatten(1), batch
 
-    obs_norm, chunk, _ = features(train_ids[:1])
+    obs_norm, chunk, _ = features(dataset.batch(train_ids[:1]).to(device))
     probes = {"probe_state": mlp(obs_norm.shape[1], hidden, 1).to(device),
               "probe_state_chunk": mlp(obs_norm.shape[1] + chunk.shape[1], hidden, 1).to(device)}
     optimizer = torch.optim.Adam([p for probe in probes.values() for p in probe.parameters()], lr=3e-4)
     with torch.enable_grad():
         for _ in range(probe_steps):
-            obs_norm, chunk, batch = features(train_ids[torch.randint(len(train_ids), (batch_size,),
-                                                                      generator=generator)])
+            ids = train_ids[torch.randint(len(train_ids), (batch_size,), generator=generator)]
+            obs_norm, chunk, batch = features(dataset.batch(ids).to(device))
             label = batch[keys.SUCCESS].float()
             loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(probe(x).squeeze(-1), label)
                        for probe, x in ((probes["probe_state"], obs_norm),
@@ -361,12 +357,13 @@ def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDatase
     success, quality = [], []
     with torch.no_grad():
         for ids in test_ids.split(1024):
-            obs_norm, chunk, batch = features(ids)
+            raw = dataset.batch(ids).to(device)
+            obs_norm, chunk, batch = features(raw)
             scores["probe_state"].append(probes["probe_state"](obs_norm).squeeze(-1).cpu())
             scores["probe_state_chunk"].append(probes["probe_state_chunk"](torch.cat([obs_norm, chunk], -1))
                                                .squeeze(-1).cpu())
             for name, (critic_behavior, critic) in critics.items():
-                critic_batch = critic_behavior.learner_batch(dataset.batch(ids).to(device))
+                critic_batch = batch if critic_behavior is behavior else critic_behavior.learner_batch(raw)
                 critic_obs = critic.obs_normalizer(critic_batch[keys.OBS])
                 v = critic.value(critic_obs)
                 q = critic.q_value(critic_obs, critic_batch[keys.ACTIONS], target=True)
