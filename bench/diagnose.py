@@ -18,6 +18,11 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
                     the preset's settings (and the overrides) trained on the probes' half, per window of the steps
                     (--ranking_windows), for all episodes and within each expert quality (eval/diagnostics.py
                     success_ranking; a few minutes)
+    grasps          where the grippers close on their objects: across the fingers from the object's centre, centred
+                    (< 5 mm), loose (< 15 mm) or offset (>= 15 mm; the suboptimal expert's grasp is 30 mm off),
+                    in the dataset (by expert quality) and in --episodes rollouts of each of --methods of --run (one
+                    process), with the successes of each and the episodes that lifted nothing (state tasks only;
+                    eval/diagnostics.py GraspRecorder)
     modes           whether --run's flow commits to one of the demonstrated strategies at the episodes' first states
                     (the data's first chunks are multimodal there) or averages them: each draw's end-effector motion
                     against the strategies' centroids (eval/diagnostics.py mode_commitment; seconds)
@@ -68,8 +73,9 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
-from lawr_ext.eval.diagnostics import (flow_precision, held_out_episodes, mode_commitment, policy_precision,
-                                       success_ranking, weight_shares)
+from lawr_ext.eval.diagnostics import (GRASP_BIN_NAMES, GraspRecorder, data_grasps, flow_precision, grasp_summary,
+                                       held_out_episodes, mode_commitment, policy_precision, success_ranking,
+                                       weight_shares)
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -77,10 +83,10 @@ from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
-PARTS = ("replay", "basis_error", "precision", "modes", "weights", "ranking", "exec_horizon", "learning_curve",
-         "precision_curve", "easiest", "scaling", "variants", "wallclock")
+PARTS = ("replay", "basis_error", "precision", "modes", "weights", "ranking", "grasps", "exec_horizon",
+         "learning_curve", "precision_curve", "easiest", "scaling", "variants", "wallclock")
 # the parts that read one trained run (--run, or the learning curve's), in the order they run: Diagnosis methods
-RUN_PARTS = ("precision", "modes", "weights", "ranking", "exec_horizon", "variants")
+RUN_PARTS = ("precision", "modes", "weights", "ranking", "grasps", "exec_horizon", "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -241,6 +247,38 @@ class Diagnosis:
         self.cached("ranking", run_dir.name, lambda: success_ranking(
             behavior, critics, dataset, held_out=held_out, num_windows=self.args.ranking_windows,
             probe_steps=self.args.ranking_probe_steps))
+
+    def grasps(self, run_dir: Path) -> None:
+        from lawr_ext.eval.rollout import rollout
+        from lawr_ext.tasks import make_env  # starts the simulator
+
+        spec = get_task(self.args.task)
+        if spec.grasp_geometry is None:
+            print(f"[diagnose] grasps skipped: {self.args.task} declares no grasp geometry")
+            return
+        geometry = spec.load("grasp_geometry")
+
+        def data() -> dict:
+            episodes = load_episodes(self.args.dataset)
+            offsets = data_grasps(episodes, geometry)
+            groups = {"all": torch.ones(episodes.num_episodes, dtype=torch.bool)}
+            groups |= {f"quality {q}": episodes.quality == q for q in episodes.quality.unique().tolist()}
+            return {name: grasp_summary(offsets[member], episodes.success[member]) for name, member in groups.items()}
+
+        def rollouts(method: str) -> dict:
+            cfg, recorder = self.eval_cfg, GraspRecorder(geometry)
+            torch.manual_seed(cfg.seed)
+            env = make_env(cfg.task, min(cfg.num_envs, cfg.num_episodes), cfg.device, cfg.seed)
+            try:
+                episodes, _ = rollout(env, load_policy(run_dir, method), cfg, recorder)
+            finally:
+                env.close()
+            return grasp_summary(recorder.offsets(), torch.tensor([e.success for e in episodes]),
+                                 torch.tensor([e.strategy == -1 for e in episodes]))
+
+        self.cached("grasps", "data", data)
+        for method in self.args.methods:
+            self.cached("grasps", f"{run_dir.name}/{method}{self.at}", lambda: rollouts(method))
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
@@ -476,6 +514,22 @@ def write_markdown(results: dict, out: Path) -> None:
                     lines.append(f"| {key} | {window['steps'][0]}-{window['steps'][1]} | {group} | {g['chunks']} | "
                                  f"{g['success_rate']:.2f} | {aucs} |")
             lines.append("")
+    if "grasps" in results:
+        bins = " | ".join(GRASP_BIN_NAMES)
+        lines += ["## Where the grippers close: across the fingers from the object's centre", "",
+                  "centred < 5 mm, loose < 15 mm, offset >= 15 mm (the suboptimal expert's 30 mm), none: never closed. "
+                  "Closures: one per arm and episode. By the worse arm: episodes, successes (, lifted nothing).", "",
+                  f"| source | episodes | successes | closures: {bins} | median across / along [mm] | "
+                  f"episodes by the worse arm: {bins} |", "|---|---|---|---|---|---|"]
+        for key, value in results["grasps"].items():
+            rows = value.items() if key == "data" else [("", value)]
+            for group, g in rows:
+                closures = " / ".join(str(g["closures"][name]) for name in GRASP_BIN_NAMES)
+                worst = " / ".join(", ".join(map(str, g["episodes_by_worst_arm"][name])) for name in GRASP_BIN_NAMES)
+                median = "—" if g["median_across_mm"] is None else \
+                    f"{g['median_across_mm']:.1f} / {g['median_along_mm']:.1f}"
+                lines.append(f"| {f'{key} {group}'.strip()} | {g['episodes']} | {g['successes']} | {closures} | {median} | {worst} |")
+        lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",
                   "| basis | grasp points, mean [mm] | grasp points, worst step [mm] | mean abs action error per dim |",

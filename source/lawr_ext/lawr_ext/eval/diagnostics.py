@@ -13,6 +13,8 @@ probes of its own and discards them).
                                            label x episode success)
     success_ranking                        whether the critic, and probes fitted on half the episodes, tell the
                                            data's chunks that succeed from those that fail (held-out AUC per window)
+    GraspRecorder / data_grasps            where the grippers closed on their objects, in a rollout and in a
+    grasp_summary                          dataset: centred, loose or off-centre grasps, and what came of them
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothi
     from lawr_ext.algorithms.flow import BehaviorModel, FlowDecoder
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
     from lawr_ext.configs.awr import AWRWeightConfig
+    from lawr_ext.data.episodes import Episodes
 
 
 def _nearest_neighbour_distance(query: torch.Tensor, reference: torch.Tensor, exclude_same_index: bool,
@@ -393,3 +396,74 @@ def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDatase
         windows.append({"steps": [begin, end], "groups": groups})
     return {"train_episodes": int((~held_out_episode).sum()), "held_out_episodes": int(held_out_episode.sum()),
             "probe_steps": probe_steps, "scores": list(scores), "windows": windows}
+
+
+# |offset across the fingers| bins: centred, loose, offset (the suboptimal expert's is 30 mm), and no closure
+GRASP_BINS_MM = (5.0, 15.0)
+GRASP_BIN_NAMES = ("centred", "loose", "offset", "none")
+
+
+class GraspRecorder:
+    """A rollout observer (``eval/rollout.py``): where each arm's gripper first closed in every episode the rollout
+    records, by the task's ``grasp_geometry`` (obs [N, O], actions [N, A] -> ``closing`` [N, 2], ``offset`` [N, 2, 3]
+    in the nearest object's frame)."""
+
+    def __init__(self, geometry: Callable[[torch.Tensor, torch.Tensor], dict]):
+        self.geometry = geometry
+        self.first: torch.Tensor | None = None  # [N, 2, 3]: the current episode's first closure per arm, NaN before
+        self.recorded: list[torch.Tensor] = []
+
+    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, done: torch.Tensor, recorded: torch.Tensor) -> None:
+        geometry = self.geometry(obs, actions)
+        if self.first is None:
+            self.first = torch.full_like(geometry["offset"], math.nan)
+        new = geometry["closing"] & self.first[..., 0].isnan()
+        self.first[new] = geometry["offset"][new]
+        self.recorded.append(self.first[recorded].clone())
+        self.first[done] = math.nan
+
+    def offsets(self) -> torch.Tensor:
+        """[E, 2, 3] in the order the rollout recorded its episodes (NaN: that arm never closed)."""
+        return torch.cat(self.recorded).cpu() if self.recorded else torch.empty(0, 2, 3)
+
+
+def data_grasps(episodes: Episodes, geometry: Callable[[torch.Tensor, torch.Tensor], dict]) -> torch.Tensor:
+    """[E, 2, 3]: where each arm's gripper first closed in each recorded episode (its command crossing into the
+    closed half), measured as ``GraspRecorder`` measures a rollout; NaN where an arm never closed."""
+    closing_and_offset = geometry(episodes.obs, episodes.actions)
+    step_episode = torch.repeat_interleave(torch.arange(episodes.num_episodes), episodes.lengths)
+    rows = torch.arange(len(step_episode))
+    result = torch.full((episodes.num_episodes, 2, 3), math.nan)
+    for arm in range(2):
+        closing = closing_and_offset["closing"][:, arm]
+        first = torch.full((episodes.num_episodes,), len(rows)).scatter_reduce(
+            0, step_episode[closing], rows[closing], "amin")
+        closed = first < len(rows)
+        result[closed, arm] = closing_and_offset["offset"][first[closed], arm].float()
+    return result
+
+
+def grasp_summary(offsets: torch.Tensor, success: torch.Tensor, lifted_nothing: torch.Tensor | None = None) -> dict:
+    """How far across the fingers from an object's centre the grippers closed (``offsets`` [E, 2, 3], y across):
+
+        closures               per arm and episode, the count in each bin: centred (< 5 mm), loose (< 15 mm),
+                               offset (>= 15 mm) or none (never closed)
+        episodes_by_worst_arm  per bin of an episode's worse arm (none > offset > loose > centred): [episodes,
+                               successes] and, with ``lifted_nothing`` [E], how many of them lifted no object
+        median_across_mm, median_along_mm   over the arms that closed
+    """
+    across = offsets[..., 1].abs() * 1000
+    bins = torch.where(across.isnan(), 3, (across >= GRASP_BINS_MM[0]).long() + (across >= GRASP_BINS_MM[1]).long())
+    worst, success = bins.amax(-1), success.bool()
+    by_worst = {}
+    for i, name in enumerate(GRASP_BIN_NAMES):
+        member = worst == i
+        by_worst[name] = [int(member.sum()), int(success[member].sum())]
+        if lifted_nothing is not None:
+            by_worst[name].append(int(lifted_nothing.bool()[member].sum()))
+    closed = ~across.isnan()
+    median = lambda values: values[closed].median().item() if closed.any() else None  # noqa: E731
+    return {"episodes": len(offsets), "successes": int(success.sum()),
+            "closures": {name: int((bins == i).sum()) for i, name in enumerate(GRASP_BIN_NAMES)},
+            "episodes_by_worst_arm": by_worst, "median_across_mm": median(across),
+            "median_along_mm": median(offsets[..., 0].abs() * 1000)}

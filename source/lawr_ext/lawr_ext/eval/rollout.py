@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,10 @@ class ChunkScheduler:
         return actions
 
 
+# (observation acted on [N, O], actions [N, A], ended [N] bool, ids of the episodes recorded now) -> None
+Observer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
 @dataclass
 class Episode:
     env_id: int
@@ -107,12 +112,15 @@ def _plan(policy: ChunkPolicy, obs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], dict[str, float]]:
+def rollout(env, policy: ChunkPolicy, cfg: EvalConfig, observer: Observer | None = None
+            ) -> tuple[list[Episode], dict[str, float]]:
     """Run ``cfg.num_episodes`` episodes of ``policy`` in the already created vectorized ``env``.
 
     Every env runs a fixed quota of episodes (num_episodes split evenly): stopping at the first M
     finished episodes instead would over-count short ones (fast successes or early failures).
-    Returns the episodes and timing stats (env steps, seconds).
+    Returns the episodes and timing stats (env steps, seconds). An ``observer`` is called after every step with
+    the observation the actions were chosen at [N, O], the actions [N, A], the envs that ended [N] and the env ids
+    of the episodes recorded at this step, in the order they were appended (diagnostics measure with it).
     """
     if cfg.exec_horizon > policy.horizon:
         raise ValueError(f"EvalConfig.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon "
@@ -141,6 +149,7 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], d
                 scheduler.push(plan_ids, _plan(policy, obs[plan_ids]))
             actions = torch.where(active.unsqueeze(-1), scheduler.act(), 0.0)
 
+            acted_on = obs
             obs_dict, reward, terminated, truncated, extras = env.step(actions)
             obs = policy_observation(obs_dict)
             if "success" not in extras:
@@ -160,6 +169,8 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig) -> tuple[list[Episode], d
                 episodes += map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
                                 ep_length[ids].tolist(), strategies, failures, drops)
                 bar.update(ids.numel())
+            if observer is not None:
+                observer(acted_on, actions, done, ids)
             finished += (done & active).long()
             # The env auto-reset the finished envs: their obs is the new episode's first observation.
             scheduler.reset(done)

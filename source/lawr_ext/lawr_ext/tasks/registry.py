@@ -39,6 +39,9 @@ class TaskSpec:
                                      # published figures the benchmark table puts beside lawr's; None: none
     # "module:function" (env actions [..., A]) -> end-effector positions [..., k, 3] in metres, for diagnostics
     end_effectors: str | None = None
+    # "module:function" (state observations [N, O], actions [N, A]) -> {"closing" [N, k] bool, "offset" [N, k, 3]}:
+    # where each gripper closes in its object's frame, for the grasp diagnostic; None: not declared
+    grasp_geometry: str | None = None
 
     def load(self, field_name: str) -> Any:
         """The object the entry point ``field_name`` names (e.g. ``spec.load("experts")``)."""

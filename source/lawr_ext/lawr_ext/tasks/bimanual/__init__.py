@@ -26,4 +26,6 @@ for _task, _preset, _cfg, _obs_dim in (
         experts=f"{__name__}.experts:make_expert",
         action_spec=f"{__name__}.action_spec:action_spec",
         end_effectors=f"{__name__}.action_spec:grasp_points",
+        # read off the object poses of the state observation: the image tasks' observation has none
+        grasp_geometry=None if _obs_dim == 32 else f"{__name__}.grasps:grasp_geometry",
     ))
