@@ -519,16 +519,18 @@ def write_markdown(results: dict, out: Path) -> None:
         lines += ["## Where the grippers close: across the fingers from the object's centre", "",
                   "centred < 5 mm, loose < 15 mm, offset >= 15 mm (the suboptimal expert's 30 mm), none: never closed. "
                   "Closures: one per arm and episode. By the worse arm: episodes, successes (, lifted nothing).", "",
-                  f"| source | episodes | successes | closures: {bins} | median across / along [mm] | "
-                  f"episodes by the worse arm: {bins} |", "|---|---|---|---|---|---|"]
+                  f"| source | episodes | successes | closures: {bins} | across: quartiles [mm] | along: median [mm] | "
+                  f"episodes by the worse arm: {bins} |", "|---|---|---|---|---|---|---|"]
         for key, value in results["grasps"].items():
             rows = value.items() if key == "data" else [("", value)]
             for group, g in rows:
                 closures = " / ".join(str(g["closures"][name]) for name in GRASP_BIN_NAMES)
                 worst = " / ".join(", ".join(map(str, g["episodes_by_worst_arm"][name])) for name in GRASP_BIN_NAMES)
-                median = "—" if g["median_across_mm"] is None else \
-                    f"{g['median_across_mm']:.1f} / {g['median_along_mm']:.1f}"
-                lines.append(f"| {f'{key} {group}'.strip()} | {g['episodes']} | {g['successes']} | {closures} | {median} | {worst} |")
+                quartiles, along = g["across_quartiles_mm"], g["median_along_mm"]
+                across = "—" if quartiles is None else ", ".join(f"{v:.1f}" for v in quartiles)
+                along = "—" if along is None else f"{along:.1f}"
+                label = f"{key} {group}".strip()
+                lines.append(f"| {label} | {g['episodes']} | {g['successes']} | {closures} | {across} | {along} | {worst} |")
         lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",

@@ -25,7 +25,8 @@ def _insertion_obs(grasp_left, grasp_right, peg=(0.0, 0.0, 0.0), peg_yaw=0.0, so
 
 def test_grasp_geometry_reads_the_offset_in_the_nearest_objects_frame():
     yaw = math.radians(30)
-    along, across = torch.tensor([math.cos(yaw), math.sin(yaw), 0.0]), torch.tensor([-math.sin(yaw), math.cos(yaw), 0.0])
+    along = torch.tensor([math.cos(yaw), math.sin(yaw), 0.0])
+    across = torch.tensor([-math.sin(yaw), math.cos(yaw), 0.0])
     peg = torch.tensor([0.1, -0.05, 0.02])
     left = peg + 0.01 * along + 0.03 * across + torch.tensor([0.0, 0.0, 0.006])  # off-centre across the fingers
     right = torch.tensor([0.0, 0.3, 0.0]) + torch.tensor([0.002, -0.001, 0.0])  # near the socket
@@ -89,12 +90,14 @@ def test_grasp_summary_bins_by_the_offset_across_the_fingers_and_the_worse_arm()
     offsets[..., 1] = torch.tensor(across_mm) / 1000
     offsets[..., 0] = 0.002
     offsets[3, 1] = nan
-    summary = grasp_summary(offsets, torch.tensor([True, False, True, False]), torch.tensor([False, False, False, True]))
+    success, lifted_nothing = torch.tensor([True, False, True, False]), torch.tensor([False, False, False, True])
+    summary = grasp_summary(offsets, success, lifted_nothing)
     assert summary["closures"] == {"centred": 4, "loose": 1, "offset": 2, "none": 1}
     assert summary["episodes_by_worst_arm"] == {"centred": [1, 1, 0], "loose": [1, 0, 0], "offset": [1, 1, 0],
                                                 "none": [1, 0, 1]}
     assert summary["median_across_mm"] == pytest.approx(3.0)  # of 1, 2, 3, 12, 30, 1, 29
     assert summary["median_along_mm"] == pytest.approx(2.0)
+    assert summary["across_quartiles_mm"] == pytest.approx([1.5, 3.0, 20.5])  # linear between order statistics
     assert summary["episodes"] == 4 and summary["successes"] == 2
 
 
@@ -114,4 +117,5 @@ def test_diagnose_reports_the_datas_grasps_per_group_and_each_policys(tmp_path):
     rows = [line for line in (tmp_path / "diagnose.md").read_text().splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == ["| data all", "| data quality 2", "| run/flow_bc@exec1_ensemble"]
     assert rows[0].split(" | ")[3] == "2 / 0 / 2 / 0"  # closures: two centred, two offset
-    assert rows[0].split(" | ")[5] == "1, 1, 0 / 0, 0, 0 / 1, 0, 1 / 0, 0, 0 |"  # by the worse arm
+    assert rows[0].split(" | ")[4] == "0.0, 15.0, 30.0"  # quartiles across the fingers
+    assert rows[0].split(" | ")[6] == "1, 1, 0 / 0, 0, 0 / 1, 0, 1 / 0, 0, 0 |"  # by the worse arm

@@ -451,6 +451,8 @@ def grasp_summary(offsets: torch.Tensor, success: torch.Tensor, lifted_nothing: 
         episodes_by_worst_arm  per bin of an episode's worse arm (none > offset > loose > centred): [episodes,
                                successes] and, with ``lifted_nothing`` [E], how many of them lifted no object
         median_across_mm, median_along_mm   over the arms that closed
+        across_quartiles_mm    25th, 50th and 75th percentile of the offset across, over the arms that closed: a
+                               policy between the two grasps (loose or 15-25 mm) from one that picks one of them
     """
     across = offsets[..., 1].abs() * 1000
     bins = torch.where(across.isnan(), 3, (across >= GRASP_BINS_MM[0]).long() + (across >= GRASP_BINS_MM[1]).long())
@@ -463,7 +465,8 @@ def grasp_summary(offsets: torch.Tensor, success: torch.Tensor, lifted_nothing: 
             by_worst[name].append(int(lifted_nothing.bool()[member].sum()))
     closed = ~across.isnan()
     median = lambda values: values[closed].median().item() if closed.any() else None  # noqa: E731
+    quartiles = torch.quantile(across[closed], torch.tensor([0.25, 0.5, 0.75])).tolist() if closed.any() else None
     return {"episodes": len(offsets), "successes": int(success.sum()),
             "closures": {name: int((bins == i).sum()) for i, name in enumerate(GRASP_BIN_NAMES)},
             "episodes_by_worst_arm": by_worst, "median_across_mm": median(across),
-            "median_along_mm": median(offsets[..., 0].abs() * 1000)}
+            "median_along_mm": median(offsets[..., 0].abs() * 1000), "across_quartiles_mm": quartiles}
