@@ -530,7 +530,8 @@ def write_markdown(results: dict, out: Path) -> None:
                 across = "—" if quartiles is None else ", ".join(f"{v:.1f}" for v in quartiles)
                 along = "—" if along is None else f"{along:.1f}"
                 label = f"{key} {group}".strip()
-                lines.append(f"| {label} | {g['episodes']} | {g['successes']} | {closures} | {across} | {along} | {worst} |")
+                lines.append(f"| {label} | {g['episodes']} | {g['successes']} | {closures} | {across} | {along} | "
+                             f"{worst} |")
         lines.append("")
     if "basis_error" in results:
         lines += ["## The dataset's chunks projected on K cosines per joint", "",
