@@ -515,7 +515,7 @@ def write_markdown(results: dict, out: Path) -> None:
                                  f"{g['success_rate']:.2f} | {aucs} |")
             lines.append("")
     if "grasps" in results:
-        bins = " | ".join(GRASP_BIN_NAMES)
+        bins = " / ".join(GRASP_BIN_NAMES)
         lines += ["## Where the grippers close: across the fingers from the object's centre", "",
                   "centred < 5 mm, loose < 15 mm, offset >= 15 mm (the suboptimal expert's 30 mm), none: never closed. "
                   "Closures: one per arm and episode. By the worse arm: episodes, successes (, lifted nothing).", "",

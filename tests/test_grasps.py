@@ -114,7 +114,10 @@ def test_diagnose_reports_the_datas_grasps_per_group_and_each_policys(tmp_path):
     summary = grasp_summary(offsets, torch.tensor([True, False]), torch.tensor([False, True]))
     diagnose.write_markdown({"dataset": "d", "grasps": {"data": {"all": summary, "quality 2": summary},
                                                         "run/flow_bc@exec1_ensemble": summary}}, tmp_path)
-    rows = [line for line in (tmp_path / "diagnose.md").read_text().splitlines() if line.startswith("| ")][1:]
+    table = [line for line in (tmp_path / "diagnose.md").read_text().splitlines() if line.startswith("| ")]
+    columns = table[0].count(" | ") + 1
+    assert all(row.count(" | ") + 1 == columns for row in table[1:])  # header and rows agree
+    rows = table[1:]
     assert [row.split(" | ")[0] for row in rows] == ["| data all", "| data quality 2", "| run/flow_bc@exec1_ensemble"]
     assert rows[0].split(" | ")[3] == "2 / 0 / 2 / 0"  # closures: two centred, two offset
     assert rows[0].split(" | ")[4] == "0.0, 15.0, 30.0"  # quartiles across the fingers
