@@ -249,9 +249,6 @@ class Diagnosis:
             probe_steps=self.args.ranking_probe_steps))
 
     def grasps(self, run_dir: Path) -> None:
-        from lawr_ext.eval.rollout import rollout
-        from lawr_ext.tasks import make_env  # starts the simulator
-
         spec = get_task(self.args.task)
         if spec.grasp_geometry is None:
             print(f"[diagnose] grasps skipped: {self.args.task} declares no grasp geometry")
@@ -266,15 +263,10 @@ class Diagnosis:
             return {name: grasp_summary(offsets[member], episodes.success[member]) for name, member in groups.items()}
 
         def rollouts(method: str) -> dict:
-            cfg, recorder = self.eval_cfg, GraspRecorder(geometry)
-            torch.manual_seed(cfg.seed)
-            env = make_env(cfg.task, min(cfg.num_envs, cfg.num_episodes), cfg.device, cfg.seed)
-            try:
-                episodes, _ = rollout(env, load_policy(run_dir, method), cfg, recorder)
-            finally:
-                env.close()
-            return grasp_summary(recorder.offsets(), torch.tensor([e.success for e in episodes]),
-                                 torch.tensor([e.strategy == -1 for e in episodes]))
+            recorder = GraspRecorder(geometry)
+            evaluate_policy(load_policy(run_dir, method), self.eval_cfg, observer=recorder)
+            return grasp_summary(recorder.offsets(), torch.tensor([e.success for e in recorder.episodes]),
+                                 torch.tensor([e.strategy == -1 for e in recorder.episodes]))
 
         self.cached("grasps", "data", data)
         for method in self.args.methods:

@@ -59,7 +59,7 @@ def test_rollout_observer_latches_each_episodes_first_closure_in_the_order_episo
     recorder = GraspRecorder(_step_geometry)
     episodes, _ = rollout(env, StampPolicy(4), EvalConfig(num_episodes=6, exec_horizon=4, progress=False), recorder)
     offsets = recorder.offsets()
-    assert offsets.shape == (len(episodes), 2, 3)
+    assert recorder.episodes == episodes and offsets.shape == (len(episodes), 2, 3)
     for episode, offset in zip(episodes, offsets):
         assert offset[0].tolist() == [1.0, episode.env_id, 0.0]  # closed at step 1 of its own episode, not earlier
         if episode.length > 3:  # the right arm closed at step 3

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # types only: diagnostics read the models they measure, nothi
     from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
     from lawr_ext.configs.awr import AWRWeightConfig
     from lawr_ext.data.episodes import Episodes
+    from lawr_ext.eval.rollout import Episode
 
 
 def _nearest_neighbour_distance(query: torch.Tensor, reference: torch.Tensor, exclude_same_index: bool,
@@ -406,24 +407,27 @@ GRASP_BIN_NAMES = ("centred", "loose", "offset", "none")
 class GraspRecorder:
     """A rollout observer (``eval/rollout.py``): where each arm's gripper first closed in every episode the rollout
     records, by the task's ``grasp_geometry`` (obs [N, O], actions [N, A] -> ``closing`` [N, 2], ``offset`` [N, 2, 3]
-    in the nearest object's frame)."""
+    in the nearest object's frame), beside those episodes (``episodes``, the rollout's order)."""
 
     def __init__(self, geometry: Callable[[torch.Tensor, torch.Tensor], dict]):
         self.geometry = geometry
         self.first: torch.Tensor | None = None  # [N, 2, 3]: the current episode's first closure per arm, NaN before
         self.recorded: list[torch.Tensor] = []
+        self.episodes: list[Episode] = []
 
-    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, done: torch.Tensor, recorded: torch.Tensor) -> None:
+    def __call__(self, obs: torch.Tensor, actions: torch.Tensor, done: torch.Tensor, episodes: list[Episode]) -> None:
         geometry = self.geometry(obs, actions)
         if self.first is None:
             self.first = torch.full_like(geometry["offset"], math.nan)
         new = geometry["closing"] & self.first[..., 0].isnan()
         self.first[new] = geometry["offset"][new]
-        self.recorded.append(self.first[recorded].clone())
+        if episodes:
+            self.recorded.append(self.first[[e.env_id for e in episodes]].clone())
+            self.episodes += episodes
         self.first[done] = math.nan
 
     def offsets(self) -> torch.Tensor:
-        """[E, 2, 3] in the order the rollout recorded its episodes (NaN: that arm never closed)."""
+        """[E, 2, 3] for ``episodes``, in their order (NaN: that arm never closed)."""
         return torch.cat(self.recorded).cpu() if self.recorded else torch.empty(0, 2, 3)
 
 

@@ -9,17 +9,19 @@ import torch
 from lawr_ext.algorithms.base import ChunkPolicy
 from lawr_ext.configs.eval import EvalConfig
 from lawr_ext.eval.metrics import summarize
-from lawr_ext.eval.rollout import rollout
+from lawr_ext.eval.rollout import Observer, rollout
 from lawr_ext.utils.distributed import RANK_SEED_STRIDE, World
 
 
-def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World(), **env_overrides) -> dict:
+def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World(), observer: Observer | None = None,
+                    **env_overrides) -> dict:
     """Roll ``policy`` out in ``cfg.task`` and return the report (``metrics.write_report`` writes it).
 
     Seeds torch (stochastic policies) and the env's resets with ``cfg.seed``, so a rerun reproduces it.
     ``env_overrides`` are env cfg fields for ``make_env`` (e.g. ``episode_length_s=2.0``).
     Under torchrun (``world`` from ``init_world``) every rank runs its share of ``cfg.num_episodes`` in its
     own envs with seed ``cfg.seed + rank * RANK_SEED_STRIDE``; all ranks return the merged report.
+    ``observer`` is ``rollout``'s: it sees the steps and episodes of this process only.
     """
     from lawr_ext.tasks import make_env  # starts the simulator: imported only when an env is needed
 
@@ -31,7 +33,7 @@ def evaluate_policy(policy: ChunkPolicy, cfg: EvalConfig, world: World = World()
     num_envs = min(cfg.num_envs, share)  # more envs than episodes would only idle
     env = make_env(cfg.task, num_envs, cfg.device, seed, **env_overrides)
     try:
-        episodes, timing = rollout(env, policy, replace(cfg, num_episodes=share, seed=seed))
+        episodes, timing = rollout(env, policy, replace(cfg, num_episodes=share, seed=seed), observer)
     finally:
         env.close()
     per_rank = world.gather((episodes, timing))

@@ -75,10 +75,6 @@ class ChunkScheduler:
         return actions
 
 
-# (observation acted on [N, O], actions [N, A], ended [N] bool, ids of the episodes recorded now) -> None
-Observer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
-
-
 @dataclass
 class Episode:
     env_id: int
@@ -88,6 +84,10 @@ class Episode:
     strategy: int | None = None  # what the episode did, if the env reports it
     physics_failure: bool = False  # the env reset it after a simulator blow-up (counted as a failure)
     object_dropped: bool = False  # it ended because the policy knocked an object off the table
+
+
+# (observation acted on [N, O], actions [N, A], ended [N] bool, the episodes recorded at this step) -> None
+Observer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[Episode]], None]
 
 
 def policy_observation(obs_dict: dict) -> torch.Tensor:
@@ -119,8 +119,8 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig, observer: Observer | None
     Every env runs a fixed quota of episodes (num_episodes split evenly): stopping at the first M
     finished episodes instead would over-count short ones (fast successes or early failures).
     Returns the episodes and timing stats (env steps, seconds). An ``observer`` is called after every step with
-    the observation the actions were chosen at [N, O], the actions [N, A], the envs that ended [N] and the env ids
-    of the episodes recorded at this step, in the order they were appended (diagnostics measure with it).
+    the observation the actions were chosen at [N, O], the actions [N, A], the envs that ended [N] and the
+    episodes recorded at this step, in the order they were appended (diagnostics measure with it).
     """
     if cfg.exec_horizon > policy.horizon:
         raise ValueError(f"EvalConfig.exec_horizon={cfg.exec_horizon} exceeds the policy's chunk horizon "
@@ -161,16 +161,18 @@ def rollout(env, policy: ChunkPolicy, cfg: EvalConfig, observer: Observer | None
 
             done = terminated | truncated
             ids = (done & active).nonzero().squeeze(-1)
+            recorded: list[Episode] = []
             if ids.numel():  # one device->host copy per column, not per episode (4096 envs end together)
                 strategy = extras.get(cfg.strategy_key)
                 strategies = strategy[ids].tolist() if strategy is not None else [None] * ids.numel()
                 failures, drops = ([False] * ids.numel() if extras.get(key) is None else extras[key][ids].tolist()
                                    for key in ("physics_failure", "object_dropped"))
-                episodes += map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
-                                ep_length[ids].tolist(), strategies, failures, drops)
+                recorded = list(map(Episode, ids.tolist(), ep_success[ids].tolist(), ep_return[ids].tolist(),
+                                    ep_length[ids].tolist(), strategies, failures, drops))
+                episodes += recorded
                 bar.update(ids.numel())
             if observer is not None:
-                observer(acted_on, actions, done, ids)
+                observer(acted_on, actions, done, recorded)
             finished += (done & active).long()
             # The env auto-reset the finished envs: their obs is the new episode's first observation.
             scheduler.reset(done)
