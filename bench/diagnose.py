@@ -49,19 +49,22 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
 Several diagnose processes may share one OUT (e.g. the learning curve on one core, the rest on the other): each
 result is merged into OUT/diagnose.json under a file lock.
 
-Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``; every
-evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95% intervals, executing
-``--exec_horizon`` steps of each chunk, with or without ``--temporal_ensemble`` (default: the preset's, as
-``scripts/evaluate.py`` does; both are part of each cache key, ``...@exec16`` or ``...@exec1_ensemble``, so figures
-at different settings sit side by side). Writes OUT/diagnose.md,
-OUT/learning_curve.png and OUT/exec_horizon.png; OUT/runs/ holds the runs it trained.
+Everything is trained with the task's preset and ``--profile`` (default cpu) plus any hydra ``overrides``, on
+``--train_threads`` threads; every evaluation uses ``--episodes`` episodes in ``--num_envs`` envs with Wilson 95%
+intervals, executing ``--exec_horizon`` steps of each chunk, with or without ``--temporal_ensemble`` (default: the
+preset's, as ``scripts/evaluate.py`` does; both are part of each cache key, ``...@exec16`` or ``...@exec1_ensemble``,
+so figures at different settings sit side by side), in ``--sim_processes`` processes, one per core (keyed
+``..._2proc``: each process draws its own resets). Writes OUT/diagnose.md, OUT/learning_curve.png and
+OUT/exec_horizon.png; OUT/runs/ holds the runs it trained.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +82,7 @@ from lawr_ext.eval.diagnostics import (GRASP_BIN_NAMES, GraspRecorder, data_gras
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
+from lawr_ext.runners.sim_processes import run_sim_job
 from lawr_ext.runners.trainer import dataset_dims
 from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
@@ -106,6 +110,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", default="cpu", help="training profile (lawr_ext/configs/profile/<name>.yaml)")
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes per policy and setting")
     parser.add_argument("--num_envs", type=int, default=64)
+    parser.add_argument("--sim_processes", type=int, default=1,
+                        help="simulator processes per evaluation (one per core), as scripts/evaluate.py; 'grasps' "
+                             "rolls out in one. Each process draws its own resets, so results are keyed by it "
+                             "(...@exec1_ensemble_2proc)")
+    parser.add_argument("--train_threads", type=int, default=1,
+                        help="torch threads of the phases the parts train (evaluations simulate on one each)")
     parser.add_argument("--replay_episodes", type=int, default=128)
     parser.add_argument("--replay_coeffs", type=int, nargs="*", default=[],
                         help="also replay each recorded chunk projected on this many DCT cosines per joint")
@@ -147,7 +157,8 @@ class Diagnosis:
         self.eval_cfg = replace(self.config([]).eval, num_envs=args.num_envs, num_episodes=args.episodes,
                                 progress=False, **{k: v for k, v in chosen.items() if v is not None})
         # suffix of every cache key evaluated with these settings
-        self.at = f"@exec{self.eval_cfg.exec_horizon}" + ("_ensemble" if self.eval_cfg.temporal_ensemble else "")
+        self.execution = f"@exec{self.eval_cfg.exec_horizon}" + ("_ensemble" if self.eval_cfg.temporal_ensemble else "")
+        self.at = self.execution + (f"_{args.sim_processes}proc" if args.sim_processes > 1 else "")
 
     def _read(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -182,16 +193,26 @@ class Diagnosis:
             episodes = load_episodes(self.args.dataset).select(keep)
             dataset = ChunkDataset(episodes, cfg.data.horizon, cfg.data.gamma, source=self.args.dataset, seed=cfg.seed)
         write_run_config(run_dir, cfg, self.args.dataset)
-        for stage in registry.with_needs(stages):
-            run_stage(cfg, stage, dataset, run_dir)
+        with torch_threads(self.args.train_threads):
+            for stage in registry.with_needs(stages):
+                run_stage(cfg, stage, dataset, run_dir)
         return run_dir
 
     def evaluate(self, run_dir: Path, method: str, report_dir: Path | None = None, **eval_fields) -> dict:
         """Success (Wilson CI), return and episode outcomes of ``method`` of ``run_dir``; the whole report (per
         strategy, timing) is also written to ``report_dir`` if given."""
-        report = evaluate_policy(load_policy(run_dir, method), replace(self.eval_cfg, **eval_fields))
-        if report_dir is not None:
-            write_report(report, report_dir)
+        cfg = replace(self.eval_cfg, **eval_fields)
+        if self.args.sim_processes > 1:  # each process rolls out its share; rank 0 writes the merged report
+            with tempfile.TemporaryDirectory(prefix="diagnose_eval_") as tmp:
+                result = run_sim_job(self.args.sim_processes, "evaluate", run_dir=run_dir, methods=[method],
+                                     eval_cfg=cfg, out=report_dir or Path(tmp))[method]
+            if result.error is not None:
+                raise ValueError(f"evaluation of {method} of {run_dir} failed: {result.error}")
+            report = result.report
+        else:
+            report = evaluate_policy(load_policy(run_dir, method), cfg)
+            if report_dir is not None:
+                write_report(report, report_dir)
         s = report["summary"]
         return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
                                   "objects_dropped", "physics_failures")}
@@ -270,7 +291,7 @@ class Diagnosis:
 
         self.cached("grasps", "data", data)
         for method in self.args.methods:
-            self.cached("grasps", f"{run_dir.name}/{method}{self.at}", lambda: rollouts(method))
+            self.cached("grasps", f"{run_dir.name}/{method}{self.execution}", lambda: rollouts(method))  # one process
 
     def modes(self, run_dir: Path) -> None:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
@@ -379,7 +400,8 @@ class Diagnosis:
                         shutil.copy(run_dir / phase / file, variant_dir / phase / file)
             cfg = self.variant_config(run_config(run_dir), [o for o in overrides.split(",") if o], spec)
             write_run_config(variant_dir, cfg, self.args.dataset)
-            run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
+            with torch_threads(self.args.train_threads):
+                run_stage(cfg, "planner", open_dataset(cfg, self.args.dataset), variant_dir)
             self.cached("variants", f"{run_dir.name}/{name}{self.at}", lambda: {"overrides": overrides, **self.evaluate(
                 variant_dir, "lawr", report_dir=variant_dir / "eval" / "lawr")})  # an evaluated run, as 'wallclock' reads
 
@@ -413,6 +435,17 @@ class Diagnosis:
             run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
             for method in self.args.methods:
                 self.cached("scaling", f"{mode}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Train on ``n`` threads, then simulate on one again (main's setting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_wallclock(run_dir: Path, method: str, cfg: TrainConfig) -> dict:

@@ -12,10 +12,10 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 import diagnose  # noqa: E402
 
 
-def _args(out, exec_horizon=None, temporal_ensemble=None) -> argparse.Namespace:
+def _args(out, exec_horizon=None, temporal_ensemble=None, sim_processes=1) -> argparse.Namespace:
     return argparse.Namespace(out=str(out), dataset="runs/datasets/d", task="Bimanual-Chunk", profile="cpu",
                               overrides=[], exec_horizon=exec_horizon, temporal_ensemble=temporal_ensemble,
-                              num_envs=4, episodes=4)
+                              num_envs=4, episodes=4, sim_processes=sim_processes, train_threads=1)
 
 
 def _rate(successes: int, episodes: int) -> dict:
@@ -73,6 +73,32 @@ def test_evaluations_use_the_presets_execution_and_key_their_results_by_it(tmp_p
     default.exec_horizon(tmp_path)
     assert seen == [(4, False), (16, False), (1, True)] and set(default.results["exec_horizon"]) == {
         f"{tmp_path.name}/lawr/exec4", f"{tmp_path.name}/lawr/exec16", f"{tmp_path.name}/lawr/exec1_ensemble"}
+
+
+def test_evaluations_in_several_processes_are_keyed_apart_and_report_where_asked(tmp_path, monkeypatch):
+    """--sim_processes evaluates as scripts/evaluate.py does (each process its own resets), so its results get their
+    own cache keys; a failed rollout stops with its error instead of caching nothing."""
+    from lawr_ext.runners.evaluation import MethodEvaluation
+
+    calls = []
+
+    def fake_job(processes, job, run_dir, methods, eval_cfg, out):
+        calls.append((processes, job, methods, out))
+        report = {"summary": {**_rate(3, 4), "objects_dropped": 0, "physics_failures": 0}}
+        return {methods[0]: MethodEvaluation(methods[0], report=report)}
+
+    monkeypatch.setattr(diagnose, "run_sim_job", fake_job)
+    monkeypatch.setattr(diagnose, "evaluate_policy", lambda *a, **k: pytest.fail("evaluated in this process"))
+    two = diagnose.Diagnosis(_args(tmp_path, sim_processes=2))
+    assert two.at == two.execution + "_2proc" and diagnose.Diagnosis(_args(tmp_path)).at == two.execution
+    assert two.evaluate(tmp_path, "lawr", report_dir=tmp_path / "eval")["successes"] == 3
+    assert calls == [(2, "evaluate", ["lawr"], tmp_path / "eval")]
+    two.evaluate(tmp_path, "flow_bc")  # no report wanted: written to a temporary folder, not into the run
+    assert calls[-1][3] != tmp_path and not (tmp_path / "eval" / "flow_bc").exists()
+
+    monkeypatch.setattr(diagnose, "run_sim_job", lambda *a, **k: {"lawr": MethodEvaluation("lawr", error="NaN obs")})
+    with pytest.raises(ValueError, match="evaluation of lawr .* failed: NaN obs"):
+        two.evaluate(tmp_path, "lawr")
 
 
 def test_precision_curve_measures_each_representation_against_its_training_time(tmp_path):
