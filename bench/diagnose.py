@@ -11,7 +11,8 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
                     16, a latent optimized on the sqrt(d) sphere, T(0)) and how close each trained policy does, in
                     env action units and end-effector millimetres (eval/diagnostics.py)
     weights         which chunks --run's Phase 3 regression leans on: the planner's AWR weights of the data's chunks
-                    (frozen critic) grouped by expert quality and episode success (no training, seconds)
+                    (frozen critic) grouped by expert quality and episode success, also within windows of the
+                    episode's steps (--weight_windows) (no training, seconds)
     ranking         whether --run's critic tells the data's chunks that succeed from those that fail, and whether any
                     learner could: held-out AUC of the episode's success from probes fitted on half the episodes
                     (state alone; state and chunk) beside the V, Q and Q - V of --run's critic and of a critic of
@@ -127,6 +128,8 @@ def parse_args() -> argparse.Namespace:
                              "part of each cache key too (...@exec1_ensemble)")
     parser.add_argument("--ranking_windows", type=int, default=10,
                         help="windows of the episode's steps the 'ranking' part reports separately")
+    parser.add_argument("--weight_windows", type=int, nargs="*", default=[],
+                        help="'weights' also per window of the episode's steps: their boundaries, e.g. 0 60 200")
     parser.add_argument("--ranking_probe_steps", type=int, default=4000,
                         help="gradient steps of the 'ranking' part's two success probes")
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
@@ -250,7 +253,8 @@ class Diagnosis:
         cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
         behavior, critic = load_product(run_dir, "flow", cfg, dims), load_product(run_dir, "critic", cfg, dims)
         self.cached("weights", run_dir.name, lambda: weight_shares(
-            behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights), refresh=True)
+            behavior, critic.advantage, open_dataset(cfg, self.args.dataset), cfg.planner.weights,
+            step_windows=tuple(self.args.weight_windows)), refresh=True)
 
     def ranking(self, run_dir: Path) -> None:
         """--run's critic (trained on every episode) and one of the preset's settings and the overrides, trained on
@@ -525,6 +529,17 @@ def write_markdown(results: dict, out: Path) -> None:
                 lines.append(f"| {key} | {group} | {g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
                              f"{g['advantage_mean']:.1f} |")
         lines.append("")
+        windowed = {key: value["windows"] for key, value in results["weights"].items() if value.get("windows")}
+        if windowed:
+            lines += ["Within each window of the steps where the chunks start (shares of the window's chunks and weight):",
+                      "", "| run | steps | group | chunks | weight share | mean advantage |", "|---|---|---|---|---|---|"]
+            for key, windows in windowed.items():
+                for window in windows:
+                    lo, hi = window["steps"]
+                    for group, g in window["groups"].items():
+                        lines.append(f"| {key} | {lo}-{'end' if hi is None else hi} | {group} | "
+                                     f"{g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | {g['advantage_mean']:.1f} |")
+            lines.append("")
     if "ranking" in results:
         lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", ""]
         for key, value in results["ranking"].items():

@@ -228,6 +228,20 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
     diagnose.write_markdown({"dataset": "d", "weights": {"run": result}}, tmp_path)
     assert "| run | quality 2 success 1 | 0.125 | 0.333 | 1.4 |" in (tmp_path / "diagnose.md").read_text()
 
+    # Two episodes of 4 chunks: chunks 0-3 start at steps 0, 1, 2, 3 of the first, 4-7 at steps 0-3 of the second.
+    dataset.chunk_first_row, dataset.chunk_episode = torch.arange(8), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    dataset.episodes = SimpleNamespace(starts=torch.tensor([0, 4]))
+    windows = weight_shares(behavior, lambda batch: batch["a"], dataset, AWRWeightConfig(temperature=1.0),
+                            step_windows=(0, 2))["windows"]
+    assert [(w["steps"], w["chunks"]) for w in windows] == [([0, 2], 4), ([2, None], 4)]
+    early = windows[0]["groups"]  # chunks 0, 1, 4, 5: weights 1, 1, 4, 1
+    assert early["quality 2 success 1"]["weight_share"] == pytest.approx(4 / 7)
+    assert early["quality 0 success 1"]["chunk_fraction"] == pytest.approx(2 / 4)
+    assert set(windows[1]["groups"]) == {"quality 1 success 1", "quality 1 success 0", "quality 2 success 0"}
+    assert windows[1]["groups"]["quality 1 success 1"]["weight_share"] == pytest.approx(2 / 5)
+    diagnose.write_markdown({"dataset": "d", "weights": {"run": {**result, "windows": windows}}}, tmp_path)
+    assert "| run | 2-end | quality 1 success 1 | 0.250 | 0.400 | 0.7 |" in (tmp_path / "diagnose.md").read_text()
+
 
 def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):
     import torch

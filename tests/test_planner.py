@@ -182,6 +182,47 @@ def test_cosine_schedule_decays_the_planner_rate_to_zero_and_still_picks_the_bet
         PlannerConfig(lr_schedule="linear")
 
 
+def test_state_normalized_weights_give_every_state_the_same_total_weight_and_keep_each_states_ranking():
+    """Z(s) regressed on the batches' weights: at states where every chunk is about as good (w = 1) and at states
+    where a tenth of the chunks are lucky (w = 100, the rest 0.01, mean ~10), the normalized weights average ~1 in
+    both, where the raw weights give the second ten times the pull; within a state, the lucky chunks stay on top."""
+    from lawr_ext.algorithms.planner import StateWeight
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    state_weight = StateWeight(obs_dim=1, hidden=32)
+    optimizer = torch.optim.Adam(state_weight.parameters(), lr=1e-2)
+
+    def batch(n: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        spread = torch.rand(n, generator=generator) < 0.5            # which kind of state
+        lucky = spread & (torch.rand(n, generator=generator) < 0.1)
+        weight = torch.where(spread, torch.where(lucky, 100.0, 0.01), torch.ones(n))
+        return torch.where(spread, 1.0, -1.0)[:, None], weight, lucky
+
+    for _ in range(600):
+        obs, weight, _ = batch()
+        state_weight.normalize(weight, obs, 100.0, optimizer)
+    obs, weight, lucky = batch(20_000)
+    normalized, info = state_weight.normalize(weight, obs, 100.0, optimizer)
+    spread = obs[:, 0] > 0
+    assert weight[spread].mean() > 8 * weight[~spread].mean()            # raw: the spread states dominate
+    assert normalized[spread].mean() == pytest.approx(1.0, rel=0.25)
+    assert normalized[~spread].mean() == pytest.approx(1.0, rel=0.25)
+    assert normalized[lucky].min() > 50 * normalized[spread & ~lucky].max()
+    assert info["planner/state_weight_mean"] == pytest.approx(weight.mean().item(), rel=0.25)
+
+
+def test_planner_with_state_normalized_weights_picks_the_better_mode_and_exports_without_them(frozen_phases):
+    """On the bandit, where every state's advantages spread alike, the normalization changes nothing essential:
+    the planner still lands on the better mode; Z(s) is a training aid, not part of the policy it leaves."""
+    learner, metrics = train_planner(frozen_phases, temperature=0.1, state_normalized_weights=True)
+    on_better, between, _ = better_mode_fraction(learner)
+    assert on_better > 0.9 and between < 0.05
+    assert "planner/state_weight_loss" in metrics and "state_weight" in learner.optimizers
+    assert not any("state_weight" in name for name in learner.policy().state_dict())
+    assert any(name.startswith("state_weight.") for name in learner.training_state()["modules"])
+
+
 def test_planner_refuses_a_trainable_flow(frozen_phases):
     data, normalizer, decoder, critic = frozen_phases
     trainable = MeanFlow(FlowConfig(arch="mlp", width=16, depth=1, time_embed_dim=8), O, H, A, normalizer).decoder

@@ -59,6 +59,11 @@ class PlannerConfig(LatentActorConfig):
     # w = min(exp(A / temperature), max_weight), optionally A / std(A) first (shared with the Gaussian AWR
     # baseline, so that the two differ only in the actor).
     weights: AWRWeightConfig = field(default_factory=AWRWeightConfig)
+    # Divide each chunk's weight by an estimate of its state's mean weight, Z(s) = E_data[w | s] (the partition
+    # function of AWR's derivation, which implementations drop), fitted on the fly by a small network: every state
+    # then carries the same total weight, so states where the critic's advantages spread widely (one lucky chunk
+    # among failures) no longer outweigh their neighbours in the planner's smooth fit (docs/results.md)
+    state_normalized_weights: bool = False
     # mean-flow jumps of the frozen decoder T(z; s) the planner steers and acts through: 1 is the paper's one-step
     # map; more jumps give sharper, more committed chunks at that many flow passes per chunk (docs/results.md)
     decode_steps: int = 1

@@ -249,13 +249,17 @@ def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,
 
 @torch.no_grad()
 def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: ChunkDataset,
-                  weights: AWRWeightConfig, *, num_chunks: int = 8192, batch_size: int = 1024, seed: int = 0) -> dict:
+                  weights: AWRWeightConfig, *, num_chunks: int = 8192, batch_size: int = 1024, seed: int = 0,
+                  step_windows: tuple[int, ...] = ()) -> dict:
     """Which chunks Phase 3's regression leans on: the AWR weights w(A) of up to ``num_chunks`` random dataset
     chunks (advantages from the frozen critic; with ``weights.standardize`` divided by the std over all of them,
     where the planner divides by each batch's), grouped by the episode's expert quality label and success.
 
     Per group ("quality <q> success <0|1>"): its fraction of the chunks, its share of the summed weight and its
     mean advantage. A group whose weight share exceeds its chunk fraction pulls the planner toward its chunks.
+    ``step_windows`` (boundaries of the episode's steps, e.g. (0, 60, 200)) also reports the groups within each window
+    of where the chunks start, [0, 60), [60, 200), [200, end): the planner's choice at one phase of the task (which
+    grasp, say) is a weighted mean over the chunks of like states, not over the whole episode.
     """
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks]
@@ -267,16 +271,29 @@ def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: C
         parts["success"].append(batch[keys.SUCCESS].cpu().long())
     advantage, quality, success = (torch.cat(parts[k]) for k in ("advantage", "quality", "success"))
     weight = awr_weights(advantage, weights)
-    groups = {}
-    for q in quality.unique().tolist():
-        for ok in (1, 0):
-            member = (quality == q) & (success == ok)
-            if member.any():
-                groups[f"quality {q} success {ok}"] = {
-                    "chunk_fraction": member.float().mean().item(),
-                    "weight_share": (weight[member].sum() / weight.sum()).item(),
-                    "advantage_mean": advantage[member].mean().item()}
-    return {"chunks": len(ids), "groups": groups}
+
+    def groups(among: torch.Tensor) -> dict:
+        shares = {}
+        for q in quality[among].unique().tolist():
+            for ok in (1, 0):
+                member = among & (quality == q) & (success == ok)
+                if member.any():
+                    shares[f"quality {q} success {ok}"] = {
+                        "chunk_fraction": (member.sum() / among.sum()).item(),
+                        "weight_share": (weight[member].sum() / weight[among].sum()).item(),
+                        "advantage_mean": advantage[member].mean().item()}
+        return shares
+
+    result = {"chunks": len(ids), "groups": groups(torch.ones_like(success, dtype=torch.bool))}
+    if step_windows:
+        step = (dataset.chunk_first_row.cpu() - dataset.episodes.starts[dataset.chunk_episode.cpu()])[ids]
+        bounds = list(step_windows) + [None]
+        result["windows"] = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            among = (step >= lo) & (step < hi if hi is not None else True)
+            if among.any():
+                result["windows"].append({"steps": [lo, hi], "chunks": int(among.sum()), "groups": groups(among)})
+    return result
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
