@@ -466,6 +466,10 @@ def run_wallclock(run_dir: Path, method: str, cfg: TrainConfig) -> dict:
             **{k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean")}}
 
 
+def _share(group: dict, key: str) -> str:
+    return "—" if group.get(key) is None else f"{group[key]:.3f}"  # results cached before the column existed: —
+
+
 def _planner_rate(r: dict) -> str:
     return f"lr {r['planner_lr']:g}" + (" cosine" if r["planner_schedule"] == "cosine" else "")
 
@@ -523,22 +527,25 @@ def write_markdown(results: dict, out: Path) -> None:
         lines.append("")
     if "weights" in results:
         lines += ["## What Phase 3's weights lean on (AWR weights of the data's chunks, by expert quality and success)",
-                  "", "| run | group | chunks | weight share | mean advantage |", "|---|---|---|---|---|"]
+                  "", "| run | group | chunks | weight share | per-state normalized | mean advantage |",
+                  "|---|---|---|---|---|---|"]
         for key, value in results["weights"].items():
             for group, g in value["groups"].items():
                 lines.append(f"| {key} | {group} | {g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
-                             f"{g['advantage_mean']:.1f} |")
+                             f"{_share(g, 'normalized_share')} | {g['advantage_mean']:.1f} |")
         lines.append("")
         windowed = {key: value["windows"] for key, value in results["weights"].items() if value.get("windows")}
         if windowed:
             lines += ["Within each window of the steps where the chunks start (shares of the window's chunks and weight):",
-                      "", "| run | steps | group | chunks | weight share | mean advantage |", "|---|---|---|---|---|---|"]
+                      "", "| run | steps | group | chunks | weight share | per-state normalized | mean advantage |",
+                      "|---|---|---|---|---|---|---|"]
             for key, windows in windowed.items():
                 for window in windows:
                     lo, hi = window["steps"]
                     for group, g in window["groups"].items():
                         lines.append(f"| {key} | {lo}-{'end' if hi is None else hi} | {group} | "
-                                     f"{g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | {g['advantage_mean']:.1f} |")
+                                     f"{g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
+                                     f"{_share(g, 'normalized_share')} | {g['advantage_mean']:.1f} |")
             lines.append("")
     if "ranking" in results:
         lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", ""]

@@ -209,11 +209,20 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
     quality = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
     success = torch.tensor([1, 1, 1, 0, 1, 0, 0, 0], dtype=torch.bool)
     advantage = torch.tensor([0.0, 0.0, math.log(2), 0.0, math.log(4), 0.0, 0.0, 0.0])  # weights 1 1 2 1 4 1 1 1
+    obs = torch.stack([quality.float(), torch.zeros(8)], dim=1)  # states: one per expert quality
     dataset = SimpleNamespace(num_chunks=8, batch=lambda ids: TensorDict(
-        {keys.QUALITY: quality[ids], keys.SUCCESS: success[ids], "a": advantage[ids]}, batch_size=[len(ids)]))
-    behavior = SimpleNamespace(learner_batch=lambda batch: batch)
-    result = weight_shares(behavior, lambda batch: batch["a"], dataset, AWRWeightConfig(temperature=1.0),
-                           batch_size=3)
+        {keys.QUALITY: quality[ids], keys.SUCCESS: success[ids], "a": advantage[ids], keys.OBS: obs[ids],
+         keys.ACTIONS: torch.ones(len(ids), 1, 1)}, batch_size=[len(ids)]))
+    # The flow's draws (chunks of zeros) score their state's mean weight: quality 0: 1, 1: 1.5, 2: 1.75 (= Z(s)).
+    state_mean = torch.tensor([1.0, 1.5, 1.75])
+    decoder = SimpleNamespace(sample=lambda obs_norm: torch.zeros(len(obs_norm), 1, 1))
+    behavior = SimpleNamespace(learner_batch=lambda batch: batch, obs_normalizer=lambda x: x, decoder=decoder)
+
+    def advantage_fn(batch):
+        drawn = batch[keys.ACTIONS].flatten(1)[:, 0] < 0.5
+        return torch.where(drawn, state_mean[batch[keys.QUALITY]].log(), batch["a"])
+
+    result = weight_shares(behavior, advantage_fn, dataset, AWRWeightConfig(temperature=1.0), batch_size=3)
     groups = result["groups"]
     assert result["chunks"] == 8 and set(groups) == {"quality 0 success 1", "quality 1 success 1",
                                                       "quality 1 success 0", "quality 2 success 1",
@@ -225,8 +234,14 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
         assert groups[name]["chunk_fraction"] == pytest.approx(fraction)
         assert groups[name]["weight_share"] == pytest.approx(share)
     assert groups["quality 2 success 1"]["advantage_mean"] == pytest.approx(math.log(4))
+    # Divided by each state's mean weight, every state carries the same total weight per chunk (its states' share
+    # follows its chunk fraction) and keeps its ranking within: quality 2's lucky chunk has 4 / 7 of its state's.
+    normalized = {name: g["normalized_share"] for name, g in groups.items()}
+    assert normalized["quality 0 success 1"] == pytest.approx(2 / 8)
+    assert normalized["quality 1 success 1"] + normalized["quality 1 success 0"] == pytest.approx(2 / 8)
+    assert normalized["quality 2 success 1"] == pytest.approx(4 / 7 * 4 / 8)
     diagnose.write_markdown({"dataset": "d", "weights": {"run": result}}, tmp_path)
-    assert "| run | quality 2 success 1 | 0.125 | 0.333 | 1.4 |" in (tmp_path / "diagnose.md").read_text()
+    assert "| run | quality 2 success 1 | 0.125 | 0.333 | 0.28" in (tmp_path / "diagnose.md").read_text()
 
     # Two episodes of 4 chunks: chunks 0-3 start at steps 0, 1, 2, 3 of the first, 4-7 at steps 0-3 of the second.
     dataset.chunk_first_row, dataset.chunk_episode = torch.arange(8), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
@@ -240,7 +255,7 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
     assert set(windows[1]["groups"]) == {"quality 1 success 1", "quality 1 success 0", "quality 2 success 0"}
     assert windows[1]["groups"]["quality 1 success 1"]["weight_share"] == pytest.approx(2 / 5)
     diagnose.write_markdown({"dataset": "d", "weights": {"run": {**result, "windows": windows}}}, tmp_path)
-    assert "| run | 2-end | quality 1 success 1 | 0.250 | 0.400 | 0.7 |" in (tmp_path / "diagnose.md").read_text()
+    assert "| run | 2-end | quality 1 success 1 | 0.250 | 0.400 | " in (tmp_path / "diagnose.md").read_text()
 
 
 def test_wallclock_places_each_evaluated_method_at_the_seconds_of_the_phases_it_needs(tmp_path):

@@ -18,6 +18,7 @@ from conftest import fitted_obs_normalizer
 
 from lawr_ext.algorithms.critic import DistributionalCritic
 from lawr_ext.algorithms.flow import BehaviorModel, MeanFlow
+from lawr_ext.algorithms.awr import awr_weights
 from lawr_ext.algorithms.planner import LatentAWR
 from lawr_ext.algorithms.registry import BASELINES, matched_config
 from lawr_ext.algorithms.stage import StageInputs
@@ -182,45 +183,52 @@ def test_cosine_schedule_decays_the_planner_rate_to_zero_and_still_picks_the_bet
         PlannerConfig(lr_schedule="linear")
 
 
-def test_state_normalized_weights_give_every_state_the_same_total_weight_and_keep_each_states_ranking():
-    """Z(s) regressed on the batches' weights: at states where every chunk is about as good (w = 1) and at states
-    where a tenth of the chunks are lucky (w = 100, the rest 0.01, mean ~10), the normalized weights average ~1 in
-    both, where the raw weights give the second ten times the pull; within a state, the lucky chunks stay on top."""
-    from lawr_ext.algorithms.planner import StateWeight
+def test_state_normalization_gives_every_state_the_same_total_weight_and_keeps_each_states_ranking():
+    """Z(s) from the flow's draws: at states where every chunk is about as good (w = 1) and at states where a tenth
+    of the draws are lucky (w = 100, the rest 0.01: mean ~10), the data's normalized weights average ~1 in both,
+    where the raw weights give the second ten times the pull; within a state the lucky chunks stay on top."""
+    import math
+    from types import SimpleNamespace
+
+    from lawr_ext.algorithms.planner import state_mean_weight
 
     torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    state_weight = StateWeight(obs_dim=1, hidden=32)
-    optimizer = torch.optim.Adam(state_weight.parameters(), lr=1e-2)
+    n = 4000
+    spread = torch.arange(n) % 2 == 0                                      # which kind of state
+    lucky_draw = lambda m: torch.where(torch.rand(m) < 0.1, 1.0, -1.0)     # the flow proposes the lucky chunk 10%
+    decoder = SimpleNamespace(sample=lambda obs_norm: lucky_draw(len(obs_norm))[:, None, None].expand(-1, H, A))
 
-    def batch(n: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        spread = torch.rand(n, generator=generator) < 0.5            # which kind of state
-        lucky = spread & (torch.rand(n, generator=generator) < 0.1)
-        weight = torch.where(spread, torch.where(lucky, 100.0, 0.01), torch.ones(n))
-        return torch.where(spread, 1.0, -1.0)[:, None], weight, lucky
+    def advantage_fn(batch):
+        lucky = batch[keys.ACTIONS].mean((1, 2)) > 0
+        return torch.where(batch[keys.OBS][:, 0] > 0, torch.where(lucky, math.log(100), math.log(0.01)), 0.0)
 
-    for _ in range(600):
-        obs, weight, _ = batch()
-        state_weight.normalize(weight, obs, 100.0, optimizer)
-    obs, weight, lucky = batch(20_000)
-    normalized, info = state_weight.normalize(weight, obs, 100.0, optimizer)
-    spread = obs[:, 0] > 0
-    assert weight[spread].mean() > 8 * weight[~spread].mean()            # raw: the spread states dominate
-    assert normalized[spread].mean() == pytest.approx(1.0, rel=0.25)
-    assert normalized[~spread].mean() == pytest.approx(1.0, rel=0.25)
-    assert normalized[lucky].min() > 50 * normalized[spread & ~lucky].max()
-    assert info["planner/state_weight_mean"] == pytest.approx(weight.mean().item(), rel=0.25)
+    obs = torch.stack([torch.where(spread, 1.0, -1.0), torch.zeros(n)], dim=1)
+    actions = lucky_draw(n)[:, None, None].expand(-1, H, A).clone()        # the data: draws of the same behaviour
+    batch = TensorDict({keys.OBS: obs, keys.ACTIONS: actions}, batch_size=[n])
+    weights = AWRWeightConfig(temperature=1.0, max_weight=100.0)
+    raw = awr_weights(advantage_fn(batch), weights)
+    normalized = (raw / state_mean_weight(decoder, advantage_fn, weights, batch, obs, num_draws=64)).clamp(max=100)
+    lucky = actions.mean((1, 2)) > 0
+    assert raw[spread].mean() > 8 * raw[~spread].mean()                   # raw: the spread states dominate
+    assert normalized[~spread].mean() == pytest.approx(1.0)
+    assert normalized[spread].mean() == pytest.approx(1.0, rel=0.3)
+    assert normalized[spread & lucky].median() > 1000 * normalized[spread & ~lucky].median()
+    assert batch[keys.ACTIONS].equal(actions)                              # the batch itself is left as it was
 
 
-def test_planner_with_state_normalized_weights_picks_the_better_mode_and_exports_without_them(frozen_phases):
+def test_planner_with_state_normalized_weights_still_picks_the_better_mode(frozen_phases):
     """On the bandit, where every state's advantages spread alike, the normalization changes nothing essential:
-    the planner still lands on the better mode; Z(s) is a training aid, not part of the policy it leaves."""
-    learner, metrics = train_planner(frozen_phases, temperature=0.1, state_normalized_weights=True)
+    the planner still lands on the better mode. A one-step advantage cannot score the draws: refused."""
+    from lawr_ext.configs.train import load_train_config
+
+    learner, metrics = train_planner(frozen_phases, temperature=0.1, state_normalization_samples=4)
     on_better, between, _ = better_mode_fraction(learner)
     assert on_better > 0.9 and between < 0.05
-    assert "planner/state_weight_loss" in metrics and "state_weight" in learner.optimizers
-    assert not any("state_weight" in name for name in learner.policy().state_dict())
-    assert any(name.startswith("state_weight.") for name in learner.training_state()["modules"])
+    assert 0 < metrics["planner/weight_ess"] and 0 < metrics["planner/raw_weight_ess"]
+    with pytest.raises(ValueError, match="state_normalization_samples needs critic.advantage=q_minus_v"):
+        load_train_config("Bimanual-Chunk", ["planner.state_normalization_samples=4", "critic.advantage=one_step"])
+    with pytest.raises(ValueError, match="state_normalization_samples must be >= 0"):
+        PlannerConfig(state_normalization_samples=-1)
 
 
 def test_planner_refuses_a_trainable_flow(frozen_phases):

@@ -5,7 +5,7 @@
                                        ``decode_steps`` mean-flow jumps of it
     loss = E_data[ w(A(s, a)) * ||a_hat - a||^2 ]     over the real (unpadded) steps of each chunk
     w = min(exp(A / tau), max_weight)  A from the frozen Phase-2 critic, computed without gradients
-      (optionally min(w / Z(s), max_weight), Z(s) ~ E_data[w | s] fitted alongside: each state weighs the same)
+      (optionally min(w / Z(s), max_weight), Z(s) the mean w of K flow draws at s: each state weighs the same)
   (+ q_weight * -Q(s, a_hat) / mean|Q|  optional: Latent Policy Steering's objective through the same frozen flow;
    with awr_weight = 0 it is the whole loss: the LPS baseline's ablation on the Phase-2 critic, baselines/lps.py)
 
@@ -29,9 +29,10 @@ from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.flow import FlowDecoder
 from lawr_ext.algorithms.training import (adam_steps, cosine_learning_rate, masked_mean, optimizer_step,
                                          q_ascent_loss)
+from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.planner import LatentActorConfig, PlannerConfig
 from lawr_ext.data import keys
-from lawr_ext.modules.mlp import ResidualMLP, mlp
+from lawr_ext.modules.mlp import ResidualMLP
 
 
 #: (obs_norm [B, O], chunk [B, H, A]) -> Q [B], differentiable in the chunk (e.g. ``DistributionalCritic.q_value``).
@@ -80,6 +81,16 @@ class LatentPlanner(nn.Module):
         return self.squash(self.raw_latent(obs_norm))
 
 
+@torch.no_grad()
+def state_mean_weight(decoder: FlowDecoder, advantage_fn: AdvantageFn, weights: AWRWeightConfig, batch: TensorDict,
+                      obs_norm: torch.Tensor, num_draws: int) -> torch.Tensor:
+    """Z(s) [B]: the mean AWR weight of ``num_draws`` one-step draws of the frozen flow at each state of ``batch``,
+    scored by the same ``advantage_fn`` as the batch's own chunks (AWR's per-state partition function)."""
+    draws = batch.repeat_interleave(num_draws, dim=0)
+    draws[keys.ACTIONS] = decoder.sample(obs_norm.repeat_interleave(num_draws, dim=0))
+    return awr_weights(advantage_fn(draws), weights).view(-1, num_draws).mean(1).clamp_min(1e-12)
+
+
 class LatentAWR(Learner):
     """Trains the planner through the frozen decoder, weighted by ``advantage_fn`` (as GaussianAWR is).
 
@@ -103,9 +114,6 @@ class LatentAWR(Learner):
         self.advantage_fn, self.q_fn = advantage_fn, q_fn
         self.planner = LatentPlanner(cfg, obs_dim, horizon, action_dim)
         self.optimizers["planner"] = torch.optim.Adam(self.planner.parameters(), lr=cfg.learning_rate)
-        if cfg.state_normalized_weights:
-            self.state_weight = StateWeight(obs_dim)
-            self.optimizers["state_weight"] = torch.optim.Adam(self.state_weight.parameters(), lr=1e-3)
 
     def train(self, mode: bool = True) -> LatentAWR:
         """Only the planner has a training mode; the frozen flow and normaliser always stay in eval mode."""
@@ -129,9 +137,12 @@ class LatentAWR(Learner):
             with torch.no_grad():
                 advantage = self.advantage_fn(batch)
                 weight = awr_weights(advantage, cfg.weights)
-            if cfg.state_normalized_weights:
-                weight, info = self.state_weight.normalize(weight, obs_norm.detach(), cfg.weights.max_weight,
-                                                           self.optimizers["state_weight"])
+                if cfg.state_normalization_samples > 0:
+                    raw_weight = weight
+                    state_weight = state_mean_weight(self.decoder, self.advantage_fn, cfg.weights, batch,
+                                                     obs_norm, cfg.state_normalization_samples)
+                    weight = (weight / state_weight).clamp(max=cfg.weights.max_weight)
+                    info = {"planner/raw_weight_ess": effective_sample_fraction(raw_weight).item()}
             awr_loss = (weight * sq_error).mean()
             info |= {"planner/advantage_mean": advantage.mean().item(),
                     "planner/advantage_std": advantage.std().item(),
@@ -166,36 +177,6 @@ class LatentAWR(Learner):
 
     def policy(self) -> LAWRPolicy:
         return LAWRPolicy(self.obs_normalizer, self.planner, self.decoder, self.cfg.decode_steps)
-
-
-class StateWeight(nn.Module):
-    """Z(s), the mean AWR weight of the data's chunks at states like s, regressed on the batches' weights.
-
-    AWR's target policy is mu(a|s) exp(A / tau) / Z(s). Dropping Z(s), as AWR and IQL implementations do, lets a
-    state whose advantages spread widely (a few lucky chunks at the clip among failures) carry far more total weight
-    than a neighbour where the data's chunks are all about as good; a smooth planner then follows the former in
-    both. Dividing by Z(s) gives every state the same total weight and keeps the ranking within each. Training only:
-    the policy does not contain it.
-    """
-
-    def __init__(self, obs_dim: int, hidden: int = 256):
-        super().__init__()
-        self.net = mlp(obs_dim, hidden, 1)
-
-    def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.softplus(self.net(obs_norm)).squeeze(-1) + 1e-6
-
-    def normalize(self, weight: torch.Tensor, obs_norm: torch.Tensor, max_weight: float,
-                  optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, dict[str, float]]:
-        """One regression step of Z(s) onto ``weight`` [B], then min(weight / Z(s), max_weight) with Z before the step."""
-        z = self(obs_norm)
-        loss = (z - weight).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        normalized = (weight / z.detach()).clamp(max=max_weight)
-        return normalized, {"planner/state_weight_loss": loss.item(), "planner/state_weight_mean": z.mean().item(),
-                            "planner/raw_weight_ess": effective_sample_fraction(weight).item()}
 
 
 class LAWRPolicy(ChunkPolicy):

@@ -59,11 +59,12 @@ class PlannerConfig(LatentActorConfig):
     # w = min(exp(A / temperature), max_weight), optionally A / std(A) first (shared with the Gaussian AWR
     # baseline, so that the two differ only in the actor).
     weights: AWRWeightConfig = field(default_factory=AWRWeightConfig)
-    # Divide each chunk's weight by an estimate of its state's mean weight, Z(s) = E_data[w | s] (the partition
-    # function of AWR's derivation, which implementations drop), fitted on the fly by a small network: every state
-    # then carries the same total weight, so states where the critic's advantages spread widely (one lucky chunk
-    # among failures) no longer outweigh their neighbours in the planner's smooth fit (docs/results.md)
-    state_normalized_weights: bool = False
+    # K > 0: divide each chunk's weight by its state's mean weight Z(s) = E_{a ~ flow(s)}[w(A(s, a))], over K one-step
+    # draws of the frozen flow (the partition function of AWR's derivation, which AWR and IQL implementations drop; MPO
+    # normalizes per state over sampled actions alike). Every state then carries about the same total weight, so a
+    # state where one lucky chunk sits at the clip among failures no longer outweighs its neighbours in the planner's
+    # smooth fit. Needs critic.advantage = q_minus_v (the draws' Q). 0: the paper's weights
+    state_normalization_samples: int = 0
     # mean-flow jumps of the frozen decoder T(z; s) the planner steers and acts through: 1 is the paper's one-step
     # map; more jumps give sharper, more committed chunks at that many flow passes per chunk (docs/results.md)
     decode_steps: int = 1
@@ -82,6 +83,8 @@ class PlannerConfig(LatentActorConfig):
         for attr in ("batch_size", "num_steps", "decode_steps"):
             if getattr(self, attr) < 1:
                 raise ValueError(f"{name}.{attr} must be >= 1, got {getattr(self, attr)}")
+        if self.state_normalization_samples < 0:
+            raise ValueError(f"{name}.state_normalization_samples must be >= 0, got {self.state_normalization_samples}")
         for attr in ("awr_weight", "q_weight"):
             if not getattr(self, attr) >= 0:  # also refuses NaN
                 raise ValueError(f"{name}.{attr} must be >= 0, got {getattr(self, attr)}")

@@ -66,6 +66,9 @@ class TrainConfig:
         for name in ("log_interval", "checkpoint_interval", "sim_processes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.planner.state_normalization_samples > 0 and self.critic.advantage != "q_minus_v":
+            raise ValueError("TrainConfig.planner.state_normalization_samples needs critic.advantage=q_minus_v: the "
+                             f"one-step advantage ({self.critic.advantage}) cannot score the flow's draws")
         if self.eval.task != self.task:  # the policy is evaluated in the task it was trained for
             self.eval.task = self.task
 

@@ -29,6 +29,7 @@ from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
 from lawr_ext.algorithms.base import learner_batch
 # re-exported: the flow's sample quality sits in algorithms/, where Phase 1 reports it after training
 from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality, sliced_wasserstein  # noqa: F401
+from lawr_ext.algorithms.planner import state_mean_weight
 from lawr_ext.algorithms.training import masked_mean
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset
@@ -250,27 +251,36 @@ def mode_commitment(behavior: BehaviorModel, dataset: ChunkDataset,
 @torch.no_grad()
 def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: ChunkDataset,
                   weights: AWRWeightConfig, *, num_chunks: int = 8192, batch_size: int = 1024, seed: int = 0,
-                  step_windows: tuple[int, ...] = ()) -> dict:
+                  step_windows: tuple[int, ...] = (), state_draws: int = 8) -> dict:
     """Which chunks Phase 3's regression leans on: the AWR weights w(A) of up to ``num_chunks`` random dataset
     chunks (advantages from the frozen critic; with ``weights.standardize`` divided by the std over all of them,
     where the planner divides by each batch's), grouped by the episode's expert quality label and success.
 
     Per group ("quality <q> success <0|1>"): its fraction of the chunks, its share of the summed weight and its
     mean advantage. A group whose weight share exceeds its chunk fraction pulls the planner toward its chunks.
+    ``normalized_share``: its share once each weight is divided by its state's mean weight Z(s) over ``state_draws``
+    draws of the flow, as Phase 3 divides with ``planner.state_normalization_samples`` (``state_mean_weight``).
     ``step_windows`` (boundaries of the episode's steps, e.g. (0, 60, 200)) also reports the groups within each window
     of where the chunks start, [0, 60), [60, 200), [200, end): the planner's choice at one phase of the task (which
     grasp, say) is a weighted mean over the chunks of like states, not over the whole episode.
     """
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randperm(dataset.num_chunks, generator=generator)[:num_chunks]
-    parts = {"advantage": [], "quality": [], "success": []}
+    parts = {"advantage": [], "quality": [], "success": [], "state_weight": []}
     for chunk_ids in ids.split(batch_size):
         batch = behavior.learner_batch(dataset.batch(chunk_ids))
         parts["advantage"].append(advantage_fn(batch).cpu())
         parts["quality"].append(batch[keys.QUALITY].cpu())
         parts["success"].append(batch[keys.SUCCESS].cpu().long())
-    advantage, quality, success = (torch.cat(parts[k]) for k in ("advantage", "quality", "success"))
+        with torch.random.fork_rng():  # the flow's draws leave the caller's RNG as it was
+            torch.manual_seed(seed + len(parts["state_weight"]))
+            parts["state_weight"].append(state_mean_weight(
+                behavior.decoder, advantage_fn, weights, batch, behavior.obs_normalizer(batch[keys.OBS]),
+                state_draws).cpu())
+    advantage, quality, success, state_weight = (torch.cat(parts[k]) for k in ("advantage", "quality", "success",
+                                                                                "state_weight"))
     weight = awr_weights(advantage, weights)
+    normalized = (weight / state_weight).clamp(max=weights.max_weight)
 
     def groups(among: torch.Tensor) -> dict:
         shares = {}
@@ -281,6 +291,7 @@ def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: C
                     shares[f"quality {q} success {ok}"] = {
                         "chunk_fraction": (member.sum() / among.sum()).item(),
                         "weight_share": (weight[member].sum() / weight[among].sum()).item(),
+                        "normalized_share": (normalized[member].sum() / normalized[among].sum()).item(),
                         "advantage_mean": advantage[member].mean().item()}
         return shares
 
