@@ -173,6 +173,18 @@ def test_checkpoint_hash_covers_exactly_what_a_phase_depends_on():
     assert train_config_from_dict(asdict(base)) == base
 
 
+def test_runs_saved_before_a_setting_existed_keep_their_checkpoint_hashes():
+    """The hashes of the profile=cpu presets as runs saved them. A new setting changes them unless it is left out of
+    the hash at the value that trains as before (registry.LATER_DEFAULTS); otherwise every earlier run's checkpoints
+    would be refused as "from another run" and no earlier run could be evaluated or resumed."""
+    saved = {"Bimanual-Chunk": ["32bb800bf61b853a", "6c5fd96646f750d3", "25ac072c389a6210"],
+             "Bimanual-Chunk-Insertion": ["24c1f66803bdd79b", "04253509ca24de02", "5e5cf66b49c52800"]}
+    for task, hashes in saved.items():
+        cfg = load_train_config(task, ["profile=cpu"])
+        assert [config_hash(hashed_config(cfg, p)) for p in ("flow", "critic", "planner")] == hashes, (
+            f"{task}: a new setting changed the checkpoint hashes; add it to registry.LATER_DEFAULTS")
+
+
 def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     """The presets (beside each task family's env), the shared profiles and recipes and the robot limits the
     deploy script reads by default are package data: an installed lawr composes and deploys as a checkout does."""
