@@ -536,7 +536,7 @@ def write_markdown(results: dict, out: Path) -> None:
         lines.append("")
         windowed = {key: value["windows"] for key, value in results["weights"].items() if value.get("windows")}
         if windowed:
-            lines += ["Within each window of the steps where the chunks start (shares of the window's chunks and weight):",
+            lines += ["Within each window of the steps where the chunks start (shares of its chunks and weight):",
                       "", "| run | steps | group | chunks | weight share | per-state normalized | mean advantage |",
                       "|---|---|---|---|---|---|---|"]
             for key, windows in windowed.items():
