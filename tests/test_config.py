@@ -185,6 +185,13 @@ def test_runs_saved_before_a_setting_existed_keep_their_checkpoint_hashes():
             f"{task}: a new setting changed the checkpoint hashes; add it to registry.LATER_DEFAULTS")
 
 
+def test_ogbench_presets_run_fql_with_its_papers_alpha_on_its_papers_q_term():
+    """alpha = 300 is FQL's value for the cube tasks against an unnormalized Q term; the two go together."""
+    for task in ("ogbench:cube-single-play-singletask-v0", "ogbench:cube-double-play-singletask-v0"):
+        fql = load_train_config(task, ["profile=ogbench_cpu"]).baselines.fql
+        assert (fql.alpha, fql.normalize_q_loss) == (300.0, False), task
+
+
 def test_presets_are_found_when_lawr_is_installed_from_a_wheel(tmp_path):
     """The presets (beside each task family's env), the shared profiles and recipes and the robot limits the
     deploy script reads by default are package data: an installed lawr composes and deploys as a checkout does."""
