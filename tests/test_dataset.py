@@ -85,6 +85,7 @@ def test_chunk_maths_at_episode_ends_matches_hand_computation(toy_dir):
     expected_next = [(10, 2), (10, 2), (10, 2), (20, 3), (20, 3), (20, 3), (30, 3), (30, 4), (30, 4), (30, 4), (30, 4)]
     assert batch[keys.NEXT_OBS].tolist() == [list(map(float, x)) for x in expected_next]
     assert batch[keys.OBS][:, 1].tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4]
+    assert data.chunk_start_step.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4]  # the step each chunk starts at
     # padding repeats the last real action: episode 0 start 1 -> actions 0.1, 0.2, 0.2
     assert torch.allclose(batch[keys.ACTIONS][1, :, 0], torch.tensor([0.1, 0.2, 0.2]))
     # episode 1 start 2 (truncated, k=1): a_3 never appears, padding repeats a_2

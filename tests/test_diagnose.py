@@ -244,8 +244,7 @@ def test_weight_shares_group_the_planners_weights_by_expert_quality_and_success(
     assert "| run | quality 2 success 1 | 0.125 | 0.333 | 0.28" in (tmp_path / "diagnose.md").read_text()
 
     # Two episodes of 4 chunks: chunks 0-3 start at steps 0, 1, 2, 3 of the first, 4-7 at steps 0-3 of the second.
-    dataset.chunk_first_row, dataset.chunk_episode = torch.arange(8), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    dataset.episodes = SimpleNamespace(starts=torch.tensor([0, 4]))
+    dataset.chunk_start_step = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     windows = weight_shares(behavior, lambda batch: batch["a"], dataset, AWRWeightConfig(temperature=1.0),
                             step_windows=(0, 2))["windows"]
     assert [(w["steps"], w["chunks"]) for w in windows] == [([0, 2], 4), ([2, None], 4)]
@@ -386,7 +385,7 @@ def test_success_ranking_finds_the_window_where_the_chunk_decides_the_outcome(tm
         episodes=SimpleNamespace(num_episodes=episodes, starts=torch.arange(episodes) * length,
                                  lengths=torch.full((episodes,), length)),
         chunk_first_row=torch.arange(episodes * length), chunk_episode=torch.arange(episodes * length) // length,
-        batch=batch)
+        chunk_start_step=torch.arange(episodes * length) % length, batch=batch)
 
     class Critic(nn.Module):
         def __init__(self):

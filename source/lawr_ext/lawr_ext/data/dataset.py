@@ -173,6 +173,7 @@ class ChunkDataset:
         device = self.device
         self.chunk_episode = episode.to(device)
         self.chunk_first_row = first_row.to(device)
+        self.chunk_start_step = t.to(device)  # the step of its episode each chunk starts at
         self.chunk_steps = steps.to(device)
         self.chunk_reward = reward.to(device)
         self.chunk_next_row = next_row.to(device)

@@ -297,7 +297,7 @@ def weight_shares(behavior: BehaviorModel, advantage_fn: AdvantageFn, dataset: C
 
     result = {"chunks": len(ids), "groups": groups(torch.ones_like(success, dtype=torch.bool))}
     if step_windows:
-        step = (dataset.chunk_first_row.cpu() - dataset.episodes.starts[dataset.chunk_episode.cpu()])[ids]
+        step = dataset.chunk_start_step.cpu()[ids]
         bounds = list(step_windows) + [None]
         result["windows"] = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -355,7 +355,7 @@ def success_ranking(behavior: BehaviorModel, critics: dict, dataset: ChunkDatase
     episodes = dataset.episodes
     held_out_episode = held_out_episodes(episodes.num_episodes, seed) if held_out is None else held_out.cpu()
     chunk_episode = dataset.chunk_episode.cpu()
-    chunk_step = dataset.chunk_first_row.cpu() - episodes.starts[chunk_episode]
+    chunk_step = dataset.chunk_start_step.cpu()
     held_out = held_out_episode[chunk_episode]
     train_ids = torch.nonzero(~held_out).squeeze(1)
     test_ids = torch.nonzero(held_out).squeeze(1)
