@@ -466,8 +466,10 @@ def run_wallclock(run_dir: Path, method: str, cfg: TrainConfig) -> dict:
             **{k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean")}}
 
 
-def _share(group: dict, key: str) -> str:
-    return "—" if group.get(key) is None else f"{group[key]:.3f}"  # results cached before the column existed: —
+def _weight_cells(g: dict) -> str:
+    """chunks | weight share | per-state normalized share | mean advantage of one group of the 'weights' part."""
+    normalized = "—" if g.get("normalized_share") is None else f"{g['normalized_share']:.3f}"  # cached before it: —
+    return f"{g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | {normalized} | {g['advantage_mean']:.1f}"
 
 
 def _planner_rate(r: dict) -> str:
@@ -531,8 +533,7 @@ def write_markdown(results: dict, out: Path) -> None:
                   "|---|---|---|---|---|---|"]
         for key, value in results["weights"].items():
             for group, g in value["groups"].items():
-                lines.append(f"| {key} | {group} | {g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
-                             f"{_share(g, 'normalized_share')} | {g['advantage_mean']:.1f} |")
+                lines.append(f"| {key} | {group} | {_weight_cells(g)} |")
         lines.append("")
         windowed = {key: value["windows"] for key, value in results["weights"].items() if value.get("windows")}
         if windowed:
@@ -543,9 +544,7 @@ def write_markdown(results: dict, out: Path) -> None:
                 for window in windows:
                     lo, hi = window["steps"]
                     for group, g in window["groups"].items():
-                        lines.append(f"| {key} | {lo}-{'end' if hi is None else hi} | {group} | "
-                                     f"{g['chunk_fraction']:.3f} | {g['weight_share']:.3f} | "
-                                     f"{_share(g, 'normalized_share')} | {g['advantage_mean']:.1f} |")
+                        lines.append(f"| {key} | {lo}-{'end' if hi is None else hi} | {group} | {_weight_cells(g)} |")
             lines.append("")
     if "ranking" in results:
         lines += ["## Which chunks succeed: held-out AUC of the episode's success (0.5 = chance)", ""]
