@@ -65,6 +65,7 @@ def test_benchmark_has_every_cell_and_a_rerun_skips_finished_ones(tmp_path, data
             assert agg["episodes"] == EPISODES and 0.0 <= agg["success_ci95"][0] <= agg["success_rate"]
             assert agg["latency_ms"] > 0
             assert f"| {method} | {agg['success_rate']:.2f} ({agg['successes']}/{EPISODES})" in table
+            assert f"| 0: {agg['per_seed_success'][0]:.2f} [" in table  # each seed's rate names its seed
         assert f"## {task}" in table
     on_disk = json.loads((out / "results.json").read_text())
     assert {(c["task"], c["method"]) for c in on_disk["cells"]} == {(t, m) for t in TASKS for m in benchmark.METHODS}
@@ -80,6 +81,11 @@ def test_benchmark_has_every_cell_and_a_rerun_skips_finished_ones(tmp_path, data
     cell.unlink()  # one unfinished cell: only it is redone
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     evaluate.calls.clear()
+    so_far = benchmark.run_benchmark(TASKS, [0], list(benchmark.METHODS), out, OVERRIDES, dataset_dir, evaluate,
+                                     make_plots=False, table_only=True)  # the table of the cells on disk, no more
+    assert evaluate.calls == [] and not cell.exists() and "fql" not in so_far["aggregate"][TASKS[1]]
+    assert so_far["aggregate"][TASKS[0]] == results["aggregate"][TASKS[0]]
+    assert "| fql | no finished cell |" in (out / "table.md").read_text().split(f"## {TASKS[1]}")[1]
     rerun = benchmark.run_benchmark(TASKS, [0], list(benchmark.METHODS), out, OVERRIDES, dataset_dir, evaluate,
                                     make_plots=False)
     assert evaluate.calls == ["FQLPolicy"] and cell.is_file()

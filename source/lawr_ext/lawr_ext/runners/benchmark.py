@@ -224,8 +224,8 @@ def markdown_table(results: dict, command: str) -> str:
     lines = ["# Benchmark", "", f"`{command}`", "",
              "Each training seed is one run (docs/results.md, *Statistics over seeds*). Success: mean over seeds "
              "(successes / episodes summed) with its stratified-bootstrap 95% CI over seeds (one seed: its Wilson "
-             "interval); IQM: interquartile mean over seeds, likewise; per seed: each seed's rate with its Wilson "
-             f"95% CI. P({REFERENCE} >): probability that a seed of {REFERENCE} beats a seed of the method, with "
+             "interval); IQM: interquartile mean over seeds, likewise; per seed: `seed: rate [Wilson 95% CI]`. "
+             f"P({REFERENCE} >): probability that a seed of {REFERENCE} beats a seed of the method, with "
              "its bootstrap CI. Return: mean over seeds. Train: wall seconds of the method's training, including "
              "the shared phases it is built from (flow_bc and best_of_n train nothing of their own). Latency: "
              "median milliseconds per chunk at batch 1 on the CPU.", ""]
@@ -243,8 +243,8 @@ def markdown_table(results: dict, command: str) -> str:
             if agg is None:
                 lines.append(f"| {method} | no finished cell | | | | | | | |{paper}")
                 continue
-            per_seed = "; ".join(f"{r:.2f} {_interval(ci)}" for r, ci in zip(agg["per_seed_success"],
-                                                                          agg["per_seed_ci95"]))
+            per_seed = "; ".join(f"{seed}: {r:.2f} {_interval(ci)}" for seed, r, ci in
+                                 zip(agg["seeds"], agg["per_seed_success"], agg["per_seed_ci95"]))
             lines.append(f"| {method} | {agg['success_rate']:.2f} ({agg['successes']}/{agg['episodes']}) | "
                          f"{_interval(agg['success_ci95'])} | {agg['success_iqm']:.2f} "
                          f"{_interval(agg['success_iqm_ci95'])} | {per_seed} | {_improvement_cell(agg)} | "
@@ -350,15 +350,17 @@ def plot(results: dict, out: Path) -> list[Path]:
 
 def run_benchmark(tasks: list[str], seeds: list[int], methods: list[str], out: str | Path,
                   overrides: list[str] = (), dataset_dir: str | Path | None = None, evaluate: Evaluate | None = None,
-                  command: str = "", make_plots: bool = True) -> dict:
-    """Every (task, seed, method) cell not yet on disk, then results.json, table.md and the plots."""
+                  command: str = "", make_plots: bool = True, table_only: bool = False) -> dict:
+    """Every (task, seed, method) cell not yet on disk, then results.json, table.md and the plots. ``table_only``:
+    train and evaluate nothing, write them from the cells on disk (a table still being extended: the cells run so
+    far, each row naming its seeds)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {unknown}; expected some of {METHODS}")
     out, overrides = Path(out), list(overrides)
     dataset_dir = Path(dataset_dir) if dataset_dir is not None else None
     failures = []
-    for task in tasks:
+    for task in [] if table_only else tasks:
         if all(cell_path(out, task, s, m).is_file() for s in seeds for m in methods):
             log(f"{task}: all cells done, skipped")
             continue
