@@ -132,3 +132,13 @@ def test_every_baseline_loads_as_a_chunk_policy_and_its_checkpoint_resumes(tmp_p
         got = read_checkpoint(checkpoint_path(resumed, name))["learner"]
         assert_same_state(got, want, name)
 
+
+
+def test_the_table_lists_published_methods_lawr_lacks_under_its_rows():
+    task = "ogbench:cube-double-play-singletask-v0"
+    results = {"tasks": [task], "methods": ["lawr", "qc"], "aggregate": {}, "budget": {}, "failures": [],
+               "published": {task: benchmark.published_figures(task)}}
+    table = benchmark.markdown_table(results, "cmd")
+    rows, below = table.split("Published, methods lawr does not implement: ")
+    assert "| qc | no finished cell |" in rows and "0.72 (QC, QC's released plot data" in rows
+    assert below.startswith("BFN: best-of-N without chunks, own critic 0.78") and "Value Flows 0.76" in below

@@ -12,7 +12,7 @@ from conftest import ogbench_dataset, run_script
 
 from lawr_ext import REPO_ROOT
 from lawr_ext.configs.train import load_train_config
-from lawr_ext.tasks import get_task, make_env, registered_tasks
+from lawr_ext.tasks import PUBLISHED_OTHERS, get_task, make_env, registered_tasks
 
 TASK = "ogbench:cube-single-play-singletask-v0"
 
@@ -31,6 +31,12 @@ def test_every_cube_task_is_registered_with_its_family_preset():
     assert spec.load("published")(TASK)["fql"][0][:2] == ("FQL", 0.96)
     double = spec.load("published")("ogbench:cube-double-play-singletask-v0")
     assert double["qc"][0][:2] == ("QC", 0.72) and "best_of_n" not in double  # QC's figure beside QC as published
+    # task2's figures come before the family's 5-task averages; the strongest methods lawr lacks are kept apart
+    assert [name for name, *_ in double["qc"]] == ["QC", "QC"] and "task2" in double["qc"][0][2]
+    assert "5-task average" in double["qc"][1][2]
+    assert {name.split(":")[0] for name, *_ in double[PUBLISHED_OTHERS]} == {"BFN", "Value Flows"}
+    task3 = spec.load("published")("ogbench:cube-double-play-singletask-task3-v0")
+    assert [v for _, v, _ in task3["qc"]] == [0.66] and PUBLISHED_OTHERS in task3  # averages only
 
 
 def test_the_env_is_ogbenchs_own_seeded_clipped_and_auto_resetting():

@@ -25,7 +25,7 @@ from lawr_ext.eval import seed_stats
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.evaluation import Evaluate, evaluate_run
 from lawr_ext.runners.pipeline import load_policy, read_summary, train
-from lawr_ext.tasks import get_task
+from lawr_ext.tasks import PUBLISHED_OTHERS, get_task
 from lawr_ext.utils.io import atomic_write_text
 
 #: Every method the benchmark knows: L-AWR, then the baselines in registry order.
@@ -250,6 +250,9 @@ def markdown_table(results: dict, command: str) -> str:
                          f"{_interval(agg['success_iqm_ci95'])} | {per_seed} | {_improvement_cell(agg)} | "
                          f"{agg['return_mean']:.2f} | {agg['train_seconds']:.1f} | {agg['latency_ms']:.2f} |{paper}")
         lines.append("")
+        if published.get(PUBLISHED_OTHERS):
+            lines += ["Published, methods lawr does not implement: " + "; ".join(
+                f"{name} {value:.2f} ({source})" for name, value, source in published[PUBLISHED_OTHERS]) + ".", ""]
     if results.get("overall"):
         lines += ["## All tasks", "", "Tasks are the bootstrap's strata: seeds are resampled within each task. "
                   "Mean: of the per-task means; IQM: of every run on every task; "

@@ -13,9 +13,10 @@ discovers this package through the ``isaaclab.tasks`` entry point).
 from __future__ import annotations
 
 from lawr_ext.tasks import bimanual, ogbench  # noqa: F401  (register the two families; import no simulator)
-from lawr_ext.tasks.registry import TaskSpec, get_task, load_entry_point, register_task, registered_tasks
+from lawr_ext.tasks.registry import (PUBLISHED_OTHERS, TaskSpec, get_task, load_entry_point, register_task,
+                                     registered_tasks)
 
-__all__ = ["TaskSpec", "get_task", "load_entry_point", "load_env_cfg", "make_env", "register_task",
+__all__ = ["PUBLISHED_OTHERS", "TaskSpec", "get_task", "load_entry_point", "load_env_cfg", "make_env", "register_task",
            "registered_tasks"]
 
 

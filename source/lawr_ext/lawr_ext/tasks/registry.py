@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: The key of ``TaskSpec.published`` for methods lawr does not implement (e.g. the task's strongest published).
+PUBLISHED_OTHERS = "others"
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -36,7 +39,8 @@ class TaskSpec:
     # metadata.py); None: none, the export carries shapes only and deployment clamps actions to [-1, 1]
     action_spec: str | None = None
     published: str | None = None     # "module:function" (task id) -> {method: [(paper's method, success, source)]}:
-                                     # published figures the benchmark table puts beside lawr's; None: none
+                                     # published figures the benchmark table puts beside lawr's, those of methods
+                                     # lawr does not implement under PUBLISHED_OTHERS (below it); None: none
     # "module:function" (env actions [..., A]) -> end-effector positions [..., k, 3] in metres, for diagnostics
     end_effectors: str | None = None
     # "module:function" (state observations [N, O], actions [N, A]) -> {"closing" [N, k] bool, "offset" [N, k, 3]}:
