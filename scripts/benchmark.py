@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lawr_ext.runners.benchmark import METHODS, log, run_benchmark
-from lawr_ext.utils.cli import run_main, set_verbose
+from lawr_ext.utils.cli import run_main, set_verbose, split_overrides
 
 
 def main() -> None:
@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--table_only", action="store_true",
                         help="train and evaluate nothing: write the table from the cells already in --out")
     parser.add_argument("--verbose", action="store_true", help="show Isaac Lab's [INFO] lines (scene, simulation start)")
-    args, overrides = parser.parse_known_args()
+    own, overrides = split_overrides(sys.argv[1:])
+    args, unknown = parser.parse_known_args(own)
+    overrides += unknown
     set_verbose(args.verbose)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()

@@ -25,6 +25,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lawr_ext.utils.cli import split_overrides  # light (no torch): before argument parsing, as Isaac Lab scripts
+
 try:
     from isaaclab.app import add_launcher_args
 except ImportError:  # an offline training host without Isaac Lab: of the launcher's arguments, lawr reads --device
@@ -44,10 +46,9 @@ parser.add_argument("--seed", type=int, default=None, help="overrides the config
 parser.add_argument("--no_eval", action="store_true", help="skip the rollouts after training")
 add_launcher_args(parser)
 parser.set_defaults(device=None)  # the launcher's default is cuda:0; without --device the config decides
-args_cli, hydra_args = parser.parse_known_args()
-# "--baselines fql gaussian_awr profile=cpu": nargs="*" takes the overrides typed after the names too
-hydra_args = [b for b in args_cli.baselines if "=" in b or b.startswith(("+", "~"))] + hydra_args
-args_cli.baselines = [b for b in args_cli.baselines if b not in hydra_args]
+own_args, hydra_args = split_overrides(sys.argv[1:])  # "--baselines fql profile=cpu": the override is hydra's
+args_cli, unknown_args = parser.parse_known_args(own_args)
+hydra_args += unknown_args
 
 from lawr_ext import REPO_ROOT  # noqa: E402  (after argument parsing, as Isaac Lab scripts do)
 from lawr_ext.algorithms.registry import BASELINE_NAMES, PHASE_NAMES  # noqa: E402

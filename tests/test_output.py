@@ -40,3 +40,10 @@ def test_an_os_error_is_one_line_naming_its_file():
     assert one_line(PermissionError(13, "Permission denied", "/runs/x/config.json")) == \
         "/runs/x/config.json: Permission denied"
     assert one_line(ValueError("a\n  b")) == "a b"
+
+
+def test_overrides_typed_after_a_list_option_go_to_hydra_not_into_the_list():
+    own, overrides = cli.split_overrides(["--methods", "lawr", "fql", "profile=ogbench_cpu", "--seeds", "0", "1",
+                                          "+data.extra=1", "~eval", "--out=runs/b", "progress=false"])
+    assert own == ["--methods", "lawr", "fql", "--seeds", "0", "1", "--out=runs/b"]
+    assert overrides == ["profile=ogbench_cpu", "+data.extra=1", "~eval", "progress=false"]

@@ -33,6 +33,13 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the script's own arguments, the hydra overrides: key=value, +key=value, ~key) wherever they were typed;
+    after a list option (``--methods lawr fql profile=cpu``) argparse would take them as items of the list."""
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith(("+", "~")))]
+    return [a for a in argv if a not in overrides], overrides
+
+
 def run_main(main: Callable[[], object], prefix: str = "[lawr]") -> None:
     """Run a script's ``main``; an expected failure exits with ``prefix`` and its one line (exit status 1), and a
     ``OneLineWarning`` is ``prefix`` and its one line (not Python's two, with a source line)."""
