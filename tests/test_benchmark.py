@@ -86,6 +86,12 @@ def test_benchmark_has_every_cell_and_a_rerun_skips_finished_ones(tmp_path, data
     assert evaluate.calls == [] and not cell.exists() and "fql" not in so_far["aggregate"][TASKS[1]]
     assert so_far["aggregate"][TASKS[0]] == results["aggregate"][TASKS[0]]
     assert "| fql | no finished cell |" in (out / "table.md").read_text().split(f"## {TASKS[1]}")[1]
+    assert f"on `{TASKS[0]}.npz`: " in (out / "table.md").read_text()
+    training = out / TASKS[0] / "seed7"  # a seed still training: its config is written, no cell yet
+    training.mkdir()
+    (training / "config.json").write_text((run / "config.json").read_text())
+    assert benchmark.budget(out, TASKS[0], [7], list(benchmark.METHODS)) is None
+    assert benchmark.budget(out, TASKS[0], [7, 0], list(benchmark.METHODS))["dataset"] == f"{TASKS[0]}.npz"
     rerun = benchmark.run_benchmark(TASKS, [0], list(benchmark.METHODS), out, OVERRIDES, dataset_dir, evaluate,
                                     make_plots=False)
     assert evaluate.calls == ["FQLPolicy"] and cell.is_file()

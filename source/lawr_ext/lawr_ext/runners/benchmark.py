@@ -175,8 +175,9 @@ def across_tasks(aggregates: dict, methods: list[str]) -> dict:
 
 
 def budget(out: Path, task: str, seeds: list[int], methods: list[str]) -> dict | None:
-    """What a task's rows were measured at: gradient steps and batch of each stage trained, the dataset's size."""
-    runs = [out / task / f"seed{s}" for s in seeds if (out / task / f"seed{s}" / "config.json").is_file()]
+    """What a task's rows were measured at: gradient steps and batch of each stage trained, the dataset's size (from
+    a run with a finished cell: one still training has no summary yet)."""
+    runs = [out / task / f"seed{s}" for s in seeds if any(cell_path(out, task, s, m).is_file() for m in methods)]
     if not runs:
         return None
     cfg = train_config_from_dict(json.loads((runs[0] / "config.json").read_text()))
