@@ -86,7 +86,7 @@ def test_benchmark_aggregate_and_table_report_seeds_as_runs():
     results = {"tasks": ["A", "B"], "methods": ["lawr", "flow_bc"], "aggregate": aggregates, "overall": overall,
                "failures": []}
     table = benchmark.markdown_table(results, "cmd")
-    assert "| flow_bc | 0.50 (8/16) | [0.25, 0.75] | 0.50 [0.25, 0.75] | 0.75 [0.41, 0.93]; 0.25 [0.07, 0.59] | " \
+    assert "| flow_bc | 0.50 (8/16) | [0.25, 0.75] | 0.50 [0.25, 0.75] | 0: 0.75 [0.41, 0.93]; 1: 0.25 [0.07, 0.59] | " \
            "0.88 [0.50, 1.00] |" in table
     assert "| flow_bc | no finished cell |" in table  # task B
     assert "## All tasks" in table and "| lawr | 2 | 0.69 " in table

@@ -21,7 +21,7 @@ QC_PLOTS_AVERAGE = "QC's released plot data (Li, Zhou, Levine 2025), 5-task aver
 LPS_CHART = "LPS project page, read off its bar chart (about), 5-task average, 1M steps, chunks of 5"
 VALUE_FLOWS = "Value Flows project page table (arXiv 2510.07650), 8 seeds, 1M steps"
 
-#: OGBench dataset names -> lawr method -> [(paper's method, success rate, source)], strongest first
+#: OGBench dataset names -> lawr method -> [(paper's method, success rate, source)]
 FAMILY_AVERAGES = {
     "cube-single-play": {"fql": [("FQL", 0.96, FQL_PAPER), ("QC-FQL", 0.99, LPS_CHART)],
                          "gaussian_awr": [("IQL", 0.83, FQL_PAPER)], "lps": [("LPS", 0.95, LPS_CHART)]},
