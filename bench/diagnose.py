@@ -410,13 +410,14 @@ class Diagnosis:
                 variant_dir, "lawr", report_dir=variant_dir / "eval" / "lawr")})  # an evaluated run, as 'wallclock' reads
 
     def variant_config(self, base: TrainConfig, overrides: list[str], spec: str) -> TrainConfig:
-        """The run's config of record with Phase 3 recomposed: its data, flow and critic stay the run's (they are
-        frozen products), the planner is the preset's with the run's step count and the variant's overrides."""
+        """The run's config of record with Phase 3 recomposed: its seed, data, flow and critic stay the run's (they
+        are frozen products, hashed with the seed), the planner is the preset's with the run's step count and the
+        variant's overrides."""
         frozen = [o for o in overrides if o.split(".")[0].lstrip("+~") in ("data", "flow", "critic")]
         if frozen:
             raise SystemExit(f"[diagnose] variant {spec!r}: a variant retrains Phase 3 only on the run's frozen flow "
                              f"and critic; {', '.join(frozen)} would change those (train a new run instead)")
-        cfg = self.config([f"planner.num_steps={base.planner.num_steps}"] + overrides)
+        cfg = self.config([f"seed={base.seed}", f"planner.num_steps={base.planner.num_steps}"] + overrides)
         return replace(cfg, data=base.data, flow=base.flow, critic=base.critic)
 
     def wallclock(self) -> None:

@@ -310,7 +310,7 @@ def test_variants_become_evaluated_runs_keyed_by_their_names(tmp_path, monkeypat
     dataset = tmp_path / "data"
     run = tmp_path / "runs" / "r30k"
     write_run_config(run, load_train_config("Bimanual-Chunk", ["profile=cpu", "flow.num_steps=30000", "flow.batch_size=96",
-                                                               "critic.expectile=0.8"]), dataset)
+                                                               "critic.expectile=0.8", "seed=2"]), dataset)
     for phase in ("flow", "critic"):
         (run / phase).mkdir(parents=True)
         for file in ("final.pt", "checkpoint.pt"):
@@ -318,7 +318,7 @@ def test_variants_become_evaluated_runs_keyed_by_their_names(tmp_path, monkeypat
     trained = []
     monkeypatch.setattr(diagnose, "open_dataset", lambda cfg, path: None)
     monkeypatch.setattr(diagnose, "run_stage", lambda cfg, stage, data, run_dir: trained.append(
-        (stage, run_dir.name, cfg.flow.num_steps, cfg.flow.batch_size, cfg.critic.expectile,
+        (stage, run_dir.name, cfg.seed, cfg.flow.num_steps, cfg.flow.batch_size, cfg.critic.expectile,
          cfg.planner.weights.temperature)))
     monkeypatch.setattr(diagnose, "load_policy", lambda run_dir, method: None)
     summary = {**_rate(3, 4), "return_std": 1.0, "length_mean": 300.0, "length_std": 10.0, "physics_failures": 0,
@@ -330,8 +330,9 @@ def test_variants_become_evaluated_runs_keyed_by_their_names(tmp_path, monkeypat
     diagnosis = diagnose.Diagnosis(args)
     diagnosis.variants(run)
     variant = tmp_path / "out" / "runs" / "r30k__t1"
-    # the frozen phases' settings are the run's own (its flow steps and batch, its critic), the override the variant's
-    assert trained == [("planner", "r30k__t1", 30000, 96, 0.8, 1.0)]
+    # the frozen phases' settings are the run's own (its seed, which their hashes include, its flow steps and batch,
+    # its critic), the override the variant's
+    assert trained == [("planner", "r30k__t1", 2, 30000, 96, 0.8, 1.0)]
     assert [key.split("@")[0] for key in diagnosis.results["variants"]] == ["r30k/t1"]
     assert (variant / "flow" / "checkpoint.pt").read_bytes() == b"flow/checkpoint.pt"
     assert (variant / "critic" / "final.pt").read_bytes() == b"critic/final.pt"
