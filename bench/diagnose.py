@@ -369,8 +369,9 @@ class Diagnosis:
             seconds, step = 0.0, 0
             for count in counts:
                 started = time.perf_counter()
-                for step in range(step + 1, count + 1):
-                    learner.update(learner.learner_batch(dataset.sample(cfg.flow.batch_size)))
+                with torch_threads(self.args.train_threads):
+                    for step in range(step + 1, count + 1):
+                        learner.update(learner.learner_batch(dataset.sample(cfg.flow.batch_size)))
                 seconds += time.perf_counter() - started
                 behavior = freeze(learner.product())
                 found = flow_precision(behavior, dataset, end_effectors=end_effectors)
