@@ -177,8 +177,9 @@ def test_runs_saved_before_a_setting_existed_keep_their_checkpoint_hashes():
     """The hashes of the profile=cpu presets as runs saved them. A new setting changes them unless it is left out of
     the hash at the value that trains as before (registry.LATER_DEFAULTS); otherwise every earlier run's checkpoints
     would be refused as "from another run" and no earlier run could be evaluated or resumed."""
+    # Insertion's planner hash moved when its preset took planner.q_weight=0.1 (a preset change, not a new setting)
     saved = {"Bimanual-Chunk": ["32bb800bf61b853a", "6c5fd96646f750d3", "25ac072c389a6210"],
-             "Bimanual-Chunk-Insertion": ["24c1f66803bdd79b", "04253509ca24de02", "5e5cf66b49c52800"]}
+             "Bimanual-Chunk-Insertion": ["24c1f66803bdd79b", "04253509ca24de02", "365407984ee31c05"]}
     for task, hashes in saved.items():
         cfg = load_train_config(task, ["profile=cpu"])
         assert [config_hash(hashed_config(cfg, p)) for p in ("flow", "critic", "planner")] == hashes, (
