@@ -39,6 +39,10 @@ Parts (each one's result is cached in OUT/diagnose.json, so a killed or extended
     easiest         the easiest learners on the easiest data: a deterministic L1 chunk regressor (the ACT baseline)
                     and Phase 1's flow, on clean-expert episodes of one strategy only (no multimodality, no RL)
     scaling         the pipeline with and without the dataset-fitted action normalizer (data.action_normalization)
+    candidates      --run's L-AWR acting by the best, under its frozen critic's min Q, of N latents: the planner's own
+                    and N - 1 fixed others around it or from the prior (--latents N:SPREAD ...; SPREAD 0: prior draws);
+                    success, and how often the planner's own latent scores best on dataset states (chance 1 / N).
+                    No training; state tasks (eval/diagnostics.py CriticScoredLatents)
     variants        Phase 3 variants (--variants NAME=OVERRIDE,...; default: the paper's ball, the sqrt(d) sphere,
                     the sphere with a Q term, the sphere trained 3x longer) trained on --run's frozen flow and
                     critic (copied, not retrained), each evaluated as L-AWR (its report in OUT/runs/<variant>/eval)
@@ -77,9 +81,9 @@ from lawr_ext.configs.train import TrainConfig, load_train_config
 from lawr_ext.data import keys
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.eval import evaluate_policy, write_report
-from lawr_ext.eval.diagnostics import (GRASP_BIN_NAMES, GraspRecorder, data_grasps, flow_precision, grasp_summary,
-                                       held_out_episodes, mode_commitment, policy_precision, success_ranking,
-                                       weight_shares)
+from lawr_ext.eval.diagnostics import (GRASP_BIN_NAMES, CriticScoredLatents, GraspRecorder, data_grasps,
+                                       flow_precision, grasp_summary, held_out_episodes, mode_commitment,
+                                       policy_precision, success_ranking, weight_shares)
 from lawr_ext.runners.checkpoint import checkpoint_path, final_path, read_checkpoint
 from lawr_ext.runners.pipeline import (chunk_basis, load_policy, load_product, open_dataset, run_config, run_stage,
                                       write_run_config)
@@ -89,9 +93,9 @@ from lawr_ext.tasks import get_task
 from lawr_ext.utils.io import atomic_write_text
 
 PARTS = ("replay", "basis_error", "precision", "modes", "weights", "ranking", "grasps", "exec_horizon",
-         "learning_curve", "precision_curve", "easiest", "scaling", "variants", "wallclock")
+         "learning_curve", "precision_curve", "easiest", "scaling", "candidates", "variants", "wallclock")
 # the parts that read one trained run (--run, or the learning curve's), in the order they run: Diagnosis methods
-RUN_PARTS = ("precision", "modes", "weights", "ranking", "grasps", "exec_horizon", "variants")
+RUN_PARTS = ("precision", "modes", "weights", "ranking", "grasps", "exec_horizon", "candidates", "variants")
 DEFAULT_REPRESENTATIONS = ("steps=data.chunk_basis=steps", "dct10=data.chunk_basis=dct,data.chunk_coeffs=10")
 # Phase 3 variants: (a) the sphere, (b) + a Q term, (c) the amortization gap (the planner
 # lands near one flow draw's precision, an optimized latent much closer: train it longer, faster)
@@ -135,6 +139,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--exec_horizons", type=int, nargs="+", default=[1, 4, 8, 16, 50])
     parser.add_argument("--curve_steps", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--methods", nargs="+", default=["lawr", "flow_bc"], help="policies the parts evaluate")
+    parser.add_argument("--latents", nargs="+", default=["8:0.3", "8:0"], metavar="N:SPREAD",
+                        help="the 'candidates' part: N latents per chunk, around the planner's at SPREAD (0: prior)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="NAME=OVERRIDE,...",
                         help="Phase 3 variants for the 'variants' part")
     parser.add_argument("--representations", nargs="+", default=list(DEFAULT_REPRESENTATIONS),
@@ -216,9 +222,14 @@ class Diagnosis:
             report = evaluate_policy(load_policy(run_dir, method), cfg)
             if report_dir is not None:
                 write_report(report, report_dir)
-        s = report["summary"]
-        return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
-                                  "objects_dropped", "physics_failures")}
+        return outcome(report)
+
+    def evaluate_module(self, policy, report_dir: Path | None = None) -> dict:
+        """``evaluate`` for a policy module that no run holds (a diagnostic policy), in as many processes."""
+        report = run_sim_job(self.args.sim_processes, "evaluate_policy", policy=policy, eval_cfg=self.eval_cfg)
+        if report_dir is not None:
+            write_report(report, report_dir)
+        return outcome(report)
 
     # --- the parts -----------------------------------------------------------------------------------------
     def replay(self) -> None:
@@ -391,6 +402,23 @@ class Diagnosis:
         full = self.train("easiest_all_data", [], ("act",))
         self.cached("easiest", f"act_on_all_data{self.at}", lambda: self.evaluate(full, "act"))
 
+    def candidates(self, run_dir: Path) -> None:
+        cfg, dims = run_config(run_dir), read_checkpoint(final_path(run_dir, "flow"))["dims"]
+        if "images" in dims:
+            raise SystemExit("[diagnose] candidates: state tasks only (the dataset's observations are scored raw)")
+        critic = load_product(run_dir, "critic", cfg, dims)
+        observations = open_dataset(cfg, self.args.dataset).observations
+        states = observations[torch.randperm(len(observations), generator=torch.Generator().manual_seed(0))[:1024]]
+        for spec in self.args.latents:
+            num, _, spread = spec.partition(":")
+            num, spread = int(num), float(spread or 0)
+            policy = load_policy(run_dir, "lawr")
+            policy.policy = CriticScoredLatents(policy.policy, critic, num, spread)
+            report_dir = self.out / "candidates" / f"{run_dir.name}_{num}x{spread:g}"
+            self.cached("candidates", f"{run_dir.name}/{num}:{spread:g}{self.at}", lambda: {
+                "planner_kept_on_data": policy.policy.planner_kept(states),
+                **self.evaluate_module(policy, report_dir=report_dir)})
+
     def variants(self, run_dir: Path) -> None:
         import shutil
 
@@ -441,6 +469,13 @@ class Diagnosis:
             run_dir = self.train(f"scaling_{mode}", [f"data.action_normalization={mode}"], registry.PHASE_NAMES)
             for method in self.args.methods:
                 self.cached("scaling", f"{mode}/{method}{self.at}", lambda: self.evaluate(run_dir, method))
+
+
+def outcome(report: dict) -> dict:
+    """What the tables read of an evaluation report: success (Wilson CI), return and how episodes ended."""
+    s = report["summary"]
+    return {k: s[k] for k in ("episodes", "successes", "success_rate", "success_ci95", "return_mean",
+                              "objects_dropped", "physics_failures")}
 
 
 @contextlib.contextmanager
@@ -597,6 +632,13 @@ def write_markdown(results: dict, out: Path) -> None:
         for key, p in results["precision_curve"].items():
             lines.append(f"| {key.split('/')[0]} | {p['steps']} | {p['train_seconds']:.0f} | {p['sample_1step']:.1f} "
                          f"| {p['best_of_16']:.1f} | {p['optimized_sphere']:.1f} | {p['parameters']} |")
+        lines.append("")
+    if "candidates" in results:
+        lines += ["## L-AWR acting by its critic's best of N latents (N:SPREAD; SPREAD 0: prior draws)", "",
+                  "| run / latents | success [95% CI] | return | planner's own latent best on data (chance 1/N) |",
+                  "|---|---|---|---|"]
+        for key, r in results["candidates"].items():
+            lines.append(f"| {key} | {rate(r)} | {r['planner_kept_on_data']:.2f} |")
         lines.append("")
     if "wallclock" in results:
         lines += ["## Success against training wall-clock (the phases each method needs)", "",

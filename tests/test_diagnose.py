@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from lawr_ext import REPO_ROOT
 
@@ -448,3 +449,107 @@ def test_ranking_scores_the_runs_critic_and_one_trained_on_the_probes_half_only(
     assert all(g["probe_state_chunk"] > 0.9 for w in result["windows"] for g in [w["groups"]["all"]])
     diagnose.write_markdown(diagnosis.results, diagnosis.out)
     assert "| half_critic_advantage |" in (diagnosis.out / "diagnose.md").read_text()
+
+
+class _IdentityDecoder(torch.nn.Module):
+    """T(z; s) = z: a candidate's chunk is its latent, so the test knows every chunk."""
+
+    def decode(self, z, obs_norm, steps):
+        return z
+
+
+class _NearestCritic(torch.nn.Module):
+    """min Q = -||chunk - target||^2: the critic prefers the candidate nearest ``target`` (one chunk, or one per
+    state: the candidates come N per state in a row)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.obs_normalizer = torch.nn.Identity()
+        self.target = target
+
+    def q_value(self, obs_norm, chunks):
+        target = self.target
+        if target.dim() == 3:
+            target = target.repeat_interleave(chunks.shape[0] // target.shape[0], dim=0)
+        return -(chunks - target).flatten(1).square().sum(-1)
+
+
+def _scored(target, num_latents, spread):
+    from lawr_ext.algorithms.planner import LAWRPolicy, LatentPlanner
+    from lawr_ext.configs.planner import PlannerConfig
+    from lawr_ext.eval.diagnostics import CriticScoredLatents
+
+    torch.manual_seed(0)
+    planner = LatentPlanner(PlannerConfig(hidden_dim=16, num_blocks=1), 3, 4, 2)
+    lawr = LAWRPolicy(torch.nn.Identity(), planner, _IdentityDecoder())
+    return CriticScoredLatents(lawr, _NearestCritic(target), num_latents, spread).eval(), planner
+
+
+def test_critic_scored_latents_act_by_the_critics_best_candidate_and_keep_them_where_the_planner_is():
+    """The chunk executed is the candidate of highest Q; candidates around the planner's latent keep its norm, prior
+    candidates do not depend on the state; the planner's own latent is kept exactly where the critic ranks it first."""
+    obs = torch.randn(5, 3)
+    scored, planner = _scored(torch.zeros(4, 2), 8, 0.3)
+    chunks, q = scored.candidates(obs)
+    assert chunks.shape == (5, 8, 4, 2) and q.shape == (5, 8)
+    torch.testing.assert_close(chunks[:, 0], planner(obs))  # index 0: the planner's own latent
+    norms = planner(obs).flatten(1).norm(dim=-1)
+    torch.testing.assert_close(chunks.flatten(2).norm(dim=-1), norms[:, None].expand(5, 8))
+    best = scored(obs)
+    torch.testing.assert_close(best, chunks[torch.arange(5), q.argmax(1)])
+    assert (q.gather(1, q.argmax(1, keepdim=True)) >= q).all() and torch.equal(best, scored(obs))  # deterministic
+
+    prior, _ = _scored(torch.zeros(4, 2), 4, 0.0)
+    a, b = prior.candidates(obs)[0], prior.candidates(torch.randn(5, 3))[0]
+    torch.testing.assert_close(a[:, 1:], b[:, 1:])  # the prior's draws, the same at every state
+    assert not torch.allclose(a[:, 0], b[:, 0])
+
+    own, planner = _scored(None, 8, 0.3)
+    own.critic.target = planner(obs).detach()  # the critic ranks the planner's own latent first
+    assert own.planner_kept(obs) == 1.0
+    torch.testing.assert_close(own(obs), planner(obs))
+    own.critic.target = chunks[:, 3].detach()  # ... or another candidate
+    assert own.planner_kept(obs) == 0.0
+
+
+@pytest.mark.parametrize("num_latents, spread", [(1, 0.3), (4, -0.1), (4, float("nan"))])
+def test_critic_scored_latents_refuse_settings_that_choose_nothing(num_latents, spread):
+    with pytest.raises(ValueError, match="CriticScoredLatents"):
+        _scored(torch.zeros(4, 2), num_latents, spread)
+
+
+def test_candidates_part_evaluates_the_scored_policy_in_every_process_and_reports_the_planners_share(tmp_path,
+                                                                                                    monkeypatch):
+    """--latents N:SPREAD: the run's L-AWR policy with its planner wrapped, evaluated as a whole module in
+    --sim_processes processes; each spec keyed by run and spec, with how often the planner's own latent wins."""
+    from lawr_ext.eval.diagnostics import CriticScoredLatents
+
+    scored, planner = _scored(torch.zeros(4, 2), 2, 0.3)
+    monkeypatch.setattr(diagnose, "run_config", lambda run: None)
+    monkeypatch.setattr(diagnose, "read_checkpoint", lambda path: {"dims": {"obs_dim": 3}})
+    monkeypatch.setattr(diagnose, "final_path", lambda run, stage: run / stage / "final.pt")
+    monkeypatch.setattr(diagnose, "load_product", lambda run, stage, cfg, dims: scored.critic)
+    monkeypatch.setattr(diagnose, "open_dataset", lambda cfg, path: argparse.Namespace(observations=torch.randn(40, 3)))
+    monkeypatch.setattr(diagnose, "load_policy", lambda run, method: argparse.Namespace(policy=scored.policy))
+    calls = []
+
+    def fake_job(processes, job, policy, eval_cfg):
+        calls.append((processes, job, type(policy.policy), policy.policy.num_latents, policy.policy.spread))
+        summary = {**_rate(3, 4), "return_std": 1.0, "length_mean": 300.0, "length_std": 10.0,
+                   "physics_failures": 0, "objects_dropped": 0, "per_strategy": {}}
+        return {"task": "Bimanual-Chunk", "summary": summary}
+
+    monkeypatch.setattr(diagnose, "run_sim_job", fake_job)
+    args = _args(tmp_path / "out", sim_processes=2)
+    args.latents = ["8:0.3", "4:0"]
+    diagnosis = diagnose.Diagnosis(args)
+    diagnosis.candidates(tmp_path / "s0")
+    assert calls == [(2, "evaluate_policy", CriticScoredLatents, 8, 0.3),
+                     (2, "evaluate_policy", CriticScoredLatents, 4, 0.0)]
+    results = diagnosis.results["candidates"]
+    assert [key.split("@")[0] for key in results] == ["s0/8:0.3", "s0/4:0"]
+    assert all(key.endswith("_2proc") and 0.0 <= r["planner_kept_on_data"] <= 1.0 and r["successes"] == 3
+               for key, r in results.items())
+    assert (tmp_path / "out" / "candidates" / "s0_8x0.3" / "eval.json").is_file()
+    diagnose.write_markdown(diagnosis.results, diagnosis.out)
+    assert "| s0/8:0.3" in (tmp_path / "out" / "diagnose.md").read_text()

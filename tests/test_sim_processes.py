@@ -59,3 +59,22 @@ def test_under_torchrun_more_processes_are_refused_in_one_line(monkeypatch):
     with pytest.raises(ValueError, match="under torchrun leave it at 1"):
         run_sim_job(2, ranks_and_pids, tag="t")
     assert run_sim_job(1, ranks_and_pids, tag="t") == [(0, 1, os.getpid(), "t")]  # one process: the rank itself
+
+
+def test_a_policy_module_given_whole_is_evaluated_with_one_progress_bar(monkeypatch):
+    """"evaluate_policy" rolls out the module it is handed (one no run directory holds) on this rank's world, with
+    the env overrides; only rank 0 shows progress."""
+    import torch
+
+    import lawr_ext.eval
+    from lawr_ext.configs.eval import EvalConfig
+    from lawr_ext.runners.sim_processes import evaluate_policy_job
+
+    seen = []
+    monkeypatch.setattr(lawr_ext.eval, "evaluate_policy", lambda policy, cfg, world, **overrides: seen.append(
+        (policy, cfg.progress, world.rank, overrides)) or {"summary": {"successes": world.rank}})
+    policy, cfg = torch.nn.Identity(), EvalConfig(progress=True)
+    report = run_sim_job(1, "evaluate_policy", policy=policy, eval_cfg=cfg, episode_length_s=2.0)
+    assert report == {"summary": {"successes": 0}}
+    evaluate_policy_job(World(1, 2), policy, cfg)
+    assert seen == [(policy, True, 0, {"episode_length_s": 2.0}), (policy, False, 1, {})]

@@ -15,6 +15,8 @@ probes of its own and discards them).
                                            data's chunks that succeed from those that fail (held-out AUC per window)
     GraspRecorder / data_grasps            where the grippers closed on their objects, in a rollout and in a
     grasp_summary                          dataset: centred, loose or off-centre grasps, and what came of them
+    CriticScoredLatents                    L-AWR acting by the best, under its frozen critic's Q, of its planner's
+                                           latent and a few others: does the critic choose better than the planner?
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lawr_ext.algorithms.awr import AdvantageFn, awr_weights
-from lawr_ext.algorithms.base import learner_batch
+from lawr_ext.algorithms.base import ChunkPolicy, learner_batch
 # re-exported: the flow's sample quality sits in algorithms/, where Phase 1 reports it after training
 from lawr_ext.algorithms.flow_quality import flow_sample_quality, sample_quality, sliced_wasserstein  # noqa: F401
 from lawr_ext.algorithms.planner import state_mean_weight
@@ -502,3 +504,51 @@ def grasp_summary(offsets: torch.Tensor, success: torch.Tensor, lifted_nothing: 
             "closures": {name: int((bins == i).sum()) for i, name in enumerate(GRASP_BIN_NAMES)},
             "episodes_by_worst_arm": by_worst, "median_across_mm": median(across),
             "median_along_mm": median(offsets[..., 0].abs() * 1000), "across_quartiles_mm": quartiles}
+
+
+class CriticScoredLatents(ChunkPolicy):
+    """The L-AWR policy acting by the best of ``num_latents`` latents under the frozen Phase-2 critic's min Q: its
+    planner's own latent z and ``num_latents - 1`` fixed others, around z (``spread`` > 0: z + spread * eps, rescaled
+    to ||z||, so they stay where the planner's latents lie) or drawn from the prior (``spread`` = 0: best-of-N over
+    flow draws, with the planner's chunk among them). The others are drawn once (``seed``), so the policy stays
+    deterministic. A diagnostic, not a method: it asks whether the critic ranks chunks near the planner's better
+    than the planner chose, at ``num_latents`` decodes and critic passes per chunk.
+    """
+
+    def __init__(self, policy: LAWRPolicy, critic: torch.nn.Module, num_latents: int, spread: float, seed: int = 0):
+        super().__init__()
+        if num_latents < 2:
+            raise ValueError(f"CriticScoredLatents: num_latents must be >= 2, got {num_latents}")
+        if not spread >= 0:
+            raise ValueError(f"CriticScoredLatents: spread must be >= 0, got {spread}")
+        self.policy, self.critic = policy, critic
+        self.num_latents, self.spread = num_latents, spread
+        self.horizon, self.action_dim = policy.horizon, policy.action_dim
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("others", torch.randn(num_latents - 1, self.horizon, self.action_dim, generator=generator))
+
+    def candidates(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chunks [B, N, H, A], their min Q [B, N]) for raw observations [B, O]; index 0 is the planner's."""
+        policy, n = self.policy, self.num_latents
+        obs_norm = policy.obs_normalizer(obs)
+        z = policy.planner(obs_norm)  # [B, H, A]
+        if self.spread > 0:
+            others = z[:, None] + self.spread * self.others[None]
+            radius = z.flatten(1).norm(dim=-1)[:, None, None, None]
+            others = others * radius / others.flatten(2).norm(dim=-1).clamp_min(1e-6)[..., None, None]
+        else:
+            others = self.others[None].expand(z.shape[0], -1, -1, -1)
+        latents = torch.cat([z[:, None], others], dim=1).flatten(0, 1)  # [B * N, H, A], N per state in a row
+        chunks = policy.decoder.decode(latents, obs_norm.repeat_interleave(n, dim=0), policy.decode_steps)
+        q = self.critic.q_value(self.critic.obs_normalizer(obs).repeat_interleave(n, dim=0), chunks)
+        return chunks.view(-1, n, *chunks.shape[1:]), q.view(-1, n)
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        chunks, q = self.candidates(obs)
+        return chunks[torch.arange(chunks.shape[0], device=obs.device), q.argmax(dim=1)]
+
+    @torch.no_grad()
+    def planner_kept(self, obs: torch.Tensor) -> float:
+        """Fraction of the observations [B, O] at which the planner's own latent scores best (chance: 1 / N)."""
+        return (self.candidates(obs)[1].argmax(dim=1) == 0).float().mean().item()

@@ -61,7 +61,18 @@ def evaluate_job(world: World, run_dir: str | Path, methods: tuple[str, ...], ev
     return evaluate_run(run_dir, methods, cfg, world=world, **options)
 
 
-JOBS = {"collect": collect_job, "evaluate": evaluate_job}
+def evaluate_policy_job(world: World, policy, eval_cfg, **env_overrides) -> dict:
+    """``eval.evaluate_policy`` of a policy module given whole (pickled to every rank; e.g. a diagnostic policy
+    that no run directory holds): this rank's share of the episodes, the merged report on every rank."""
+    from dataclasses import replace
+
+    from lawr_ext.eval import evaluate_policy
+
+    cfg = eval_cfg if world.is_writer else replace(eval_cfg, progress=False)
+    return evaluate_policy(policy, cfg, world=world, **env_overrides)
+
+
+JOBS = {"collect": collect_job, "evaluate": evaluate_job, "evaluate_policy": evaluate_policy_job}
 
 
 def run_sim_job(num_processes: int, job: str | Callable, **kwargs):
