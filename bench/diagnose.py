@@ -409,11 +409,12 @@ class Diagnosis:
         critic = load_product(run_dir, "critic", cfg, dims)
         observations = open_dataset(cfg, self.args.dataset).observations
         states = observations[torch.randperm(len(observations), generator=torch.Generator().manual_seed(0))[:1024]]
+        policy = load_policy(run_dir, "lawr")  # loaded once; each spec wraps its planner anew
+        lawr = policy.policy
         for spec in self.args.latents:
             num, _, spread = spec.partition(":")
             num, spread = int(num), float(spread or 0)
-            policy = load_policy(run_dir, "lawr")
-            policy.policy = CriticScoredLatents(policy.policy, critic, num, spread)
+            policy.policy = CriticScoredLatents(lawr, critic, num, spread)
             report_dir = self.out / "candidates" / f"{run_dir.name}_{num}x{spread:g}"
             self.cached("candidates", f"{run_dir.name}/{num}:{spread:g}{self.at}", lambda: {
                 "planner_kept_on_data": policy.policy.planner_kept(states),

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,17 +31,21 @@ import torch.distributed as dist
 from lawr_ext.utils.distributed import World
 
 
+def one_progress_bar(cfg, world: World):
+    """``cfg`` (a dataclass with ``progress``) as this rank runs it: only rank 0 shows progress."""
+    return cfg if world.is_writer else replace(cfg, progress=False)
+
+
 def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, collect_cfg, device: str,
                 **env_overrides) -> Path:
     """This rank's rounds of a collection into ``out_dir`` (``scripts/collect.py``'s, also under torchrun); rank 0
     holds the directory for all of them (one process locks it itself, in ``collect``)."""
     import contextlib
-    from dataclasses import replace
 
     from lawr_ext.data.collect import collect_task
     from lawr_ext.utils.lock import directory_lock
 
-    collect_cfg = collect_cfg if world.is_writer else replace(collect_cfg, progress=False)  # one progress bar
+    collect_cfg = one_progress_bar(collect_cfg, world)
     shared = world.size > 1 and world.is_writer
     with directory_lock(Path(out_dir), "collection") if shared else contextlib.nullcontext():
         world.barrier()  # nobody writes before rank 0 holds the lock (a second collection on it is refused)
@@ -53,23 +58,17 @@ def collect_job(world: World, task: str, out_dir: str | Path, num_envs: int, col
 def evaluate_job(world: World, run_dir: str | Path, methods: tuple[str, ...], eval_cfg, **options):
     """This rank's share of every method's episodes; rank 0 writes the merged reports (``options``: those of
     ``evaluate_run``)."""
-    from dataclasses import replace
-
     from lawr_ext.runners.evaluation import evaluate_run
 
-    cfg = eval_cfg if world.is_writer else replace(eval_cfg, progress=False)
-    return evaluate_run(run_dir, methods, cfg, world=world, **options)
+    return evaluate_run(run_dir, methods, one_progress_bar(eval_cfg, world), world=world, **options)
 
 
 def evaluate_policy_job(world: World, policy, eval_cfg, **env_overrides) -> dict:
     """``eval.evaluate_policy`` of a policy module given whole (pickled to every rank; e.g. a diagnostic policy
     that no run directory holds): this rank's share of the episodes, the merged report on every rank."""
-    from dataclasses import replace
-
     from lawr_ext.eval import evaluate_policy
 
-    cfg = eval_cfg if world.is_writer else replace(eval_cfg, progress=False)
-    return evaluate_policy(policy, cfg, world=world, **env_overrides)
+    return evaluate_policy(policy, one_progress_bar(eval_cfg, world), world=world, **env_overrides)
 
 
 JOBS = {"collect": collect_job, "evaluate": evaluate_job, "evaluate_policy": evaluate_policy_job}
