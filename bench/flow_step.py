@@ -1,4 +1,5 @@
-"""Seconds per Mean Flow training step, side by side in one run: what the JVP costs and what skipping it saves.
+"""Seconds per Mean Flow training step, side by side in one run: what the JVP costs, what skipping it saves, and
+what bf16 matrix products save.
 
     OMP_NUM_THREADS=1 python bench/flow_step.py                                   # Insertion's preset at profile=cpu
     python bench/flow_step.py --task Bimanual-Chunk profile=smoke --steps 40      # any preset and overrides
@@ -11,6 +12,7 @@ runs the JVP on the other rows only. Timed, each on the preset's network and bat
     JVP on every row      the preset's ratio, the JVP run over the whole batch (the target as computed before)
     JVP on r < t rows     the preset's ratio, as MeanFlow.update runs it
     all rows r < t        ratio_r_equals_t = 0: every row needs the JVP
+    bf16 autocast         as the learner runs it, with flow.compute_dtype=bfloat16 (matrix products in bf16)
 
 Each figure is the median of ``--steps`` update steps after warm-up, the variants called round-robin so that
 background load hits all alike; ratios are to plain flow matching, from the same run.
@@ -70,6 +72,8 @@ def main() -> None:
         "JVP on r < t rows": MeanFlow(cfg.flow, obs_dim, horizon, action_dim, obs_normalizer),
         "all rows r < t": MeanFlow(dataclasses.replace(cfg.flow, ratio_r_equals_t=0.0), obs_dim, horizon,
                                    action_dim, obs_normalizer),
+        "bf16 autocast": MeanFlow(dataclasses.replace(cfg.flow, compute_dtype="bfloat16"), obs_dim, horizon,
+                                  action_dim, obs_normalizer),
     }
     batch = TensorDict({keys.OBS: torch.randn(batch_size, obs_dim),
                         keys.ACTIONS: torch.randn(batch_size, horizon, action_dim),

@@ -178,9 +178,31 @@ def test_padded_steps_do_not_enter_the_loss():
     assert learner.loss(chunk_batch(obs, chunks, torch.zeros(32, H, dtype=torch.bool)))[0] == 0
 
 
+def test_bf16_compute_keeps_fp32_weights_and_a_loss_close_to_fp32():
+    obs, chunks, _ = bimodal_toy(256, torch.Generator().manual_seed(3))
+    normalizer = fitted_obs_normalizer(obs)
+    torch.manual_seed(0)
+    fp32 = MeanFlow(FlowConfig(arch="mlp", **TINY), O, H, A, normalizer)
+    bf16 = MeanFlow(FlowConfig(arch="mlp", **TINY, compute_dtype="bfloat16"), O, H, A, normalizer)
+    bf16.decoder.load_state_dict(fp32.decoder.state_dict())
+    losses = []
+    for learner in (fp32, bf16):
+        torch.manual_seed(5)  # the same noise and times
+        losses.append(learner.loss(chunk_batch(obs, chunks))[0])
+    assert losses[1].dtype == torch.float32
+    assert not torch.equal(losses[0], losses[1])  # bf16 products really ran
+    torch.testing.assert_close(losses[1], losses[0], rtol=0.05, atol=0.0)
+    before = [p.clone() for p in bf16.decoder.parameters()]
+    bf16.update(chunk_batch(obs, chunks))
+    assert all(p.dtype == torch.float32 for p in bf16.decoder.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, bf16.decoder.parameters()))
+
+
 def test_bad_config_and_batch_raise_clear_errors():
     with pytest.raises(ValueError, match="FlowConfig.arch"):
         FlowConfig(arch="unet")
+    with pytest.raises(ValueError, match="FlowConfig.compute_dtype"):
+        FlowConfig(compute_dtype="float16")
     with pytest.raises(ValueError, match="FlowConfig.num_heads"):
         FlowConfig(width=30, num_heads=4)
     learner = MeanFlow(FlowConfig(**TINY), O, H, A, fitted_obs_normalizer(torch.randn(16, O)))

@@ -33,7 +33,7 @@ def test_it_times_every_variant(tmp_path, monkeypatch, capsys):
                                       "profile=tiny"])
     flow_step.main()
     seconds = json.loads(out.read_text())["seconds_per_step"]
-    assert set(seconds) == {"plain flow matching", "JVP on every row", "JVP on r < t rows", "all rows r < t"}
+    assert set(seconds) == {"plain flow matching", "JVP on every row", "JVP on r < t rows", "all rows r < t", "bf16 autocast"}
     assert all(s > 0 for s in seconds.values())
     assert "| JVP on r < t rows |" in capsys.readouterr().out
 

@@ -9,6 +9,7 @@ normaliser, train a small MeanFlow and freeze it, train the HL-Gauss critic, the
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -161,6 +162,23 @@ def test_planner_through_a_two_jump_decoder_picks_the_better_mode_and_acts_throu
         assert not torch.allclose(two_jumps, decoder.decode(learner.planner(obs_norm), obs_norm))
     with pytest.raises(ValueError, match="decode_steps must be >= 1"):
         PlannerConfig(decode_steps=0)
+
+
+def test_planner_trained_in_bf16_picks_the_better_mode_and_acts_in_fp32(frozen_phases):
+    """planner.compute_dtype=bfloat16: the planner, the frozen flow's jumps and the Q term under autocast; the
+    planner's weights stay fp32, and the policy it hands on decodes in fp32."""
+    data, normalizer, decoder, critic = frozen_phases
+    learner, metrics = train_planner(frozen_phases, temperature=0.1, decode_steps=2, q_weight=0.1,
+                                     compute_dtype="bfloat16")
+    assert metrics["planner/q_loss"] < 0 and all(math.isfinite(v) for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in learner.planner.parameters())
+    on_better, between, _ = better_mode_fraction(learner)
+    assert on_better > 0.9 and between < 0.05
+    obs = held_out_states()[:64]
+    with torch.no_grad():
+        assert learner.policy()(obs).dtype == torch.float32
+    with pytest.raises(ValueError, match="PlannerConfig.compute_dtype"):
+        PlannerConfig(compute_dtype="half")
 
 
 def test_cosine_schedule_decays_the_planner_rate_to_zero_and_still_picks_the_better_mode(frozen_phases):

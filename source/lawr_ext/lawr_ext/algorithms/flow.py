@@ -22,7 +22,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from lawr_ext.algorithms.base import ChunkPolicy, Learner, freeze, learner_batch
-from lawr_ext.algorithms.training import EMA, cosine_learning_rate, masked_sum, optimizer_step
+from lawr_ext.algorithms.training import EMA, autocast, cosine_learning_rate, masked_sum, optimizer_step
 from lawr_ext.configs.flow import FlowConfig
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.data import keys
@@ -206,15 +206,17 @@ class MeanFlow(Learner):
         if tuple(x.shape[1:]) != expected or obs.shape[1] != obs_dim:
             raise ValueError(f"MeanFlow: batch has obs {tuple(obs.shape)} / actions {tuple(x.shape)}, "
                              f"expected obs [B, {obs_dim}] and actions [B, {expected[0]}, {expected[1]}]")
-        obs_norm = self.obs_normalizer(obs)
+        with autocast(self.cfg.compute_dtype, x.device):  # the networks' passes; u and the loss below in fp32
+            obs_norm = self.obs_normalizer(obs)
 
         noise = torch.randn_like(x)
         t, r = self.sample_times(x.shape[0], x.device)
         z_t = interpolate(x, noise, t)
         v = noise - x
-        u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
-
-        u = average_velocity_from_x(z_t, self.decoder(z_t, t, r, obs_norm), t, self.cfg.time_eps)
+        with autocast(self.cfg.compute_dtype, x.device):
+            u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
+            x_hat = self.decoder(z_t, t, r, obs_norm)
+        u = average_velocity_from_x(z_t, x_hat, t, self.cfg.time_eps)
         error = u - u_target
         if self.cfg.loss_space == "x":  # ||x_hat - x_tgt||^2 = t^2 ||u - u_tgt||^2: small t no longer dominates
             error = error * t.clamp_min(self.cfg.time_eps)[:, None, None]

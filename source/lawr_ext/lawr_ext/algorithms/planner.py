@@ -27,7 +27,7 @@ from torch import nn
 from lawr_ext.algorithms.awr import AdvantageFn, awr_weights, effective_sample_fraction
 from lawr_ext.algorithms.base import ChunkPolicy, Learner
 from lawr_ext.algorithms.flow import FlowDecoder
-from lawr_ext.algorithms.training import (adam_steps, cosine_learning_rate, masked_mean, optimizer_step,
+from lawr_ext.algorithms.training import (adam_steps, autocast, cosine_learning_rate, masked_mean, optimizer_step,
                                          q_ascent_loss)
 from lawr_ext.configs.awr import AWRWeightConfig
 from lawr_ext.configs.planner import LatentActorConfig, PlannerConfig
@@ -124,10 +124,12 @@ class LatentAWR(Learner):
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         cfg = self.cfg
-        obs_norm = self.obs_normalizer(batch[keys.OBS])
-        z_raw = self.planner.raw_latent(obs_norm)
-        z = self.planner.squash(z_raw)
-        chunk = self.decoder.decode(z, obs_norm, cfg.decode_steps)
+        with autocast(cfg.compute_dtype, batch[keys.OBS].device):  # the networks' passes; the losses below in fp32
+            obs_norm = self.obs_normalizer(batch[keys.OBS])
+            z_raw = self.planner.raw_latent(obs_norm)
+            z = self.planner.squash(z_raw)
+            chunk = self.decoder.decode(z, obs_norm, cfg.decode_steps)
+        chunk, z_raw = chunk.float(), z_raw.float()
 
         # Squared distance per step, averaged over each chunk's real steps (padding has no target).
         step_error = (chunk - batch[keys.ACTIONS]).square().sum(-1)
@@ -150,7 +152,8 @@ class LatentAWR(Learner):
                     "planner/weight_max": weight.max().item(),
                     "planner/weight_ess": effective_sample_fraction(weight).item()}
         if cfg.q_weight > 0:  # through the frozen critic and flow into the planner only
-            q = self.q_fn(obs_norm, chunk)
+            with autocast(cfg.compute_dtype, batch[keys.OBS].device):
+                q = self.q_fn(obs_norm, chunk).float()
             q_loss = q_ascent_loss(q)
             info["planner/q_mean"] = q.mean().item()
         loss = cfg.awr_weight * awr_loss + cfg.q_weight * q_loss

@@ -45,6 +45,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, 
     return (values * valid).sum(dim=dim) / valid.sum(dim=dim).clamp_min(1)
 
 
+def autocast(compute_dtype: str, device: torch.device) -> torch.autocast:
+    """The forward passes' context for a learner's ``compute_dtype`` (``configs/checks.py: COMPUTE_DTYPES``):
+    bf16 matrix products under autocast, or nothing changed for "float32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16")
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: Iterable[nn.Parameter],
                    max_grad_norm: float, what: str, **terms: torch.Tensor) -> torch.Tensor:
     """One gradient step on ``loss``: finite check, zero_grad, backward, global-norm clip, step.

@@ -31,6 +31,17 @@ def check_device(device: str, where: str) -> None:
 LR_SCHEDULES = ("constant", "cosine")
 
 
+#: What a learner's ``compute_dtype`` may name: "bfloat16" runs its forward passes under autocast (matrix products
+#: in bf16; weights, optimizer state and losses stay fp32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def check_compute_dtype(dtype: str, where: str) -> None:
+    """One of ``COMPUTE_DTYPES`` (``algorithms/training.py: autocast``)."""
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"{where}: expected {' or '.join(map(repr, COMPUTE_DTYPES))}, got {dtype!r}")
+
+
 def check_lr_schedule(schedule: str, where: str) -> None:
     """One of ``LR_SCHEDULES`` (the flow's and the planner's; ``algorithms/training.py: cosine_learning_rate``)."""
     if schedule not in LR_SCHEDULES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lawr_ext.configs.checks import check_lr_schedule
+from lawr_ext.configs.checks import check_compute_dtype, check_lr_schedule
 from lawr_ext.configs.network import ChunkNetConfig
 from lawr_ext.configs.vision import EncoderConfig
 
@@ -23,6 +23,9 @@ class FlowConfig(ChunkNetConfig):
     batch_size: int = 256           # chunks per gradient step
     num_steps: int = 100_000        # gradient steps of Phase 1
     ema_decay: float = 0.9995       # EMA of the weights; the EMA copy is what gets frozen
+    # "bfloat16": the forward passes and the JVP under autocast, matrix products in bf16 (weights, AdamW, EMA and
+    # the loss stay fp32); a cheaper step where the CPU or GPU multiplies bf16 natively (bench/flow_step.py)
+    compute_dtype: str = "float32"
     # --- Mean Flow objective -------------------------------------------------------------------------------
     # Logit-normal time sampler t = sigmoid(mu + sigma * n), n ~ N(0, 1); wider than MeanFlow's ImageNet
     # (-0.4, 1.0) because the one-step map lives at the corner (t=1, r=0): on the bimodal toy this cut the
@@ -49,6 +52,7 @@ class FlowConfig(ChunkNetConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_lr_schedule(self.lr_schedule, "FlowConfig.lr_schedule")
+        check_compute_dtype(self.compute_dtype, "FlowConfig.compute_dtype")
         if self.loss_space not in ("u", "x"):
             raise ValueError(f"FlowConfig.loss_space: expected 'u' or 'x', got {self.loss_space!r}")
         if not 0.0 <= self.ratio_r_equals_t <= 1.0:

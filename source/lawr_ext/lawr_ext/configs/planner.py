@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lawr_ext.configs.awr import AWRWeightConfig
-from lawr_ext.configs.checks import check_lr_schedule
+from lawr_ext.configs.checks import check_compute_dtype, check_lr_schedule
 
 
 LATENT_SETS = ("ball", "sphere", "box")
@@ -76,6 +76,9 @@ class PlannerConfig(LatentActorConfig):
     max_grad_norm: float = 1.0      # global grad-norm clip of the planner
     batch_size: int = 256           # chunks per gradient step
     num_steps: int = 100_000        # gradient steps of Phase 3
+    # "bfloat16": the planner, the frozen flow and the frozen critic run under autocast while training (matrix
+    # products in bf16; the loss and the planner's weights stay fp32); the exported policy acts in fp32
+    compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +94,7 @@ class PlannerConfig(LatentActorConfig):
         if self.awr_weight == 0 and self.q_weight == 0:
             raise ValueError(f"{name}: awr_weight and q_weight are both 0, so nothing would train the planner")
         check_lr_schedule(self.lr_schedule, f"{name}.lr_schedule")
+        check_compute_dtype(self.compute_dtype, f"{name}.compute_dtype")
         for attr in ("learning_rate", "max_grad_norm"):
             if not getattr(self, attr) > 0:
                 raise ValueError(f"{name}.{attr} must be > 0, got {getattr(self, attr)}")
