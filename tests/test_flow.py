@@ -80,11 +80,12 @@ def test_trained_samples_are_closer_to_held_out_data(toy_flow):
         assert distance < 0.5 * untrained_quality[k_steps], k_steps
 
 
-@pytest.mark.parametrize("arch", ["transformer", "mlp"])
-def test_jvp_target_matches_finite_differences(arch):
+@pytest.mark.parametrize("arch, conditioning", [("transformer", "concat"), ("mlp", "concat"), ("mlp", "film")])
+def test_jvp_target_matches_finite_differences(arch, conditioning):
     torch.set_default_dtype(torch.float64)  # central differences need the precision
     try:
-        learner = MeanFlow(FlowConfig(arch=arch, **TINY), O, H, A, fitted_obs_normalizer(torch.randn(16, O)))
+        learner = MeanFlow(FlowConfig(arch=arch, conditioning=conditioning, **TINY), O, H, A,
+                           fitted_obs_normalizer(torch.randn(16, O)))
         decoder = learner.decoder
         with torch.no_grad():  # random weights everywhere: the zero-initialized output layers would hide terms
             for p in decoder.parameters():
@@ -176,6 +177,25 @@ def test_padded_steps_do_not_enter_the_loss():
     assert losses[0] > 0 and torch.equal(losses[0], losses[1])
     torch.manual_seed(5)
     assert learner.loss(chunk_batch(obs, chunks, torch.zeros(32, H, dtype=torch.bool)))[0] == 0
+
+
+def test_film_conditioning_starts_as_the_concat_network_and_learns_its_modulation():
+    obs, chunks, _ = bimodal_toy(256, torch.Generator().manual_seed(4))
+    normalizer = fitted_obs_normalizer(obs)
+    torch.manual_seed(0)
+    concat = MeanFlow(FlowConfig(arch="mlp", **TINY), O, H, A, normalizer)
+    film = MeanFlow(FlowConfig(arch="mlp", conditioning="film", **TINY), O, H, A, normalizer)
+    missing, unexpected = film.decoder.load_state_dict(concat.decoder.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("net.film.") for key in missing)
+    z, t, r = torch.randn(32, H, A), torch.rand(32), torch.zeros(32)
+    with torch.no_grad():  # the zero-initialized modulation: the same function as the concat network
+        torch.testing.assert_close(film.decoder(z, t, r, normalizer(obs[:32])),
+                                   concat.decoder(z, t, r, normalizer(obs[:32])))
+    for _ in range(3):
+        film.update(chunk_batch(obs, chunks))
+    assert all(layer[-1].weight.abs().sum() > 0 for layer in film.decoder.net.film)
+    with pytest.raises(ValueError, match="FlowConfig.conditioning"):
+        FlowConfig(conditioning="cross_attention")
 
 
 def test_bf16_compute_keeps_fp32_weights_and_a_loss_close_to_fp32():

@@ -97,7 +97,7 @@ def build_chunk_net(cfg: ChunkNetConfig, obs_dim: int, horizon: int, action_dim:
     if cfg.arch == "transformer":
         return ChunkTransformer(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
                                 cfg.time_embed_dim)
-    return ChunkMLP(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.time_embed_dim)
+    return ChunkMLP(horizon, action_dim, obs_dim, cfg.width, cfg.depth, cfg.time_embed_dim, cfg.conditioning)
 
 
 def one_step(net: nn.Module, z: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:

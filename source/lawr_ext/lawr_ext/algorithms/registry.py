@@ -97,7 +97,8 @@ def hashed_config(cfg: TrainConfig, name: str) -> dict:
 #: Settings added after runs were saved, at the value that trains as before they existed: left out of the hash
 #: at that value, so that earlier checkpoints keep loading and resuming.
 LATER_DEFAULTS = {"lr_schedule": "constant", "encoder": asdict(EncoderConfig()), "finetune_encoder": False,
-                  "state_normalization_samples": 0, "compute_dtype": "float32"}
+                  "state_normalization_samples": 0, "compute_dtype": "float32",
+                  "conditioning": "concat"}
 
 
 def _without_later_defaults(settings: dict) -> dict:

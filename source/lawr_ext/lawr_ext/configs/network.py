@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 CHUNK_NET_ARCHS = ("transformer", "mlp")
+MLP_CONDITIONINGS = ("concat", "film")
 
 
 @dataclass
@@ -19,11 +20,17 @@ class ChunkNetConfig:
     num_heads: int = 4              # attention heads (transformer only); must divide width
     mlp_ratio: int = 4              # transformer feed-forward expansion
     time_embed_dim: int = 256       # sinusoidal features per time input (t and t - r) before their MLP
+    # How the mlp arch reads (t, r, obs): "concat", a condition vector beside the flat chunk at the input only;
+    # "film", that and a shift and scale of every residual block's normalized input computed from the condition
+    # (zero-initialized: training starts from the concat network). The transformer always modulates (adaLN-Zero).
+    conditioning: str = "concat"
 
     def __post_init__(self) -> None:
         name = type(self).__name__  # subclasses (FlowConfig) report their own name
         if self.arch not in CHUNK_NET_ARCHS:
             raise ValueError(f"{name}.arch: expected one of {CHUNK_NET_ARCHS}, got {self.arch!r}")
+        if self.conditioning not in MLP_CONDITIONINGS:
+            raise ValueError(f"{name}.conditioning: expected one of {MLP_CONDITIONINGS}, got {self.conditioning!r}")
         for field_name in ("width", "depth", "num_heads", "mlp_ratio", "time_embed_dim"):  # before any division
             if getattr(self, field_name) < 1:
                 raise ValueError(f"{name}.{field_name}: must be >= 1, got {getattr(self, field_name)}")

@@ -10,14 +10,32 @@ from lawr_ext.modules.mlp import ResidualMLP
 
 
 class ChunkMLP(nn.Module):
-    """(z_t [B,H,A], t [B], r [B], obs_norm [B,O]) -> x_hat [B,H,A], the predicted clean chunk."""
+    """(z_t [B,H,A], t [B], r [B], obs_norm [B,O]) -> x_hat [B,H,A], the predicted clean chunk.
 
-    def __init__(self, horizon: int, action_dim: int, obs_dim: int, width: int, depth: int, time_embed_dim: int):
+    The condition (times and observation, one vector) sits beside the flat chunk at the input. With
+    ``conditioning="film"`` it also shifts and scales each residual block's normalized input (FiLM), so every
+    block sees the state and the time, not only what the first layer kept of them."""
+
+    def __init__(self, horizon: int, action_dim: int, obs_dim: int, width: int, depth: int, time_embed_dim: int,
+                 conditioning: str = "concat"):
         super().__init__()
         self.horizon, self.action_dim = horizon, action_dim
         self.condition = FlowCondition(obs_dim, width, time_embed_dim)
         self.net = ResidualMLP(horizon * action_dim + width, width, horizon * action_dim, num_blocks=depth)
+        self.film = None
+        if conditioning == "film":
+            self.film = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width)) for _ in range(depth))
+            for layer in self.film:  # zero: the blocks start as the concat network's
+                nn.init.zeros_(layer[-1].weight)
+                nn.init.zeros_(layer[-1].bias)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([z_t.flatten(1), self.condition(t, r, obs_norm)], dim=-1)
-        return self.net(features).view_as(z_t)
+        cond = self.condition(t, r, obs_norm)
+        features = torch.cat([z_t.flatten(1), cond], dim=-1)
+        if self.film is None:
+            return self.net(features).view_as(z_t)
+        h = self.net.inp(features)
+        for block, film in zip(self.net.blocks, self.film):
+            shift, scale = film(cond).chunk(2, dim=-1)
+            h = h + block.ff(block.norm(h) * (1 + scale) + shift)
+        return self.net.out(h).view_as(z_t)
