@@ -318,11 +318,11 @@ def fitted_obs_normalizer(obs: torch.Tensor):
     return fit_normalizers(obs, torch.zeros(len(obs), 1), "none").obs
 
 
-def small_lawr_policy(decode_steps: int = 1):
+def small_lawr_policy(decode_steps: int = 1, **flow_settings):
     """The real L-AWR policy at toy size: frozen normalizer -> planner (with its radial squash) -> frozen flow
     (``decode_steps`` mean-flow jumps of it). Its normalizer is fitted on observations far from N(0, 1)
     (per-dimension offsets and scales, as joint angles and positions are): mean linspace(-3, 5), std
-    logspace(-2, 1)."""
+    logspace(-2, 1). ``flow_settings`` replace the flow's network settings (e.g. the MLP with FiLM)."""
     from lawr_ext.algorithms.critic import DistributionalCritic
     from lawr_ext.algorithms.flow import build_flow_decoder
     from lawr_ext.algorithms.planner import LatentAWR
@@ -333,7 +333,8 @@ def small_lawr_policy(decode_steps: int = 1):
     obs_dim, horizon, action_dim = EXPORT_DIMS
     normalizer = fitted_obs_normalizer(torch.linspace(-3.0, 5.0, obs_dim)
                                        + torch.logspace(-2, 1, obs_dim) * torch.randn(512, obs_dim))
-    decoder = build_flow_decoder(FlowConfig(width=32, depth=2, num_heads=2, time_embed_dim=16), *EXPORT_DIMS)
+    decoder = build_flow_decoder(FlowConfig(**{"width": 32, "depth": 2, "num_heads": 2, "time_embed_dim": 16,
+                                                **flow_settings}), *EXPORT_DIMS)
     critic = DistributionalCritic(CriticConfig(hidden_dim=16, num_layers=1), *EXPORT_DIMS, normalizer)
     planner_cfg = PlannerConfig(hidden_dim=32, num_blocks=1, decode_steps=decode_steps)
     learner = LatentAWR(planner_cfg, *EXPORT_DIMS, decoder.requires_grad_(False),

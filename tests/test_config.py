@@ -109,7 +109,8 @@ def test_image_presets_layer_their_overlay_on_the_profile_and_the_command_line_s
 
 def test_insertion_preset_layers_its_cpu_overlay_and_leaves_the_other_profiles_and_tasks_alone():
     cpu = load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu"])
-    assert (cpu.flow.batch_size, cpu.flow.num_steps) == (256, 28_000)
+    assert (cpu.flow.batch_size, cpu.flow.num_steps) == (256, 24_000)
+    assert (cpu.flow.conditioning, cpu.flow.compute_dtype) == ("film", "bfloat16")
     assert (cpu.planner.num_steps, cpu.planner.learning_rate, cpu.planner.lr_schedule) == (8000, 1e-3, "cosine")
     assert cpu.planner.decode_steps == 4 and cpu.critic.num_steps == 3000  # the preset's and the profile's own
     assert load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "flow.batch_size=128"]).flow.batch_size == 128
@@ -119,6 +120,7 @@ def test_insertion_preset_layers_its_cpu_overlay_and_leaves_the_other_profiles_a
         assert smoke.flow.batch_size == load_train_config("Bimanual-Chunk", [f"profile={profile}"]).flow.batch_size
     for task in ("Bimanual-Chunk", "Bimanual-Chunk-Insertion-Vision"):
         assert load_train_config(task, ["profile=cpu"]).planner.lr_schedule == "constant"
+        assert load_train_config(task, ["profile=cpu"]).flow.conditioning == "concat"
 
 
 @pytest.mark.parametrize("override, field", [
@@ -177,9 +179,10 @@ def test_runs_saved_before_a_setting_existed_keep_their_checkpoint_hashes():
     """The hashes of the profile=cpu presets as runs saved them. A new setting changes them unless it is left out of
     the hash at the value that trains as before (registry.LATER_DEFAULTS); otherwise every earlier run's checkpoints
     would be refused as "from another run" and no earlier run could be evaluated or resumed."""
-    # Insertion's planner hash moved when its preset took planner.q_weight=0.1 (a preset change, not a new setting)
+    # Insertion's hashes moved when its preset took planner.q_weight=0.1 and then the FiLM flow (preset changes,
+    # not new settings)
     saved = {"Bimanual-Chunk": ["32bb800bf61b853a", "6c5fd96646f750d3", "25ac072c389a6210"],
-             "Bimanual-Chunk-Insertion": ["24c1f66803bdd79b", "04253509ca24de02", "365407984ee31c05"]}
+             "Bimanual-Chunk-Insertion": ["2d92f7993bdd8d66", "3d43605c98d5d7bc", "835ccd3a626a8fd8"]}
     for task, hashes in saved.items():
         cfg = load_train_config(task, ["profile=cpu"])
         assert [config_hash(hashed_config(cfg, p)) for p in ("flow", "critic", "planner")] == hashes, (

@@ -183,11 +183,12 @@ def test_deterministic_baselines_export_to_graphs_that_match_them(tmp_path, meth
         assert policy(obs).std() > 1e-3  # not a constant graph
 
 
-def test_a_planner_acting_through_several_flow_jumps_exports_to_graphs_that_match_it(tmp_path):
+@pytest.mark.parametrize("flow", [{}, {"arch": "mlp", "conditioning": "film"}], ids=["transformer", "mlp_film"])
+def test_a_planner_acting_through_several_flow_jumps_exports_to_graphs_that_match_it(tmp_path, flow):
     """planner.decode_steps > 1 unrolls its jumps into the graph: the export reproduces the multi-jump policy, not
-    the one-step map."""
+    the one-step map; with the default flow and with the Insertion preset's (the MLP with FiLM)."""
     torch.manual_seed(0)
-    policy = randomize_weights_(small_lawr_policy(decode_steps=3), 0.1)
+    policy = randomize_weights_(small_lawr_policy(decode_steps=3, **flow), 0.1)
     metadata = build_metadata(policy, task="Bimanual-Chunk", obs_dim=OBS_DIM, control_rate_hz=50.0, config_hash="0")
     obs = DATA_MEAN + DATA_STD * torch.randn(16, OBS_DIM)
     for fmt, export in (("onnx", export_onnx), ("pt2", export_pt2)):
