@@ -208,12 +208,10 @@ class MeanFlow(Learner):
                              f"expected obs [B, {obs_dim}] and actions [B, {expected[0]}, {expected[1]}]")
         with autocast(self.cfg.compute_dtype, x.device):  # the networks' passes; u and the loss below in fp32
             obs_norm = self.obs_normalizer(obs)
-
-        noise = torch.randn_like(x)
-        t, r = self.sample_times(x.shape[0], x.device)
-        z_t = interpolate(x, noise, t)
-        v = noise - x
-        with autocast(self.cfg.compute_dtype, x.device):
+            noise = torch.randn_like(x)
+            t, r = self.sample_times(x.shape[0], x.device)
+            z_t = interpolate(x, noise, t)
+            v = noise - x
             u_target = self.mean_flow_target(self.decoder, z_t, t, r, obs_norm, v)
             x_hat = self.decoder(z_t, t, r, obs_norm)
         u = average_velocity_from_x(z_t, x_hat, t, self.cfg.time_eps)

@@ -36,6 +36,5 @@ class ChunkMLP(nn.Module):
             return self.net(features).view_as(z_t)
         h = self.net.inp(features)
         for block, film in zip(self.net.blocks, self.film):
-            shift, scale = film(cond).chunk(2, dim=-1)
-            h = h + block.ff(block.norm(h) * (1 + scale) + shift)
+            h = block(h, *film(cond).chunk(2, dim=-1))  # shift, scale
         return self.net.out(h).view_as(z_t)

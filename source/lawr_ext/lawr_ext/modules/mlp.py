@@ -27,8 +27,13 @@ class ResidualBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.ff = nn.Sequential(nn.Linear(width, expansion * width), nn.GELU(), nn.Linear(expansion * width, width))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.ff(self.norm(x))
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+        """x + ff(norm(x)), the normalized input shifted and scaled first when given (FiLM: modules/chunk_mlp.py)."""
+        h = self.norm(x)
+        if shift is not None:
+            h = h * (1 + scale) + shift
+        return x + self.ff(h)
 
 
 class ResidualMLP(nn.Module):
