@@ -32,9 +32,5 @@ class ChunkMLP(nn.Module):
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor, obs_norm: torch.Tensor) -> torch.Tensor:
         cond = self.condition(t, r, obs_norm)
         features = torch.cat([z_t.flatten(1), cond], dim=-1)
-        if self.film is None:
-            return self.net(features).view_as(z_t)
-        h = self.net.inp(features)
-        for block, film in zip(self.net.blocks, self.film):
-            h = block(h, *film(cond).chunk(2, dim=-1))  # shift, scale
-        return self.net.out(h).view_as(z_t)
+        modulation = None if self.film is None else [film(cond).chunk(2, dim=-1) for film in self.film]
+        return self.net(features, modulation).view_as(z_t)

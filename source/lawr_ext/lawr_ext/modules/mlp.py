@@ -29,7 +29,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None,
                 scale: torch.Tensor | None = None) -> torch.Tensor:
-        """x + ff(norm(x)), the normalized input shifted and scaled first when given (FiLM: modules/chunk_mlp.py)."""
+        """x + ff(norm(x)), the normalized input shifted and scaled first when given (FiLM, through ResidualMLP.forward: modules/chunk_mlp.py)."""
         h = self.norm(x)
         if shift is not None:
             h = h * (1 + scale) + shift
@@ -45,5 +45,12 @@ class ResidualMLP(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(num_blocks)])
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.blocks(self.inp(x)))
+    def forward(self, x: torch.Tensor,
+                modulation: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """``modulation``: one (shift, scale) per block, applied to its normalized input (FiLM)."""
+        if modulation is None:
+            return self.out(self.blocks(self.inp(x)))
+        h = self.inp(x)
+        for block, (shift, scale) in zip(self.blocks, modulation, strict=True):
+            h = block(h, shift, scale)
+        return self.out(h)
