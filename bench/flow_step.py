@@ -6,13 +6,14 @@ what bf16 matrix products save.
 
 The Mean Flow target u_tgt = v - (t - r) du/dt needs a forward-mode JVP through the flow, about one more forward
 and backward pass. Rows drawn with r = t (``flow.ratio_r_equals_t`` of them) have u_tgt = v, and the learner
-runs the JVP on the other rows only. Timed, each on the preset's network and batch:
+runs the JVP on the other rows only. Timed, each on the preset's network and batch, in fp32 but the last:
 
     plain flow matching   ratio_r_equals_t = 1: no row needs the JVP (the floor: one forward and backward)
     JVP on every row      the preset's ratio, the JVP run over the whole batch (the target as computed before)
     JVP on r < t rows     the preset's ratio, as MeanFlow.update runs it
     all rows r < t        ratio_r_equals_t = 0: every row needs the JVP
-    bf16 autocast         as the learner runs it, with flow.compute_dtype=bfloat16 (matrix products in bf16)
+    bf16 autocast         as the learner runs it, with flow.compute_dtype=bfloat16 (matrix products in bf16): the
+                          preset's "auto" takes it only where the CPU has native bf16 (AVX-512 BF16 or AMX)
 
 Each figure is the median of ``--steps`` update steps after warm-up, the variants called round-robin so that
 background load hits all alike; ratios are to plain flow matching, from the same run.
@@ -30,6 +31,7 @@ import torch
 from tensordict import TensorDict
 
 from lawr_ext.algorithms.flow import MeanFlow
+from lawr_ext.algorithms.training import native_bf16
 from lawr_ext.configs.train import load_train_config
 from lawr_ext.data import keys
 from lawr_ext.modules.normalizer import fit_normalizers
@@ -65,14 +67,15 @@ def main() -> None:
     torch.manual_seed(0)
     obs_normalizer = fit_normalizers(torch.randn(1024, obs_dim), torch.zeros(1024, 1), "none").obs
     ratio = cfg.flow.ratio_r_equals_t
+    fp32 = dataclasses.replace(cfg.flow, compute_dtype="float32")
     variants = {
-        "plain flow matching": MeanFlow(dataclasses.replace(cfg.flow, ratio_r_equals_t=1.0), obs_dim, horizon,
+        "plain flow matching": MeanFlow(dataclasses.replace(fp32, ratio_r_equals_t=1.0), obs_dim, horizon,
                                         action_dim, obs_normalizer),
-        "JVP on every row": FullBatchJVP(cfg.flow, obs_dim, horizon, action_dim, obs_normalizer),
-        "JVP on r < t rows": MeanFlow(cfg.flow, obs_dim, horizon, action_dim, obs_normalizer),
-        "all rows r < t": MeanFlow(dataclasses.replace(cfg.flow, ratio_r_equals_t=0.0), obs_dim, horizon,
+        "JVP on every row": FullBatchJVP(fp32, obs_dim, horizon, action_dim, obs_normalizer),
+        "JVP on r < t rows": MeanFlow(fp32, obs_dim, horizon, action_dim, obs_normalizer),
+        "all rows r < t": MeanFlow(dataclasses.replace(fp32, ratio_r_equals_t=0.0), obs_dim, horizon,
                                    action_dim, obs_normalizer),
-        "bf16 autocast": MeanFlow(dataclasses.replace(cfg.flow, compute_dtype="bfloat16"), obs_dim, horizon,
+        "bf16 autocast": MeanFlow(dataclasses.replace(fp32, compute_dtype="bfloat16"), obs_dim, horizon,
                                   action_dim, obs_normalizer),
     }
     batch = TensorDict({keys.OBS: torch.randn(batch_size, obs_dim),
@@ -89,7 +92,8 @@ def main() -> None:
     floor = medians["plain flow matching"]
     print(f"{args.task} {' '.join(args.overrides)}: {cfg.flow.arch} width {cfg.flow.width} depth {cfg.flow.depth}, "
           f"batch {batch_size}, H {horizon}, A {action_dim}, ratio_r_equals_t {ratio}, "
-          f"torch threads {torch.get_num_threads()}, {args.steps} steps each")
+          f"torch threads {torch.get_num_threads()}, {args.steps} steps each; CPU {torch.backends.cpu.get_cpu_capability()}, "
+          f"native bf16: {native_bf16(torch.device('cpu'))}")
     print("| variant | ms per step | × plain flow matching |\n|---|---|---|")
     for name, seconds in medians.items():
         print(f"| {name} | {1000 * seconds:.1f} | {seconds / floor:.2f} |")

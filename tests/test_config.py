@@ -110,7 +110,7 @@ def test_image_presets_layer_their_overlay_on_the_profile_and_the_command_line_s
 def test_insertion_preset_layers_its_cpu_overlay_and_leaves_the_other_profiles_and_tasks_alone():
     cpu = load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu"])
     assert (cpu.flow.batch_size, cpu.flow.num_steps) == (256, 24_000)
-    assert (cpu.flow.conditioning, cpu.flow.compute_dtype) == ("film", "bfloat16")
+    assert (cpu.flow.conditioning, cpu.flow.compute_dtype) == ("film", "auto")
     assert (cpu.planner.num_steps, cpu.planner.learning_rate, cpu.planner.lr_schedule) == (8000, 1e-3, "cosine")
     assert cpu.planner.decode_steps == 4 and cpu.critic.num_steps == 3000  # the preset's and the profile's own
     assert load_train_config("Bimanual-Chunk-Insertion", ["profile=cpu", "flow.batch_size=128"]).flow.batch_size == 128

@@ -218,6 +218,31 @@ def test_bf16_compute_keeps_fp32_weights_and_a_loss_close_to_fp32():
     assert any(not torch.equal(b, p) for b, p in zip(before, bf16.decoder.parameters()))
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_compute_dtype_runs_bf16_only_where_the_device_has_it(monkeypatch, native):
+    """compute_dtype="auto": fp32 on a CPU without native bf16 (emulated bf16 is many times slower there), bf16 on
+    one with it; the loss equals the one of the dtype it resolves to."""
+    from lawr_ext.algorithms import training
+
+    training.resolve_compute_dtype.cache_clear()
+    monkeypatch.setattr(training, "native_bf16", lambda device: native)
+    obs, chunks, _ = bimodal_toy(64, torch.Generator().manual_seed(3))
+    normalizer = fitted_obs_normalizer(obs)
+    torch.manual_seed(0)
+    learners = [MeanFlow(FlowConfig(arch="mlp", **TINY, compute_dtype=dtype), O, H, A, normalizer)
+                for dtype in ("auto", "float32", "bfloat16")]
+    for learner in learners[1:]:
+        learner.decoder.load_state_dict(learners[0].decoder.state_dict())
+    losses = []
+    for learner in learners:
+        torch.manual_seed(5)
+        losses.append(learner.loss(chunk_batch(obs, chunks))[0])
+    training.resolve_compute_dtype.cache_clear()
+    assert training.resolve_compute_dtype.__wrapped__("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert torch.equal(losses[0], losses[2] if native else losses[1])
+    assert not torch.equal(losses[0], losses[1] if native else losses[2])
+
+
 def test_bad_config_and_batch_raise_clear_errors():
     with pytest.raises(ValueError, match="FlowConfig.arch"):
         FlowConfig(arch="unet")

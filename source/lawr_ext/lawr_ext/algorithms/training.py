@@ -21,6 +21,7 @@ chunks reduces through ``masked_sum`` / ``masked_mean``. Which reduction each lo
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Iterable
 
@@ -45,10 +46,31 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, 
     return (values * valid).sum(dim=dim) / valid.sum(dim=dim).clamp_min(1)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matrix products in hardware: a CUDA GPU with bf16, or a CPU with AVX-512 BF16 or
+    AMX. Elsewhere autocast emulates them: 15x the seconds of fp32 on an AVX2 CPU (docs/results.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+@functools.cache
+def resolve_compute_dtype(compute_dtype: str, device_type: str) -> str:
+    """"float32" or "bfloat16": what a learner's ``compute_dtype`` (``configs/checks.py: COMPUTE_DTYPES``) means on
+    this machine; "auto" is bf16 only where the device has it natively."""
+    if compute_dtype != "auto":
+        return compute_dtype
+    return "bfloat16" if native_bf16(torch.device(device_type)) else "float32"
+
+
 def autocast(compute_dtype: str, device: torch.device) -> torch.autocast:
-    """The forward passes' context for a learner's ``compute_dtype`` (``configs/checks.py: COMPUTE_DTYPES``):
-    bf16 matrix products under autocast, or nothing changed for "float32"."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bfloat16")
+    """The forward passes' context for a learner's ``compute_dtype``: bf16 matrix products under autocast, or
+    nothing changed for "float32" (and for "auto" where the device lacks native bf16)."""
+    enabled = resolve_compute_dtype(compute_dtype, device.type) == "bfloat16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: Iterable[nn.Parameter],

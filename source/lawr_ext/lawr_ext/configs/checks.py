@@ -32,8 +32,9 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 #: What a learner's ``compute_dtype`` may name: "bfloat16" runs its forward passes under autocast (matrix products
-#: in bf16; weights, optimizer state and losses stay fp32).
-COMPUTE_DTYPES = ("float32", "bfloat16")
+#: in bf16; weights, optimizer state and losses stay fp32); "auto" does so only where the device has native bf16
+#: (``algorithms/training.py: native_bf16``), and runs fp32 elsewhere.
+COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 
 
 def check_compute_dtype(dtype: str, where: str) -> None:

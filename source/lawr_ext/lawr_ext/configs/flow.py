@@ -24,7 +24,8 @@ class FlowConfig(ChunkNetConfig):
     num_steps: int = 100_000        # gradient steps of Phase 1
     ema_decay: float = 0.9995       # EMA of the weights; the EMA copy is what gets frozen
     # "bfloat16": the forward passes and the JVP under autocast, matrix products in bf16 (weights, AdamW, EMA and
-    # the loss stay fp32); a cheaper step where the CPU or GPU multiplies bf16 natively (bench/flow_step.py)
+    # the loss stay fp32); a cheaper step where the CPU or GPU multiplies bf16 natively (bench/flow_step.py), many
+    # times dearer where it does not. "auto": bf16 only where the device has it natively
     compute_dtype: str = "float32"
     # --- Mean Flow objective -------------------------------------------------------------------------------
     # Logit-normal time sampler t = sigmoid(mu + sigma * n), n ~ N(0, 1); wider than MeanFlow's ImageNet

@@ -77,7 +77,8 @@ class PlannerConfig(LatentActorConfig):
     batch_size: int = 256           # chunks per gradient step
     num_steps: int = 100_000        # gradient steps of Phase 3
     # "bfloat16": the planner, the frozen flow and the frozen critic run under autocast while training (matrix
-    # products in bf16; the loss and the planner's weights stay fp32); the exported policy acts in fp32
+    # products in bf16; the loss and the planner's weights stay fp32); the exported policy acts in fp32. "auto": bf16
+    # only where the device has it natively
     compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ from torch import nn
 from lawr_ext.algorithms import registry
 from lawr_ext.algorithms.base import ChunkPolicy, EnvActionPolicy, Learner, freeze
 from lawr_ext.algorithms.stage import StageInputs
+from lawr_ext.algorithms.training import resolve_compute_dtype
 from lawr_ext.configs.train import TrainConfig, train_config_from_dict
 from lawr_ext.data.dataset import ChunkDataset, load_episodes
 from lawr_ext.data.episodes import DatasetError, Episodes
@@ -136,6 +137,9 @@ def run_stage(cfg: TrainConfig, name: str, dataset: ChunkDataset, run_dir: str |
     built = stage.build(settings, inputs).to(cfg.device)
     metrics: dict[str, float] = {}
     if isinstance(built, Learner):
+        if getattr(settings, "compute_dtype", None) == "auto" and world.is_writer and cfg.progress:
+            print(f"{name}: compute_dtype auto -> {resolve_compute_dtype('auto', torch.device(cfg.device).type)}",
+                  flush=True)
         # every stage trains in Phase 1's coordinates: the flow's own (it fits them), later the behaviour model's
         behavior = built if name == "flow" else inputs["flow"]
         metrics = train_stage(cfg, name, built, dataset, run_dir, settings.num_steps, settings.batch_size, world,
