@@ -179,12 +179,14 @@ def test_runs_saved_before_a_setting_existed_keep_their_checkpoint_hashes():
     """The hashes of the profile=cpu presets as runs saved them. A new setting changes them unless it is left out of
     the hash at the value that trains as before (registry.LATER_DEFAULTS); otherwise every earlier run's checkpoints
     would be refused as "from another run" and no earlier run could be evaluated or resumed."""
-    # Insertion's hashes moved when its preset took planner.q_weight=0.1 and then the FiLM flow (preset changes,
-    # not new settings)
-    saved = {"Bimanual-Chunk": ["32bb800bf61b853a", "6c5fd96646f750d3", "25ac072c389a6210"],
-             "Bimanual-Chunk-Insertion": ["2d92f7993bdd8d66", "3d43605c98d5d7bc", "835ccd3a626a8fd8"]}
-    for task, hashes in saved.items():
-        cfg = load_train_config(task, ["profile=cpu"])
+    # Insertion's hashes moved when its preset took planner.q_weight=0.1, the FiLM flow and then compute_dtype=auto
+    # (preset changes, not new settings); its runs saved in bf16 keep theirs under flow.compute_dtype=bfloat16
+    saved = {("Bimanual-Chunk", ()): ["32bb800bf61b853a", "6c5fd96646f750d3", "25ac072c389a6210"],
+             ("Bimanual-Chunk-Insertion", ()): ["88fb1b20ec037325", "6340e250ef8285ab", "599ba72c4a3f524b"],
+             ("Bimanual-Chunk-Insertion", ("flow.compute_dtype=bfloat16",)): ["2d92f7993bdd8d66", "3d43605c98d5d7bc",
+                                                                            "835ccd3a626a8fd8"]}
+    for (task, overrides), hashes in saved.items():
+        cfg = load_train_config(task, ["profile=cpu", *overrides])
         assert [config_hash(hashed_config(cfg, p)) for p in ("flow", "critic", "planner")] == hashes, (
             f"{task}: a new setting changed the checkpoint hashes; add it to registry.LATER_DEFAULTS")
 
