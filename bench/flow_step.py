@@ -92,8 +92,8 @@ def main() -> None:
     floor = medians["plain flow matching"]
     print(f"{args.task} {' '.join(args.overrides)}: {cfg.flow.arch} width {cfg.flow.width} depth {cfg.flow.depth}, "
           f"batch {batch_size}, H {horizon}, A {action_dim}, ratio_r_equals_t {ratio}, "
-          f"torch threads {torch.get_num_threads()}, {args.steps} steps each; CPU {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16: {native_bf16(torch.device('cpu'))}")
+          f"torch threads {torch.get_num_threads()}, {args.steps} steps each; "
+          f"CPU {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16(torch.device('cpu'))}")
     print("| variant | ms per step | × plain flow matching |\n|---|---|---|")
     for name, seconds in medians.items():
         print(f"| {name} | {1000 * seconds:.1f} | {seconds / floor:.2f} |")

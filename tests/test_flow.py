@@ -219,12 +219,13 @@ def test_bf16_compute_keeps_fp32_weights_and_a_loss_close_to_fp32():
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_auto_compute_dtype_runs_bf16_only_where_the_device_has_it(monkeypatch, native):
+def test_auto_compute_dtype_runs_bf16_only_where_the_device_has_it(monkeypatch, request, native):
     """compute_dtype="auto": fp32 on a CPU without native bf16 (emulated bf16 is many times slower there), bf16 on
     one with it; the loss equals the one of the dtype it resolves to."""
     from lawr_ext.algorithms import training
 
-    training.resolve_compute_dtype.cache_clear()
+    training.resolve_compute_dtype.cache_clear()  # its cached answers are this machine's, not the patched one's
+    request.addfinalizer(training.resolve_compute_dtype.cache_clear)  # nor may the patched one's outlive the test
     monkeypatch.setattr(training, "native_bf16", lambda device: native)
     obs, chunks, _ = bimodal_toy(64, torch.Generator().manual_seed(3))
     normalizer = fitted_obs_normalizer(obs)
@@ -237,8 +238,7 @@ def test_auto_compute_dtype_runs_bf16_only_where_the_device_has_it(monkeypatch, 
     for learner in learners:
         torch.manual_seed(5)
         losses.append(learner.loss(chunk_batch(obs, chunks))[0])
-    training.resolve_compute_dtype.cache_clear()
-    assert training.resolve_compute_dtype.__wrapped__("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert training.resolve_compute_dtype("auto", "cpu") == ("bfloat16" if native else "float32")
     assert torch.equal(losses[0], losses[2] if native else losses[1])
     assert not torch.equal(losses[0], losses[1] if native else losses[2])
 

@@ -29,7 +29,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None,
                 scale: torch.Tensor | None = None) -> torch.Tensor:
-        """x + ff(norm(x)), the normalized input shifted and scaled first when given (FiLM, through ResidualMLP.forward: modules/chunk_mlp.py)."""
+        """x + ff(norm(x)), the normalized input shifted and scaled first when given (FiLM, through
+        ResidualMLP.forward: modules/chunk_mlp.py)."""
         h = self.norm(x)
         if shift is not None:
             h = h * (1 + scale) + shift
